@@ -1,0 +1,161 @@
+//! The command line: clap definitions, shared by the binary, the man page and completions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Host provisioning and hardening: plan, apply, roll back, audit.
+#[derive(Debug, Parser)]
+#[command(name = "bollwerk", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options for every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every command.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Target root directory: `/` for this host, or a chroot / image tree.
+    #[arg(long, global = true, default_value = "/", value_name = "DIR", env = "BOLLWERK_ROOT")]
+    pub root: PathBuf,
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output (warnings only, then errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// Colour in text output.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+/// When to use colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Only on a terminal (and not with `NO_COLOR`).
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Output format of results on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON document (versioned schema).
+    Json,
+}
+
+/// A profile argument.
+#[derive(Debug, Args, Clone)]
+pub struct ProfileArg {
+    /// Profile: a path to a TOML file or a built-in name (see `bollwerk profiles`).
+    #[arg(short, long, value_name = "PATH|NAME")]
+    pub profile: String,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a profile; exit 0, or 2 with file:line:column, key and hint.
+    Validate(ProfileArg),
+    /// Show the changes `apply` would make, as diffs (exit 0: nothing to do, 1: changes pending).
+    Plan {
+        /// The profile.
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Apply a profile: validate, back up, write atomically, journal, reload, verify.
+    Apply {
+        /// The profile.
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Apply even when a safety check (lockout guard) refuses.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore every file of a run byte-identically (default: the latest apply run that
+    /// changed something and is not rolled back yet).
+    Rollback {
+        /// The run to roll back (see `bollwerk runs`).
+        run_id: Option<String>,
+        /// Restore even paths that changed since the run (those changes are lost).
+        #[arg(long)]
+        force: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List the run journal.
+    Runs {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List the built-in profiles.
+    Profiles,
+    /// Built-in profiles and the profile reference.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Print the JSON Schema of profiles (for editors).
+    Schema,
+    /// Print the facts bollwerk reads from the target.
+    Facts {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// `bollwerk profile …`.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Print a built-in profile.
+    Show {
+        /// Its name.
+        name: String,
+    },
+    /// Print the profile reference (Markdown, generated from the schema; docs/profile.md).
+    Reference,
+}
+
+/// Sets up `tracing` on stderr from `-v`/`-q` and `RUST_LOG`.
+pub fn init_logging(g: &GlobalArgs) {
+    let level = match (g.verbose as i8) - (g.quiet as i8) {
+        i8::MIN..=-2 => "error",
+        -1 => "warn",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("bollwerk={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,281 @@
+//! Executing a plan: validate every candidate with the real tool first, then back up, write
+//! atomically and journal each change, then run handlers (live systems only).
+//!
+//! Validation happens before anything is activated: candidates are written to a scratch
+//! directory inside the root (`var/lib/bollwerk/tmp/<run>/`), validators read them there, and
+//! only when all pass are the real files replaced, one atomic rename each.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::journal::{self, Journal, JournalHandler, ProfileRef, RunKind, RunStatus};
+use super::{Action, Context, Plan, Validator};
+use crate::error::{Error, Result};
+use crate::root::{Entry, Perms, RelPath};
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    /// The run id (none when there was nothing to do).
+    pub run_id: Option<String>,
+    /// Applied changes: (module, summary).
+    pub applied: Vec<(String, String)>,
+    /// Handlers that ran, with their outcome.
+    pub handlers: Vec<(String, std::result::Result<(), String>)>,
+    /// Handlers skipped because the target is not a live system.
+    pub handlers_skipped: Vec<String>,
+}
+
+/// Test hook: abort the process at a named step (`BOLLWERK_FAILPOINT=name:N` aborts on the
+/// N-th hit). Compiled only with the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+pub fn failpoint(name: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static HITS: AtomicUsize = AtomicUsize::new(0);
+    if let Ok(spec) = std::env::var("BOLLWERK_FAILPOINT")
+        && let Some((n, count)) = spec.split_once(':')
+        && n == name
+    {
+        let hit = HITS.fetch_add(1, Ordering::SeqCst) + 1;
+        if count.parse::<usize>().ok() == Some(hit) {
+            eprintln!("failpoint {name}:{count} hit, aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// No-op without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn failpoint(_name: &str) {}
+
+/// A scratch directory inside the root for validation candidates; removed on drop.
+struct Scratch {
+    host: std::path::PathBuf,
+    in_root: String,
+}
+
+impl Scratch {
+    fn create(cx: &Context, run: &str) -> Result<Scratch> {
+        journal::ensure_state_dir(&cx.root)?;
+        let tmp = RelPath::lit("var/lib/bollwerk/tmp");
+        if !cx.root.entry(&tmp)?.exists() {
+            cx.root.create_dir(&tmp, Perms::root(0o700))?;
+        }
+        let rel = tmp.join(run).map_err(Error::Runtime)?;
+        cx.root.create_dir(&rel, Perms::root(0o700))?;
+        Ok(Scratch {
+            host: cx.root.resolve(&rel),
+            in_root: rel.absolute(),
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.host);
+    }
+}
+
+/// Applies `plan` exactly. The caller holds the lock and has checked refusals.
+///
+/// # Errors
+/// [`Error::Validation`] when a candidate is rejected (nothing changed), any other error when
+/// a step fails (the journal records what was applied).
+pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
+    let mut report = ApplyReport::default();
+    if plan.is_empty() {
+        return Ok(report);
+    }
+    let profile = Some(ProfileRef {
+        name: cx.profile.name(),
+        digest: cx.profile.digest.clone(),
+    });
+    let mut journal = Journal::create(&cx.root, RunKind::Apply, profile)?;
+    report.run_id = Some(journal.id().to_string());
+
+    // 1. Validate all candidates before anything becomes active.
+    if let Err(e) = validate(cx, plan, journal.id()) {
+        journal.close(RunStatus::ValidationFailed, Some(e.to_string()))?;
+        return Err(e);
+    }
+
+    // 2. Execute, journaling each step.
+    for change in &plan.changes {
+        if let Err(e) = execute(cx, &mut journal, change) {
+            let msg = format!("{}: {e}", change.summary);
+            journal.close(RunStatus::Failed, Some(msg.clone()))?;
+            return Err(Error::Runtime(format!(
+                "{msg}\n  what was applied is recorded in run {} (bollwerk rollback {})",
+                journal.id(),
+                journal.id()
+            )));
+        }
+        report.applied.push((change.module.to_string(), change.summary.clone()));
+    }
+
+    // 3. Handlers, only on a live system and only for modules that changed.
+    let changed = plan.changed_modules();
+    for h in plan.handlers.iter().filter(|h| changed.contains(&h.module)) {
+        journal.manifest.handlers.push(JournalHandler {
+            module: h.module.to_string(),
+            program: h.cmd.program.clone(),
+            args: h.cmd.args.clone(),
+        });
+        if cx.live() {
+            let res = cx.runner.run_ok(&cx.root, &h.cmd).map(|_| ()).map_err(|e| e.to_string());
+            report.handlers.push((h.cmd.display(), res));
+        } else {
+            report.handlers_skipped.push(h.cmd.display());
+        }
+    }
+    let failed: Vec<String> = report
+        .handlers
+        .iter()
+        .filter_map(|(c, r)| r.as_ref().err().map(|e| format!("{c}: {e}")))
+        .collect();
+    if failed.is_empty() {
+        journal.close(RunStatus::Applied, None)?;
+    } else {
+        let msg = failed.join("; ");
+        journal.close(RunStatus::Failed, Some(msg.clone()))?;
+        return Err(Error::Runtime(format!(
+            "changes applied (run {}), but a service action failed: {msg}",
+            journal.id()
+        )));
+    }
+    Ok(report)
+}
+
+fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<()> {
+    let mut validators: Vec<Arc<dyn Validator>> = Vec::new();
+    for c in &plan.changes {
+        if let Action::WriteFile { validator: Some(v), .. } = &c.action
+            && !validators.iter().any(|o| Arc::ptr_eq(o, v))
+        {
+            validators.push(v.clone());
+        }
+    }
+    if validators.is_empty() {
+        return Ok(());
+    }
+    let scratch = Scratch::create(cx, run)?;
+    let mut staged = BTreeMap::new();
+    for (i, c) in plan.changes.iter().enumerate() {
+        if let Action::WriteFile { path, content, perms, .. } = &c.action {
+            let name = format!("{:03}-{}", i, path.file_name());
+            let host = scratch.host.join(&name);
+            std::fs::write(&host, content).map_err(|e| Error::io("staging", &host, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(perms.mode & 0o777))
+                .map_err(|e| Error::io("staging", &host, e))?;
+            staged.insert(path.clone(), format!("{}/{name}", scratch.in_root));
+        }
+    }
+    let staged = super::Staged {
+        files: staged,
+        dir_in_root: scratch.in_root.clone(),
+        dir_host: scratch.host.clone(),
+    };
+    for v in validators {
+        tracing::info!(validator = %v.describe(), "validating candidates");
+        if let Err(Error::Validation { path, validator, mut output }) = v.validate(cx, &staged) {
+            // Name the real targets, not the scratch copies, in the tool's message.
+            for (target, cand) in &staged.files {
+                output = output.replace(cand.as_str(), &format!("{target} (candidate)"));
+            }
+            return Err(Error::Validation { path, validator, output });
+        }
+    }
+    Ok(())
+}
+
+fn execute(cx: &Context, journal: &mut Journal, change: &super::Change) -> Result<()> {
+    let root = &cx.root;
+    if let Action::Run { cmd, watch } = &change.action {
+        return run_command(cx, journal, change.module, &change.summary, cmd, watch);
+    }
+    let Some(path) = change.action.path() else {
+        return Ok(());
+    };
+    // Drift between plan and apply means the plan is stale: refuse to act on it.
+    let now = root.entry(path)?;
+    if !same_state(&now, &change.before) {
+        return Err(Error::Runtime(format!("{path} changed since the plan was computed; re-run")));
+    }
+    let seq = journal.begin(change.module, &change.summary, path, None)?;
+    failpoint("apply.after-backup");
+    match &change.action {
+        Action::WriteFile { content, perms, .. } => root.write_atomic(path, content, *perms)?,
+        Action::CreateDir { perms, .. } => root.create_dir(path, *perms)?,
+        Action::SetPerms { perms, .. } => root.set_perms(path, *perms)?,
+        Action::Symlink { target, .. } => root.symlink_atomic(path, target)?,
+        Action::Remove { .. } => root.remove(path)?,
+        Action::Run { .. } => {}
+    }
+    failpoint("apply.after-change");
+    journal.finish(seq)?;
+    Ok(())
+}
+
+fn same_state(a: &Entry, b: &Entry) -> bool {
+    a == b
+}
+
+/// Runs a command, journaling the effect on its watched paths.
+fn run_command(
+    cx: &Context,
+    journal: &mut Journal,
+    module: &str,
+    summary: &str,
+    cmd: &crate::exec::Cmd,
+    watch: &[RelPath],
+) -> Result<()> {
+    let root = &cx.root;
+    let mut before_paths = Vec::new();
+    for w in watch {
+        walk(root, w, &mut before_paths)?;
+    }
+    let mut seqs = Vec::new();
+    for p in &before_paths {
+        seqs.push(journal.begin(module, summary, p, Some(cmd.display()))?);
+    }
+    failpoint("apply.before-command");
+    let result = cx.runner.run_ok(root, cmd);
+    for seq in &seqs {
+        journal.finish(*seq)?;
+    }
+    // Paths the command created.
+    let mut after_paths = Vec::new();
+    for w in watch {
+        walk(root, w, &mut after_paths)?;
+    }
+    for p in after_paths.iter().filter(|p| !before_paths.contains(p)) {
+        let seq = journal.begin(module, summary, p, Some(cmd.display()))?;
+        if let Some(e) = journal.manifest.entries.get_mut(seq - 1) {
+            e.before = Entry::Absent;
+        }
+        journal.finish(seq)?;
+    }
+    journal.prune_unchanged();
+    journal.save()?;
+    result.map(|_| ()).map_err(Error::from)
+}
+
+/// Lists `path` and, for directories, everything below it (directories first).
+fn walk(root: &crate::root::Root, path: &RelPath, out: &mut Vec<RelPath>) -> Result<()> {
+    let e = root.entry(path)?;
+    if !e.exists() {
+        out.push(path.clone());
+        return Ok(());
+    }
+    out.push(path.clone());
+    if let Entry::Dir { .. } = e {
+        for name in root.list_dir(path)? {
+            walk(root, &path.join(&name).map_err(Error::Runtime)?, out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,554 @@
+//! The run journal under `var/lib/bollwerk/runs/<run-id>/`: a manifest (`manifest.json`) with
+//! sha256/mode/owner before and after of every path a run touched, content-addressed backups
+//! (`backup/<sha256>`), the lock file, and rollback.
+//!
+//! The manifest is rewritten atomically after every step, so after a crash it says which
+//! change was in flight; rollback restores byte-identical content, mode and owner, and removes
+//! what the run created.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::root::{Entry, Perms, RelPath, Root};
+
+/// bollwerk's state directory in the target.
+pub const STATE_DIR: &str = "var/lib/bollwerk";
+/// The runs directory.
+pub const RUNS_DIR: &str = "var/lib/bollwerk/runs";
+const LOCK_FILE: &str = "var/lib/bollwerk/lock";
+/// Manifest schema identifier.
+pub const SCHEMA: &str = "bollwerk.run/v1";
+
+/// What kind of run this was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// `bollwerk apply`.
+    Apply,
+    /// `bollwerk rollback`.
+    Rollback,
+}
+
+/// Where a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Still running, or the process died (crash).
+    InProgress,
+    /// Every change was applied.
+    Applied,
+    /// A candidate failed validation; nothing was changed.
+    ValidationFailed,
+    /// Failed part-way; the entries say what was applied.
+    Failed,
+}
+
+/// State of one journal entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryState {
+    /// Backed up, change about to happen (or interrupted).
+    Pending,
+    /// Change done; `after` recorded.
+    Done,
+}
+
+/// One path a run changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Order within the run.
+    pub seq: usize,
+    /// Module that planned the change.
+    pub module: String,
+    /// Human summary.
+    pub summary: String,
+    /// Path.
+    pub path: RelPath,
+    /// What was there before.
+    pub before: Entry,
+    /// What is there after (when done).
+    pub after: Option<Entry>,
+    /// Pending or done.
+    pub state: EntryState,
+    /// The command that caused it, for effects of commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+/// A handler recorded in the journal so rollback can re-run it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JournalHandler {
+    /// Module.
+    pub module: String,
+    /// Program.
+    pub program: String,
+    /// Arguments.
+    pub args: Vec<String>,
+}
+
+/// The manifest of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `bollwerk.run/v1`.
+    pub schema: String,
+    /// Run id (sortable by time).
+    pub id: String,
+    /// Apply or rollback.
+    pub kind: RunKind,
+    /// Start time, RFC 3339.
+    pub started: String,
+    /// End time, RFC 3339.
+    #[serde(default)]
+    pub finished: Option<String>,
+    /// Status.
+    pub status: RunStatus,
+    /// bollwerk version.
+    pub tool_version: String,
+    /// Profile name and digest.
+    #[serde(default)]
+    pub profile: Option<ProfileRef>,
+    /// The run this one rolled back.
+    #[serde(default)]
+    pub rollback_of: Option<String>,
+    /// The rollback run that undid this one.
+    #[serde(default)]
+    pub rolled_back_by: Option<String>,
+    /// Error message for failed runs.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Handlers that ran (or would run on a live system) after the changes.
+    #[serde(default)]
+    pub handlers: Vec<JournalHandler>,
+    /// Changed paths.
+    pub entries: Vec<JournalEntry>,
+}
+
+/// The profile a run applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileRef {
+    /// Name or path.
+    pub name: String,
+    /// sha256 of the merged profile.
+    pub digest: String,
+}
+
+/// Current time as RFC 3339 (seconds).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn new_run_id() -> String {
+    let now = SystemTime::now();
+    let ts: String = humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let nanos = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{ts}-{:04x}", (nanos ^ std::process::id()) & 0xffff)
+}
+
+/// Holds the exclusive lock on a root's state directory.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Creates the state directory (root-only) if needed.
+///
+/// # Errors
+/// On I/O errors.
+pub fn ensure_state_dir(root: &Root) -> Result<()> {
+    for d in ["var", "var/lib"] {
+        let rel = RelPath::lit(d);
+        if !root.entry(&rel)?.exists() {
+            root.create_dir(&rel, Perms::root(0o755))?;
+        }
+    }
+    for d in [STATE_DIR, RUNS_DIR] {
+        let rel = RelPath::lit(d);
+        if !root.entry(&rel)?.exists() {
+            root.create_dir(&rel, Perms::root(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes the run lock of a root (non-blocking).
+///
+/// # Errors
+/// [`Error::Locked`] when another run holds it.
+pub fn lock(root: &Root) -> Result<Lock> {
+    ensure_state_dir(root)?;
+    let path = root.resolve(&RelPath::lit(LOCK_FILE));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("opening lock", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::Locked {
+                path,
+                holder: format!("pid {}", holder.trim()),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
+    }
+    let pid = std::process::id().to_string();
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    if current.trim() != pid {
+        // The pid is informational; rewriting it is only needed when it changed.
+        let _ = file.set_len(0);
+        let _ = file.write_all(pid.as_bytes());
+    }
+    Ok(Lock { _file: file })
+}
+
+/// An open run journal being written.
+#[derive(Debug)]
+pub struct Journal {
+    root: Root,
+    dir: RelPath,
+    /// The manifest as written so far.
+    pub manifest: Manifest,
+}
+
+impl Journal {
+    /// Creates a new run directory and its initial manifest.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn create(root: &Root, kind: RunKind, profile: Option<ProfileRef>) -> Result<Journal> {
+        ensure_state_dir(root)?;
+        let mut id = new_run_id();
+        while root.entry(&RelPath::lit(RUNS_DIR).join(&id).map_err(Error::Runtime)?)?.exists() {
+            id = new_run_id();
+        }
+        let dir = RelPath::lit(RUNS_DIR).join(&id).map_err(Error::Runtime)?;
+        root.create_dir(&dir, Perms::root(0o700))?;
+        root.create_dir(&dir.join("backup").map_err(Error::Runtime)?, Perms::root(0o700))?;
+        let manifest = Manifest {
+            schema: SCHEMA.into(),
+            id,
+            kind,
+            started: now_rfc3339(),
+            finished: None,
+            status: RunStatus::InProgress,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            profile,
+            rollback_of: None,
+            rolled_back_by: None,
+            error: None,
+            handlers: Vec::new(),
+            entries: Vec::new(),
+        };
+        let j = Journal {
+            root: root.clone(),
+            dir,
+            manifest,
+        };
+        j.save()?;
+        Ok(j)
+    }
+
+    /// The run id.
+    pub fn id(&self) -> &str {
+        &self.manifest.id
+    }
+
+    /// Writes the manifest atomically.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn save(&self) -> Result<()> {
+        save_manifest(&self.root, &self.manifest)
+    }
+
+    /// Backs up the current content of `path` (if a file) and records a pending entry.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn begin(&mut self, module: &str, summary: &str, path: &RelPath, command: Option<String>) -> Result<usize> {
+        let before = self.root.entry(path)?;
+        self.backup(path, &before)?;
+        let seq = self.manifest.entries.len() + 1;
+        self.manifest.entries.push(JournalEntry {
+            seq,
+            module: module.to_string(),
+            summary: summary.to_string(),
+            path: path.clone(),
+            before,
+            after: None,
+            state: EntryState::Pending,
+            command,
+        });
+        self.save()?;
+        Ok(seq)
+    }
+
+    /// Records the state of an entry's path after the change.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn finish(&mut self, seq: usize) -> Result<()> {
+        let idx = seq - 1;
+        let path = self.manifest.entries[idx].path.clone();
+        let after = self.root.entry(&path)?;
+        let e = &mut self.manifest.entries[idx];
+        e.after = Some(after);
+        e.state = EntryState::Done;
+        self.save()
+    }
+
+    /// Drops entries whose path did not actually change (effects of commands).
+    pub fn prune_unchanged(&mut self) {
+        self.manifest
+            .entries
+            .retain(|e| e.state == EntryState::Pending || e.after.as_ref() != Some(&e.before));
+        for (i, e) in self.manifest.entries.iter_mut().enumerate() {
+            e.seq = i + 1;
+        }
+    }
+
+    fn backup(&self, path: &RelPath, entry: &Entry) -> Result<()> {
+        if let Entry::File { sha256, .. } = entry {
+            let dest = self.dir.join(&format!("backup/{sha256}")).map_err(Error::Runtime)?;
+            if !self.root.entry(&dest)?.exists() {
+                let content = self
+                    .root
+                    .read(path)?
+                    .ok_or_else(|| Error::Runtime(format!("{path} vanished while backing it up")))?;
+                if crate::root::sha256_hex(&content) != *sha256 {
+                    return Err(Error::Runtime(format!("{path} changed while backing it up")));
+                }
+                self.root.write_atomic(&dest, &content, Perms::root(0o600))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the run finished with a status.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn close(&mut self, status: RunStatus, error: Option<String>) -> Result<()> {
+        self.manifest.status = status;
+        self.manifest.error = error;
+        self.manifest.finished = Some(now_rfc3339());
+        self.save()
+    }
+}
+
+fn manifest_path(id: &str) -> Result<RelPath> {
+    RelPath::lit(RUNS_DIR).join(&format!("{id}/manifest.json")).map_err(Error::Runtime)
+}
+
+fn save_manifest(root: &Root, m: &Manifest) -> Result<()> {
+    let json = serde_json::to_vec_pretty(m).map_err(|e| Error::Runtime(format!("serialising manifest: {e}")))?;
+    root.write_atomic(&manifest_path(&m.id)?, &json, Perms::root(0o600))
+}
+
+/// Reads one run's manifest.
+///
+/// # Errors
+/// [`Error::Usage`] for an unknown run id, I/O and parse errors otherwise.
+pub fn read_manifest(root: &Root, id: &str) -> Result<Manifest> {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return Err(Error::Usage(format!("`{id}` is not a run id")));
+    }
+    let p = manifest_path(id)?;
+    let bytes = root
+        .read(&p)?
+        .ok_or_else(|| Error::Usage(format!("no run `{id}` in {}", root.resolve(&RelPath::lit(RUNS_DIR)).display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Runtime(format!("reading {p}: {e}")))
+}
+
+/// Lists all runs, oldest first.
+///
+/// # Errors
+/// On I/O or parse errors.
+pub fn list_runs(root: &Root) -> Result<Vec<Manifest>> {
+    let mut out = Vec::new();
+    for name in root.list_dir(&RelPath::lit(RUNS_DIR))? {
+        if name.starts_with('.') {
+            continue;
+        }
+        if let Ok(m) = read_manifest(root, &name) {
+            out.push(m);
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackReport {
+    /// The run that was rolled back.
+    pub rolled_back: String,
+    /// The id of the rollback's own journal entry.
+    pub run_id: String,
+    /// Restored paths with what was done.
+    pub restored: Vec<(RelPath, String)>,
+    /// Handlers to run (live systems).
+    pub handlers: Vec<JournalHandler>,
+}
+
+/// Picks the run a bare `bollwerk rollback` undoes: the latest apply run that changed
+/// something and is not rolled back yet.
+///
+/// # Errors
+/// [`Error::Usage`] when there is none.
+pub fn default_rollback_target(root: &Root) -> Result<String> {
+    list_runs(root)?
+        .into_iter()
+        .rev()
+        .find(|m| m.kind == RunKind::Apply && m.rolled_back_by.is_none() && !m.entries.is_empty())
+        .map(|m| m.id)
+        .ok_or_else(|| Error::Usage("no run to roll back: no apply run that changed something and is not rolled back yet".into()))
+}
+
+/// Restores every path of run `id` to its state before the run, byte-identical, in reverse
+/// order. Refuses (exit 2) when a path changed since the run, unless `force`.
+///
+/// # Errors
+/// [`Error::Unsafe`] on conflicts, [`Error::Usage`] for unknown or already rolled back runs,
+/// I/O errors otherwise.
+pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
+    let mut target = read_manifest(root, id)?;
+    if let Some(by) = &target.rolled_back_by {
+        return Err(Error::Usage(format!("run {id} was already rolled back by run {by}")));
+    }
+    let backup_dir = RelPath::lit(RUNS_DIR).join(&format!("{id}/backup")).map_err(Error::Runtime)?;
+    // Conflicts first: nothing is touched when any path changed since the run.
+    let mut conflicts = Vec::new();
+    for e in target.entries.iter().rev() {
+        let cur = root.entry(&e.path)?;
+        let ok = match (&e.state, &e.after) {
+            (EntryState::Done, Some(after)) => same(&cur, after) || same(&cur, &e.before),
+            _ => true, // interrupted: either old or new; restore old
+        };
+        if !ok {
+            conflicts.push(format!("{} changed since run {id}", e.path));
+        }
+        if let Entry::File { sha256, .. } = &e.before {
+            let b = backup_dir.join(sha256).map_err(Error::Runtime)?;
+            match root.read(&b)? {
+                Some(bytes) if crate::root::sha256_hex(&bytes) == *sha256 => {}
+                _ => conflicts.push(format!("backup of {} is missing or corrupt", e.path)),
+            }
+        }
+        if matches!(e.before, Entry::Absent) && matches!(cur, Entry::Dir { .. }) {
+            let created: Vec<&RelPath> = target
+                .entries
+                .iter()
+                .filter(|o| matches!(o.before, Entry::Absent))
+                .map(|o| &o.path)
+                .collect();
+            for child in root.list_dir(&e.path)? {
+                let cp = e.path.join(&child).map_err(Error::Runtime)?;
+                if !created.contains(&&cp) {
+                    conflicts.push(format!("{} contains {cp}, which run {id} did not create", e.path));
+                }
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(Error::Unsafe {
+            reason: format!("cannot roll back run {id} byte-identically:\n  - {}", conflicts.join("\n  - ")),
+            hint: "roll back later runs first, or pass --force to restore anyway (changes made since are lost)".into(),
+        });
+    }
+    let mut journal = Journal::create(root, RunKind::Rollback, target.profile.clone())?;
+    journal.manifest.rollback_of = Some(id.to_string());
+    let mut restored = Vec::new();
+    for e in target.entries.iter().rev() {
+        let cur = root.entry(&e.path)?;
+        if same(&cur, &e.before) {
+            continue;
+        }
+        let seq = journal.begin(&e.module, &format!("restore {}", e.path), &e.path, None)?;
+        let what = restore(root, &backup_dir, &e.path, &e.before, &cur, force)?;
+        journal.finish(seq)?;
+        restored.push((e.path.clone(), what));
+    }
+    journal.manifest.handlers = target.handlers.clone();
+    journal.close(RunStatus::Applied, None)?;
+    target.rolled_back_by = Some(journal.id().to_string());
+    save_manifest(root, &target)?;
+    Ok(RollbackReport {
+        rolled_back: id.to_string(),
+        run_id: journal.id().to_string(),
+        restored,
+        handlers: target.handlers,
+    })
+}
+
+/// Entries compare equal on content, kind, mode and owner.
+fn same(a: &Entry, b: &Entry) -> bool {
+    a == b
+}
+
+fn restore(root: &Root, backup_dir: &RelPath, path: &RelPath, before: &Entry, cur: &Entry, force: bool) -> Result<String> {
+    match before {
+        Entry::Absent => {
+            if let Entry::Dir { .. } = cur
+                && force
+            {
+                let p = root.resolve(path);
+                std::fs::remove_dir_all(&p).map_err(|e| Error::io("removing", p, e))?;
+            } else {
+                root.remove(path)?;
+            }
+            Ok("removed (created by the run)".into())
+        }
+        Entry::File { sha256, perms, .. } => {
+            let bytes = root
+                .read(&backup_dir.join(sha256).map_err(Error::Runtime)?)?
+                .ok_or_else(|| Error::Runtime(format!("backup of {path} is missing")))?;
+            if let Entry::Dir { .. } = cur {
+                root.remove(path)?;
+            }
+            root.write_atomic(path, &bytes, *perms)?;
+            Ok(if matches!(cur, Entry::File { sha256: s, .. } if s == sha256) {
+                "permissions restored".into()
+            } else {
+                "content restored".into()
+            })
+        }
+        Entry::Dir { perms } => {
+            if cur.exists() && !matches!(cur, Entry::Dir { .. }) {
+                root.remove(path)?;
+            }
+            root.create_dir(path, *perms)?;
+            Ok("directory restored".into())
+        }
+        Entry::Symlink { target, uid, gid } => {
+            if let Entry::Dir { .. } = cur {
+                root.remove(path)?;
+            }
+            root.symlink_atomic(path, target)?;
+            root.lchown(path, *uid, *gid)?;
+            Ok(format!("symlink -> {target} restored"))
+        }
+        Entry::Other => Err(Error::Runtime(format!("{path} was a special file; bollwerk does not restore those"))),
+    }
+}
+
+/// The host path of a run directory (for messages).
+pub fn run_dir(root: &Root, id: &str) -> PathBuf {
+    root.resolve(&RelPath::lit(RUNS_DIR)).join(id)
+}

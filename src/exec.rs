@@ -1,0 +1,547 @@
+//! External commands: one [`Runner`] trait, the real [`SystemRunner`] and a scriptable
+//! [`FakeRunner`] for tests.
+//!
+//! A command either runs on the host ([`Place::Host`]) or inside the target root
+//! ([`Place::InRoot`]). Inside a root other than `/`, the program is the root's own binary and
+//! runs in a private mount namespace with a fresh `/proc`, a tmpfs `/run` (with `/run/sshd`) and
+//! a tmpfs `/dev/shm`, chrooted into the root; nothing is mounted in the host's namespace. Every
+//! command gets `LC_ALL=C` and a timeout, and its stderr is carried into the error.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::root::{RelPath, Root};
+
+/// Where a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// The running host, with the host's binaries.
+    Host,
+    /// Inside the target root, with the root's own binaries (chroot when the root is not `/`).
+    InRoot,
+}
+
+/// A command to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    /// Absolute program path (inside the root for [`Place::InRoot`]).
+    pub program: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables (on top of a minimal, fixed environment).
+    pub env: Vec<(String, String)>,
+    /// Data for stdin.
+    pub stdin: Option<Vec<u8>>,
+    /// Host or target root.
+    pub place: Place,
+    /// Killed after this long.
+    pub timeout: Duration,
+}
+
+impl Cmd {
+    /// A command that runs inside the target root.
+    pub fn in_root(program: &str, args: &[&str]) -> Cmd {
+        Cmd {
+            program: program.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            stdin: None,
+            place: Place::InRoot,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// A command that runs on the host.
+    pub fn host(program: &str, args: &[&str]) -> Cmd {
+        Cmd {
+            place: Place::Host,
+            ..Cmd::in_root(program, args)
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, a: impl Into<String>) -> Cmd {
+        self.args.push(a.into());
+        self
+    }
+
+    /// Sets stdin.
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, k: &str, v: &str) -> Cmd {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, t: Duration) -> Cmd {
+        self.timeout = t;
+        self
+    }
+
+    /// The command line, shell-quoted where needed, for plans, logs and errors.
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+/// Quotes a word for display in a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What a finished command produced.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Exit code (`-1` when killed by a signal).
+    pub code: i32,
+    /// Captured stdout.
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// stdout and stderr together, trimmed, for messages.
+    pub fn combined(&self) -> String {
+        let mut s = self.stdout.trim().to_string();
+        if !self.stderr.trim().is_empty() {
+            if !s.is_empty() {
+                s.push('\n');
+            }
+            s.push_str(self.stderr.trim());
+        }
+        s
+    }
+}
+
+/// Why a command could not run or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The program does not exist where it should.
+    #[error("`{program}` is not installed in {place}")]
+    NotFound {
+        /// Program path.
+        program: String,
+        /// "the target root" or "this host".
+        place: String,
+    },
+    /// The program could not be started.
+    #[error("starting `{argv}`")]
+    Spawn {
+        /// The command line.
+        argv: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The program ran longer than its timeout and was killed.
+    #[error("`{argv}` timed out after {secs} s")]
+    Timeout {
+        /// The command line.
+        argv: String,
+        /// The timeout.
+        secs: u64,
+    },
+    /// The program exited non-zero (returned by [`Runner::run_ok`]).
+    #[error("`{argv}` failed with exit code {code}: {output}")]
+    Failed {
+        /// The command line.
+        argv: String,
+        /// Exit code.
+        code: i32,
+        /// What it printed.
+        output: String,
+    },
+}
+
+/// Runs external commands against a root.
+pub trait Runner: Send + Sync {
+    /// Runs `cmd` and returns its output, whatever the exit code.
+    ///
+    /// # Errors
+    /// When the program is missing, cannot be started or times out.
+    fn run(&self, root: &Root, cmd: &Cmd) -> Result<Output, ExecError>;
+
+    /// True when the program of `cmd` exists where it would run.
+    fn available(&self, root: &Root, cmd: &Cmd) -> bool;
+
+    /// Runs `cmd` and fails unless it exits 0.
+    ///
+    /// # Errors
+    /// As [`Runner::run`], plus [`ExecError::Failed`] on a non-zero exit.
+    fn run_ok(&self, root: &Root, cmd: &Cmd) -> Result<Output, ExecError> {
+        let out = self.run(root, cmd)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(ExecError::Failed {
+                argv: cmd.display(),
+                code: out.code,
+                output: out.combined(),
+            })
+        }
+    }
+}
+
+/// Runs real processes.
+#[derive(Debug, Default)]
+pub struct SystemRunner;
+
+fn program_path(root: &Root, cmd: &Cmd) -> std::path::PathBuf {
+    match cmd.place {
+        Place::Host => cmd.program.clone().into(),
+        Place::InRoot => match RelPath::new(&cmd.program) {
+            Ok(rel) => root.resolve_follow(&rel),
+            Err(_) => cmd.program.clone().into(),
+        },
+    }
+}
+
+impl Runner for SystemRunner {
+    fn available(&self, root: &Root, cmd: &Cmd) -> bool {
+        program_path(root, cmd).is_file()
+    }
+
+    fn run(&self, root: &Root, cmd: &Cmd) -> Result<Output, ExecError> {
+        let argv = cmd.display();
+        if !self.available(root, cmd) {
+            return Err(ExecError::NotFound {
+                program: cmd.program.clone(),
+                place: match cmd.place {
+                    Place::Host => "this host".into(),
+                    Place::InRoot => format!("the target root {}", root.path().display()),
+                },
+            });
+        }
+        let mut command = Command::new(&cmd.program);
+        command
+            .args(&cmd.args)
+            .env_clear()
+            .env("LC_ALL", "C")
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", "/root")
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .current_dir("/");
+        if cmd.place == Place::InRoot && !root.is_host() {
+            let jail = Jail::prepare(root).map_err(|source| ExecError::Spawn {
+                argv: argv.clone(),
+                source,
+            })?;
+            // SAFETY: the closure only makes async-signal-safe system calls (unshare, mount,
+            // mkdir, chroot, chdir) on data prepared before the fork.
+            unsafe {
+                command.pre_exec(move || jail.enter());
+            }
+        }
+        tracing::debug!(command = %argv, "running");
+        let mut child = command.spawn().map_err(|source| ExecError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
+        if let (Some(data), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            });
+        }
+        let mut out_pipe = child.stdout.take();
+        let mut err_pipe = child.stderr.take();
+        let out_t = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(p) = out_pipe.as_mut() {
+                let _ = p.read_to_end(&mut s);
+            }
+            s
+        });
+        let err_t = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(p) = err_pipe.as_mut() {
+                let _ = p.read_to_end(&mut s);
+            }
+            s
+        });
+        let start = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if start.elapsed() > cmd.timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(ExecError::Timeout {
+                        argv,
+                        secs: cmd.timeout.as_secs(),
+                    });
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(source) => return Err(ExecError::Spawn { argv, source }),
+            }
+        };
+        let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
+        let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+        let code = status.code().unwrap_or(-1);
+        tracing::debug!(command = %argv, code, "finished");
+        Ok(Output {
+            code,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Everything the forked child needs to enter the root, prepared before the fork.
+struct Jail {
+    root: std::ffi::CString,
+    proc_dir: std::ffi::CString,
+    run_dir: std::ffi::CString,
+    run_sshd: std::ffi::CString,
+    shm_dir: std::ffi::CString,
+    has_proc: bool,
+    has_run: bool,
+    has_shm: bool,
+}
+
+impl Jail {
+    fn prepare(root: &Root) -> std::io::Result<Jail> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &std::path::Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        };
+        let base = root.path();
+        Ok(Jail {
+            root: c(base)?,
+            proc_dir: c(&base.join("proc"))?,
+            run_dir: c(&base.join("run"))?,
+            run_sshd: c(&base.join("run/sshd"))?,
+            shm_dir: c(&base.join("dev/shm"))?,
+            has_proc: base.join("proc").is_dir(),
+            has_run: base.join("run").is_dir(),
+            has_shm: base.join("dev/shm").is_dir(),
+        })
+    }
+
+    fn enter(&self) -> std::io::Result<()> {
+        use nix::mount::{MsFlags, mount};
+        use nix::sched::{CloneFlags, unshare};
+        let errno = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
+        unshare(CloneFlags::CLONE_NEWNS).map_err(errno)?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(errno)?;
+        let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        if self.has_proc {
+            mount(
+                Some("proc"),
+                self.proc_dir.as_c_str(),
+                Some("proc"),
+                nodev | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            )
+            .map_err(errno)?;
+        }
+        if self.has_run {
+            mount(
+                Some("tmpfs"),
+                self.run_dir.as_c_str(),
+                Some("tmpfs"),
+                nodev,
+                Some("mode=0755"),
+            )
+            .map_err(errno)?;
+            nix::unistd::mkdir(
+                self.run_sshd.as_c_str(),
+                nix::sys::stat::Mode::from_bits_truncate(0o755),
+            )
+            .map_err(errno)?;
+        }
+        if self.has_shm {
+            mount(
+                Some("tmpfs"),
+                self.shm_dir.as_c_str(),
+                Some("tmpfs"),
+                nodev,
+                Some("mode=1777"),
+            )
+            .map_err(errno)?;
+        }
+        nix::unistd::chroot(self.root.as_c_str()).map_err(errno)?;
+        nix::unistd::chdir("/").map_err(errno)?;
+        Ok(())
+    }
+}
+
+/// A canned answer for [`FakeRunner`].
+#[derive(Debug, Clone)]
+pub struct FakeResponse {
+    /// Matches when the command line starts with this prefix.
+    pub prefix: String,
+    /// The output to return.
+    pub output: Output,
+}
+
+/// A runner for tests: records every command line and answers from canned responses (first
+/// matching prefix wins; unmatched commands succeed with empty output).
+#[derive(Debug, Default)]
+pub struct FakeRunner {
+    responses: Mutex<Vec<FakeResponse>>,
+    log: Mutex<Vec<String>>,
+    missing: Mutex<Vec<String>>,
+}
+
+impl FakeRunner {
+    /// A runner where every command succeeds silently.
+    pub fn new() -> FakeRunner {
+        FakeRunner::default()
+    }
+
+    /// Answers commands starting with `prefix` with exit `code` and `stdout`.
+    pub fn respond(&self, prefix: &str, code: i32, stdout: &str) -> &Self {
+        self.push(prefix, code, stdout, "")
+    }
+
+    /// Answers commands starting with `prefix` with exit `code`, `stdout` and `stderr`.
+    pub fn push(&self, prefix: &str, code: i32, stdout: &str, stderr: &str) -> &Self {
+        if let Ok(mut r) = self.responses.lock() {
+            r.insert(
+                0,
+                FakeResponse {
+                    prefix: prefix.to_string(),
+                    output: Output {
+                        code,
+                        stdout: stdout.to_string(),
+                        stderr: stderr.to_string(),
+                    },
+                },
+            );
+        }
+        self
+    }
+
+    /// Makes `program` unavailable.
+    pub fn missing(&self, program: &str) -> &Self {
+        if let Ok(mut m) = self.missing.lock() {
+            m.push(program.to_string());
+        }
+        self
+    }
+
+    /// The command lines run so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Runner for FakeRunner {
+    fn available(&self, _root: &Root, cmd: &Cmd) -> bool {
+        self.missing
+            .lock()
+            .map(|m| !m.contains(&cmd.program))
+            .unwrap_or(true)
+    }
+
+    fn run(&self, root: &Root, cmd: &Cmd) -> Result<Output, ExecError> {
+        if !self.available(root, cmd) {
+            return Err(ExecError::NotFound {
+                program: cmd.program.clone(),
+                place: "the target root".into(),
+            });
+        }
+        let line = cmd.display();
+        if let Ok(mut l) = self.log.lock() {
+            l.push(line.clone());
+        }
+        let responses = self.responses.lock().map(|r| r.clone()).unwrap_or_default();
+        Ok(responses
+            .into_iter()
+            .find(|r| line.starts_with(&r.prefix))
+            .map(|r| r.output)
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("/usr/sbin/sshd"), "/usr/sbin/sshd");
+    }
+
+    #[test]
+    fn system_runner_captures_output_and_exit_code() {
+        let root = Root::new("/").unwrap();
+        let out = SystemRunner
+            .run(&root, &Cmd::host("/bin/sh", &["-c", "echo out; echo err >&2; exit 3"]))
+            .unwrap();
+        assert_eq!(out.code, 3);
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+        let err = SystemRunner
+            .run(&root, &Cmd::host("/nonexistent/prog", &[]))
+            .unwrap_err();
+        assert!(matches!(err, ExecError::NotFound { .. }));
+        let err = SystemRunner
+            .run(
+                &root,
+                &Cmd::host("/bin/sleep", &["5"]).timeout(Duration::from_millis(100)),
+            )
+            .unwrap_err();
+        assert!(matches!(err, ExecError::Timeout { .. }));
+    }
+
+    #[test]
+    fn fake_runner_matches_prefixes() {
+        let root = Root::new("/").unwrap();
+        let f = FakeRunner::new();
+        f.respond("/usr/sbin/sshd -T", 0, "port 22\n");
+        let out = f.run(&root, &Cmd::in_root("/usr/sbin/sshd", &["-T"])).unwrap();
+        assert_eq!(out.stdout, "port 22\n");
+        assert_eq!(f.log(), vec!["/usr/sbin/sshd -T".to_string()]);
+    }
+}

@@ -1,0 +1,62 @@
+//! Modules: one per concern, each a function of (its profile section, facts) → changes.
+//!
+//! Modules plan in a fixed order (host, users, sshd) so later modules can see what earlier
+//! ones will write (e.g. the lockout guard reads the planned `etc/passwd` and
+//! `authorized_keys`). Cross-module safety checks run after all modules planned.
+
+pub mod host;
+pub mod lockout;
+pub mod sshd;
+pub mod users;
+
+use crate::engine::{Context, Finding, Plan};
+use crate::error::Result;
+
+/// A concern bollwerk manages.
+pub trait Module: Sync {
+    /// Short name (`sshd`), used in plans and journals.
+    fn name(&self) -> &'static str;
+    /// Adds this module's changes to `plan`. Read-only: never touches the target.
+    ///
+    /// # Errors
+    /// When the target's state cannot be read or the profile conflicts with it.
+    fn plan(&self, cx: &Context, plan: &mut Plan) -> Result<()>;
+    /// Checks the target after apply (re-reads state; e.g. `sshd -T`).
+    ///
+    /// # Errors
+    /// When the state cannot be read.
+    fn verify(&self, _cx: &Context) -> Result<Vec<Finding>> {
+        Ok(Vec::new())
+    }
+}
+
+/// All modules in planning order.
+pub fn all() -> Vec<&'static dyn Module> {
+    vec![&host::Host, &users::Users, &sshd::Sshd]
+}
+
+/// Plans every module, then runs the cross-module safety checks.
+///
+/// # Errors
+/// The first module error.
+pub fn plan_all(cx: &Context) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for m in all() {
+        let _span = tracing::info_span!("plan", module = m.name()).entered();
+        m.plan(cx, &mut plan)?;
+    }
+    lockout::check(cx, &mut plan)?;
+    Ok(plan)
+}
+
+/// Runs every module's verification.
+///
+/// # Errors
+/// The first module error.
+pub fn verify_all(cx: &Context) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    for m in all() {
+        out.extend(m.verify(cx)?);
+    }
+    Ok(out)
+}

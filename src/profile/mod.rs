@@ -1,0 +1,639 @@
+//! Profiles: loading TOML (a path or a built-in name), the `extends` chain and its merge rules,
+//! strict validation with file:line:column errors and hints, and the JSON Schema.
+//!
+//! Merge rules (documented in `docs/profile.md`):
+//! - tables merge key by key, the extending profile wins on every key it sets;
+//! - arrays of tables with an identity merge by it: `users` and `groups` by `name` (an entry of
+//!   the extending profile is merged into the base entry of the same name, new ones are appended);
+//! - inside a user, `ssh_keys` and `ssh_keys_from` are unions (base first, duplicates dropped);
+//! - every other array is replaced as a whole.
+
+pub mod reference;
+pub mod types;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::modules::host::HostSection;
+use crate::modules::sshd::SshSection;
+use crate::modules::users::{GroupSpec, UserSpec};
+
+/// A complete, merged and validated profile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "bollwerk profile")]
+pub struct Profile {
+    /// Profile this one builds on: a built-in name (`baseline`) or a path relative to this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// Free text shown in `bollwerk profiles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Host identity: host name, time zone, root password.
+    #[serde(default)]
+    pub host: HostSection,
+    /// Local groups to create (besides the users' own groups).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupSpec>,
+    /// Local users with their groups, sudo rights and SSH keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserSpec>,
+    /// OpenSSH server hardening. Absent: sshd is not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshSection>,
+}
+
+/// Arrays of tables merged by an identity key: (array path, identity key).
+const KEYED_ARRAYS: &[(&str, &str)] = &[("users", "name"), ("groups", "name")];
+/// Arrays merged as a union (path with `[]` standing for "any element of a keyed array").
+const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
+
+/// The built-in profiles, embedded from `profiles/`.
+pub const BUILTIN: &[(&str, &str)] = &[("baseline", include_str!("../../profiles/baseline.toml"))];
+
+/// Where a profile's text came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Source {
+    /// A built-in profile.
+    Builtin(String),
+    /// A file.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Builtin(n) => write!(f, "profiles/{n}.toml (built-in)"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A profile error, with position, key and hint (boxed: errors stay small on the happy path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileError(Box<ProfileErrorDetail>);
+
+impl std::ops::Deref for ProfileError {
+    type Target = ProfileErrorDetail;
+    fn deref(&self) -> &ProfileErrorDetail {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ProfileError {
+    fn deref_mut(&mut self) -> &mut ProfileErrorDetail {
+        &mut self.0
+    }
+}
+
+/// The details of a [`ProfileError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileErrorDetail {
+    /// The file (or built-in) the error is in.
+    pub source: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// Dotted key path (`ssh.port`, `users[0].ssh_keys[1]`), when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+    /// The offending source line, for context.
+    pub excerpt: Option<String>,
+}
+
+impl std::fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some((l, c)) = self.position {
+            write!(f, ":{l}:{c}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(k) = &self.key {
+            write!(f, "`{k}`: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let (Some(ex), Some((l, c))) = (&self.excerpt, self.position) {
+            let w = l.to_string().len();
+            write!(
+                f,
+                "\n {:w$} |\n {l} | {ex}\n {:w$} | {:>c$}",
+                "",
+                "",
+                "^",
+                w = w,
+                c = c
+            )?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+impl ProfileError {
+    fn new(source: &Source, message: impl Into<String>) -> ProfileError {
+        ProfileError(Box::new(ProfileErrorDetail {
+            source: source.to_string(),
+            position: None,
+            key: None,
+            message: message.into(),
+            hint: None,
+            excerpt: None,
+        }))
+    }
+
+    fn at(mut self, text: &str, offset: usize) -> ProfileError {
+        let (line, col) = line_col(text, offset);
+        self.position = Some((line, col));
+        self.excerpt = text.lines().nth(line - 1).map(|s| s.to_string());
+        self
+    }
+
+    /// Adds a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> ProfileError {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// One file of an `extends` chain, parsed and checked on its own.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// Where it came from.
+    pub source: Source,
+    /// Its text.
+    pub text: String,
+    /// Its TOML table.
+    pub table: toml::Table,
+}
+
+/// A loaded profile: the merged result plus the chain it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The merged, validated profile.
+    pub profile: Profile,
+    /// The chain, base first.
+    pub layers: Vec<Layer>,
+    /// sha256 of the merged profile (as canonical JSON), recorded in run journals.
+    pub digest: String,
+}
+
+impl Loaded {
+    /// A short name for reports: the last layer's source.
+    pub fn name(&self) -> String {
+        self.layers
+            .last()
+            .map(|l| l.source.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Finds a built-in profile by name.
+pub fn builtin(name: &str) -> Option<&'static str> {
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+fn looks_like_path(spec: &str) -> bool {
+    spec.contains('/') || spec.ends_with(".toml")
+}
+
+/// Loads a profile given as a path or a built-in name, resolving `extends`.
+///
+/// # Errors
+/// A [`ProfileError`] for unreadable files, TOML syntax errors, unknown keys, invalid values,
+/// `extends` cycles and semantic errors, each with file position and hint.
+pub fn load(spec: &str) -> Result<Loaded, ProfileError> {
+    let mut layers = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut next = Some((spec.to_string(), None::<PathBuf>));
+    while let Some((spec, base_dir)) = next.take() {
+        if layers.len() >= 8 {
+            return Err(ProfileError::new(
+                &Source::Builtin(spec),
+                "`extends` chain is deeper than 8 profiles",
+            ));
+        }
+        let (source, text) = read_source(&spec, base_dir.as_deref(), layers.last())?;
+        let ident = source.to_string();
+        if !seen.insert(ident.clone()) {
+            return Err(ProfileError::new(&source, "`extends` forms a cycle")
+                .with_hint("remove the `extends` line that points back to a profile in the chain"));
+        }
+        let layer = parse_layer(source, text)?;
+        if let Some(ext) = layer.table.get("extends").and_then(|v| v.as_str()) {
+            let dir = match &layer.source {
+                Source::File(p) => p.parent().map(Path::to_path_buf),
+                Source::Builtin(_) => None,
+            };
+            next = Some((ext.to_string(), dir));
+        }
+        layers.push(layer);
+    }
+    layers.reverse();
+    let mut merged = toml::Table::new();
+    for layer in &layers {
+        merge_table(&mut merged, layer.table.clone(), "");
+    }
+    merged.remove("extends");
+    let profile: Profile = toml::Value::Table(merged.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            let last = layers.last().map(|l| l.source.clone()).unwrap_or(Source::Builtin("?".into()));
+            ProfileError::new(&last, format!("merged profile is invalid: {}", e.message()))
+        })?;
+    let profile = Profile {
+        extends: layers.last().and_then(|l| l.table.get("extends")).and_then(|v| v.as_str()).map(str::to_string),
+        ..profile
+    };
+    check_semantics(&profile, &layers)?;
+    let digest = crate::root::sha256_hex(
+        serde_json::to_string(&profile)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    Ok(Loaded {
+        profile,
+        layers,
+        digest,
+    })
+}
+
+fn read_source(
+    spec: &str,
+    base_dir: Option<&Path>,
+    child: Option<&Layer>,
+) -> Result<(Source, String), ProfileError> {
+    if !looks_like_path(spec) {
+        if let Some(text) = builtin(spec) {
+            return Ok((Source::Builtin(spec.to_string()), text.to_string()));
+        }
+        let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        let mut err = match child {
+            Some(c) => locate_err(c, &["extends"], format!("unknown built-in profile `{spec}`")),
+            None => ProfileError::new(&Source::Builtin(spec.to_string()), format!("unknown built-in profile `{spec}`")),
+        };
+        let hint = match did_you_mean(spec, names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`? built-in profiles: {}; a file path needs a `/` or `.toml`", names.join(", ")),
+            None => format!("built-in profiles: {}; a file path needs a `/` or `.toml`", names.join(", ")),
+        };
+        err.hint = Some(hint);
+        return Err(err);
+    }
+    let path = match base_dir {
+        Some(d) if Path::new(spec).is_relative() => d.join(spec),
+        _ => PathBuf::from(spec),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok((Source::File(path), t)),
+        Err(e) => {
+            let msg = format!("cannot read profile {}: {e}", path.display());
+            Err(match child {
+                Some(c) => locate_err(c, &["extends"], msg),
+                None => ProfileError::new(&Source::File(path), format!("cannot read profile: {e}")),
+            })
+        }
+    }
+}
+
+/// Parses one layer and checks it against the profile types on its own (so errors point into
+/// the right file).
+fn parse_layer(source: Source, text: String) -> Result<Layer, ProfileError> {
+    let de = toml::Deserializer::parse(&text).map_err(|e| {
+        let mut err = ProfileError::new(&source, format!("TOML syntax error: {}", first_line(e.message())));
+        if let Some(span) = e.span() {
+            err = err.at(&text, span.start);
+        }
+        err.with_hint("check quotes, brackets and `key = value` syntax")
+    })?;
+    let checked: Result<Profile, _> = serde_path_to_error::deserialize(de);
+    if let Err(e) = checked {
+        let path = e.path().to_string();
+        let inner = e.inner();
+        let (message, hint) = explain(inner.message(), &path);
+        let mut err = ProfileError::new(&source, message);
+        if path != "." && !path.is_empty() {
+            err.key = Some(path);
+        }
+        if let Some(span) = inner.span() {
+            err = err.at(&text, span.start);
+        }
+        err.hint = hint;
+        return Err(err);
+    }
+    let table: toml::Table = toml::from_str(&text).map_err(|e| ProfileError::new(&source, e.message().to_string()))?;
+    Ok(Layer {
+        source,
+        text,
+        table,
+    })
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Turns a serde message into our wording plus a hint.
+fn explain(message: &str, path: &str) -> (String, Option<String>) {
+    let section = path.rsplit_once('.').map(|(s, _)| s).unwrap_or("");
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (name, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected = backticked(tail);
+        let place = if section.is_empty() {
+            "at the top level".to_string()
+        } else {
+            format!("in [{section}]")
+        };
+        let msg = format!("unknown key `{name}` {place}");
+        let hint = match did_you_mean(name, expected.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if expected.is_empty() => "this table takes no keys".to_string(),
+            None => format!("valid keys: {}", expected.join(", ")),
+        };
+        return (msg, Some(hint));
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let (name, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected = backticked(tail);
+        let hint = match did_you_mean(name, expected.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`? valid values: {}", expected.join(", ")),
+            None => format!("valid values: {}", expected.join(", ")),
+        };
+        return (format!("invalid value `{name}`"), Some(hint));
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or(rest);
+        return (
+            format!("missing required key `{name}`"),
+            Some(format!("add `{name} = …` to this entry")),
+        );
+    }
+    if message.starts_with("invalid type") {
+        return (message.to_string(), Some(type_hint(path)));
+    }
+    (message.to_string(), None)
+}
+
+fn type_hint(path: &str) -> String {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    if leaf.contains("mode") {
+        "write modes as quoted octal strings, e.g. \"0750\"".into()
+    } else {
+        "see `bollwerk schema` or docs/profile.md for the expected type".into()
+    }
+}
+
+fn backticked(s: &str) -> Vec<String> {
+    s.split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, w)| w.to_string())
+        .collect()
+}
+
+/// The closest candidate by edit distance, if close enough to be a typo.
+pub fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    let prefix = |c: &str| name.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 4) && *d < c.len())
+        .min_by_key(|(d, c)| (*d, usize::MAX - prefix(c)))
+        .map(|(_, c)| c.to_string())
+}
+
+fn merge_table(base: &mut toml::Table, child: toml::Table, path: &str) {
+    for (k, v) in child {
+        let sub = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        let existing = base.remove(&k);
+        let merged = match (existing, v) {
+            (Some(toml::Value::Table(mut b)), toml::Value::Table(c)) => {
+                merge_table(&mut b, c, &sub);
+                toml::Value::Table(b)
+            }
+            (Some(toml::Value::Array(b)), toml::Value::Array(c)) => toml::Value::Array(merge_array(b, c, &sub)),
+            (_, v) => v,
+        };
+        base.insert(k, merged);
+    }
+}
+
+fn merge_array(base: Vec<toml::Value>, child: Vec<toml::Value>, path: &str) -> Vec<toml::Value> {
+    let generic = generic_path(path);
+    if let Some((_, key)) = KEYED_ARRAYS.iter().find(|(p, _)| *p == generic) {
+        let mut out = base;
+        for c in child {
+            let id = c.get(*key).cloned();
+            let pos = id.as_ref().and_then(|id| out.iter().position(|b| b.get(*key) == Some(id)));
+            match (pos, c) {
+                (Some(i), toml::Value::Table(ct)) => {
+                    if let toml::Value::Table(bt) = &mut out[i] {
+                        merge_table(bt, ct, &format!("{path}[]"));
+                    }
+                }
+                (_, c) => out.push(c),
+            }
+        }
+        return out;
+    }
+    if UNION_ARRAYS.contains(&generic.as_str()) {
+        let mut out = base;
+        for c in child {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        return out;
+    }
+    child
+}
+
+/// `users[].ssh_keys` for `users[].ssh_keys` (paths carry `[]` for keyed-array elements).
+fn generic_path(path: &str) -> String {
+    path.to_string()
+}
+
+/// Builds an error located at a key path in a layer.
+fn locate_err(layer: &Layer, path: &[&str], message: impl Into<String>) -> ProfileError {
+    let mut err = ProfileError::new(&layer.source, message);
+    err.key = Some(path.join("."));
+    if let Some(off) = locate(&layer.text, path) {
+        err = err.at(&layer.text, off);
+    }
+    err
+}
+
+/// Finds the byte offset of a key path (`["users", "deploy", "sudo"]`: array elements are
+/// addressed by their `name`) in TOML text.
+pub fn locate(text: &str, path: &[&str]) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut offset = None;
+    let mut i = 0;
+    while i < path.len() {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == path[i])?;
+        offset = Some(k.span().start);
+        i += 1;
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            toml::de::DeValue::Array(a) if i < path.len() => {
+                let want = path[i];
+                let elem = a.iter().find(|e| {
+                    e.get_ref()
+                        .as_table()
+                        .and_then(|t| t.iter().find(|(k, _)| k.get_ref().as_ref() == "name" || k.get_ref().as_ref() == "path"))
+                        .and_then(|(_, v)| v.get_ref().as_str())
+                        == Some(want)
+                })?;
+                offset = Some(elem.span().start);
+                i += 1;
+                match elem.get_ref().as_table() {
+                    Some(t) => table = t,
+                    None => return offset,
+                }
+            }
+            _ => return offset,
+        }
+    }
+    offset
+}
+
+/// The last layer that mentions a key path (for semantic errors in merged profiles).
+fn owner_layer<'a>(layers: &'a [Layer], path: &[&str]) -> Option<&'a Layer> {
+    layers.iter().rev().find(|l| locate(&l.text, path).is_some())
+}
+
+/// Builds an error for a key path, located in the last layer that sets it.
+pub fn error_at(loaded_layers: &[Layer], path: &[&str], message: impl Into<String>) -> ProfileError {
+    match owner_layer(loaded_layers, path).or_else(|| loaded_layers.last()) {
+        Some(l) => locate_err(l, path, message),
+        None => ProfileError::new(&Source::Builtin("?".into()), message),
+    }
+}
+
+/// Cross-field checks that a single key's type cannot express.
+fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
+    crate::modules::users::check_profile(p, layers)?;
+    if let Some(ssh) = &p.ssh {
+        crate::modules::sshd::check_profile(ssh, layers)?;
+    }
+    Ok(())
+}
+
+/// The JSON Schema of the profile.
+pub fn schema() -> serde_json::Value {
+    let s = schemars::schema_for!(Profile);
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn unknown_key_has_position_and_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "site.toml", "[ssh]\nport = 22\npasword_authentication = false\n");
+        let e = load(&p).unwrap_err();
+        assert_eq!(e.position, Some((3, 1)));
+        assert_eq!(e.key.as_deref(), Some("ssh.pasword_authentication"));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `password_authentication`?"));
+        let shown = e.to_string();
+        assert!(shown.contains("site.toml:3:1"), "{shown}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "a.toml", "[ssh]\nport = 70000\n");
+        let e = load(&p).unwrap_err();
+        assert_eq!(e.position, Some((2, 8)));
+        assert!(e.message.contains("out of range"), "{}", e.message);
+        let p = write(dir.path(), "b.toml", "[[users]]\nname = \"Bad Name\"\n");
+        let e = load(&p).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("users[0].name"));
+        let p = write(dir.path(), "c.toml", "[[users]]\nname = \"x\"\nsudo = \"nopassword\"\n");
+        let e = load(&p).unwrap_err();
+        assert!(e.hint.as_ref().unwrap().contains("did you mean `nopasswd`"));
+        let p = write(dir.path(), "d.toml", "[ssh\n");
+        let e = load(&p).unwrap_err();
+        assert!(e.message.starts_with("TOML syntax error"));
+        assert!(e.position.is_some());
+    }
+
+    #[test]
+    fn extends_merges_users_by_name_and_unions_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let k1 = crate::sshkeys::tests::ED25519;
+        write(
+            dir.path(),
+            "base.toml",
+            &format!("[ssh]\nport = 22\nmax_auth_tries = 3\n[[users]]\nname = \"deploy\"\ngroups = [\"sudo\"]\nssh_keys = [\"{k1}\"]\n"),
+        );
+        let child = write(
+            dir.path(),
+            "child.toml",
+            "extends = \"base.toml\"\n[ssh]\nport = 2222\n[[users]]\nname = \"deploy\"\nshell = \"/bin/zsh\"\n[[users]]\nname = \"app\"\n",
+        );
+        let l = load(&child).unwrap();
+        let ssh = l.profile.ssh.unwrap();
+        assert_eq!(ssh.port.map(|p| p.0), Some(2222));
+        assert_eq!(ssh.max_auth_tries, Some(3));
+        assert_eq!(l.profile.users.len(), 2);
+        assert_eq!(l.profile.users[0].ssh_keys.len(), 1);
+        assert_eq!(l.profile.users[0].shell.as_ref().unwrap().as_str(), "/bin/zsh");
+        assert_eq!(l.layers.len(), 2);
+    }
+
+    #[test]
+    fn extends_cycles_and_unknown_builtins() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.toml", "extends = \"b.toml\"\n");
+        let b = write(dir.path(), "b.toml", "extends = \"a.toml\"\n");
+        assert!(load(&b).unwrap_err().message.contains("cycle"));
+        let c = write(dir.path(), "c.toml", "extends = \"baselin\"\n");
+        let e = load(&c).unwrap_err();
+        assert_eq!(e.position, Some((1, 1)));
+        assert!(e.hint.as_ref().unwrap().contains("did you mean `baseline`"));
+    }
+
+    #[test]
+    fn builtins_load() {
+        for (name, _) in BUILTIN {
+            load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn schema_lists_sections() {
+        let s = schema();
+        let props = &s["properties"];
+        assert!(props.get("ssh").is_some());
+        assert!(props.get("users").is_some());
+    }
+}
