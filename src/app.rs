@@ -45,15 +45,29 @@ fn use_color(c: Color) -> bool {
 }
 
 fn w(out: &mut dyn Write, s: &str) -> Result<()> {
-    out.write_all(s.as_bytes()).map_err(|e| Error::io("writing output", "stdout", e))
+    out.write_all(s.as_bytes())
+        .map_err(|e| Error::io("writing output", "stdout", e))
 }
 
-fn dispatch(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write, color: bool) -> Result<ExitStatus> {
+fn dispatch(
+    cli: &Cli,
+    runner: &dyn Runner,
+    out: &mut dyn Write,
+    color: bool,
+) -> Result<ExitStatus> {
     let root_path = &cli.global.root;
     match &cli.command {
         Command::Validate(p) => {
             let l = profile::load(&p.profile)?;
-            w(out, &format!("{}: valid ({} layer{})\n", l.name(), l.layers.len(), if l.layers.len() == 1 { "" } else { "s" }))?;
+            w(
+                out,
+                &format!(
+                    "{}: valid ({} layer{})\n",
+                    l.name(),
+                    l.layers.len(),
+                    if l.layers.len() == 1 { "" } else { "s" }
+                ),
+            )?;
             Ok(ExitStatus::Ok)
         }
         Command::Plan { profile, format } => {
@@ -73,8 +87,24 @@ fn dispatch(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write, color: bool) ->
                 ExitStatus::Pending
             })
         }
-        Command::Apply { profile, format, force } => apply(root_path, &profile.profile, *force, *format, runner, out, color),
-        Command::Rollback { run_id, force, format } => {
+        Command::Apply {
+            profile,
+            format,
+            force,
+        } => apply(
+            root_path,
+            &profile.profile,
+            *force,
+            *format,
+            runner,
+            out,
+            color,
+        ),
+        Command::Rollback {
+            run_id,
+            force,
+            format,
+        } => {
             let root = Root::new(root_path)?;
             let _lock = journal::lock(&root)?;
             let id = match run_id {
@@ -86,7 +116,10 @@ fn dispatch(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write, color: bool) ->
             let facts = crate::facts::Facts::gather(&root, runner)?;
             let mut handler_errors = Vec::new();
             for h in &report.handlers {
-                let cmd = crate::exec::Cmd::in_root(&h.program, &h.args.iter().map(String::as_str).collect::<Vec<_>>());
+                let cmd = crate::exec::Cmd::in_root(
+                    &h.program,
+                    &h.args.iter().map(String::as_str).collect::<Vec<_>>(),
+                );
                 if facts.live
                     && let Err(e) = runner.run_ok(&root, &cmd)
                 {
@@ -94,27 +127,46 @@ fn dispatch(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write, color: bool) ->
                 }
             }
             match format {
-                Format::Json => w(out, &format!("{:#}\n", serde_json::to_value(&report).unwrap_or_default()))?,
+                Format::Json => w(
+                    out,
+                    &format!("{:#}\n", serde_json::to_value(&report).unwrap_or_default()),
+                )?,
                 Format::Text => {
-                    let mut s = format!("rolled back run {} (journal: run {})\n", report.rolled_back, report.run_id);
+                    let mut s = format!(
+                        "rolled back run {} (journal: run {})\n",
+                        report.rolled_back, report.run_id
+                    );
                     for (p, what) in &report.restored {
                         s.push_str(&format!("  {p}: {what}\n"));
                     }
-                    s.push_str(&format!("{} path{} restored\n", report.restored.len(), if report.restored.len() == 1 { "" } else { "s" }));
+                    s.push_str(&format!(
+                        "{} path{} restored\n",
+                        report.restored.len(),
+                        if report.restored.len() == 1 { "" } else { "s" }
+                    ));
                     w(out, &s)?;
                 }
             }
             if handler_errors.is_empty() {
                 Ok(ExitStatus::Ok)
             } else {
-                Err(Error::Runtime(format!("files restored, but reloading failed: {}", handler_errors.join("; "))))
+                Err(Error::Runtime(format!(
+                    "files restored, but reloading failed: {}",
+                    handler_errors.join("; ")
+                )))
             }
         }
         Command::Runs { format } => {
             let root = Root::new(root_path)?;
             let runs = journal::list_runs(&root)?;
             match format {
-                Format::Json => w(out, &format!("{:#}\n", json!({"schema": "bollwerk.runs/v1", "runs": runs})))?,
+                Format::Json => w(
+                    out,
+                    &format!(
+                        "{:#}\n",
+                        json!({"schema": "bollwerk.runs/v1", "runs": runs})
+                    ),
+                )?,
                 Format::Text => w(out, &runs_text(&runs))?,
             }
             Ok(ExitStatus::Ok)
@@ -124,7 +176,11 @@ fn dispatch(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write, color: bool) ->
             for (name, text) in profile::BUILTIN {
                 let desc = toml::from_str::<toml::Table>(text)
                     .ok()
-                    .and_then(|t| t.get("description").and_then(|d| d.as_str()).map(str::to_string))
+                    .and_then(|t| {
+                        t.get("description")
+                            .and_then(|d| d.as_str())
+                            .map(str::to_string)
+                    })
                     .unwrap_or_default();
                 s.push_str(&format!("{name:<20} {desc}\n"));
             }
@@ -138,7 +194,11 @@ fn dispatch(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write, color: bool) ->
             }
             None => Err(Error::Usage(format!(
                 "no built-in profile `{name}` (built-ins: {})",
-                profile::BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                profile::BUILTIN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         },
         Command::Profile(ProfileCommand::Reference) => {
@@ -175,20 +235,32 @@ fn dispatch(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write, color: bool) ->
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cmd, "bollwerk", &mut buf);
-            out.write_all(&buf).map_err(|e| Error::io("writing output", "stdout", e))?;
+            out.write_all(&buf)
+                .map_err(|e| Error::io("writing output", "stdout", e))?;
             Ok(ExitStatus::Ok)
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut buf).map_err(|e| Error::io("rendering man page", "stdout", e))?;
-            out.write_all(&buf).map_err(|e| Error::io("writing output", "stdout", e))?;
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map_err(|e| Error::io("rendering man page", "stdout", e))?;
+            out.write_all(&buf)
+                .map_err(|e| Error::io("writing output", "stdout", e))?;
             Ok(ExitStatus::Ok)
         }
     }
 }
 
-fn apply(root_path: &std::path::Path, spec: &str, force: bool, format: Format, runner: &dyn Runner, out: &mut dyn Write, color: bool) -> Result<ExitStatus> {
+fn apply(
+    root_path: &std::path::Path,
+    spec: &str,
+    force: bool,
+    format: Format,
+    runner: &dyn Runner,
+    out: &mut dyn Write,
+    color: bool,
+) -> Result<ExitStatus> {
     let loaded: Loaded = profile::load(spec)?;
     let root = Root::new(root_path)?;
     let _lock = journal::lock(&root)?;
@@ -216,7 +288,10 @@ fn apply(root_path: &std::path::Path, spec: &str, force: bool, format: Format, r
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
     let (verify_plan, findings) = if report.run_id.is_some() {
         let cx2 = cx.fresh()?;
-        (Some(crate::modules::plan_all(&cx2)?), crate::modules::verify_all(&cx2)?)
+        (
+            Some(crate::modules::plan_all(&cx2)?),
+            crate::modules::verify_all(&cx2)?,
+        )
     } else {
         (None, Vec::new())
     };
@@ -238,7 +313,11 @@ fn apply(root_path: &std::path::Path, spec: &str, force: bool, format: Format, r
     if let Some(vp) = verify_plan
         && !vp.is_empty()
     {
-        let left: Vec<String> = vp.changes.iter().map(|c| format!("{}: {}", c.module, c.summary)).collect();
+        let left: Vec<String> = vp
+            .changes
+            .iter()
+            .map(|c| format!("{}: {}", c.module, c.summary))
+            .collect();
         return Err(Error::Runtime(format!(
             "applied (run {}), but the host did not converge; still pending:\n  {}",
             report.run_id.unwrap_or_default(),
@@ -246,7 +325,10 @@ fn apply(root_path: &std::path::Path, spec: &str, force: bool, format: Format, r
         )));
     }
     if !findings.is_empty() {
-        let f: Vec<String> = findings.iter().map(|f| format!("{}: {}", f.module, f.message)).collect();
+        let f: Vec<String> = findings
+            .iter()
+            .map(|f| format!("{}: {}", f.module, f.message))
+            .collect();
         return Err(Error::Runtime(format!(
             "applied (run {}), but verification found:\n  {}",
             report.run_id.unwrap_or_default(),
@@ -257,7 +339,11 @@ fn apply(root_path: &std::path::Path, spec: &str, force: bool, format: Format, r
 }
 
 fn paint(s: &str, code: &str, color: bool) -> String {
-    if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    if color {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
 }
 
 fn colour_diff(d: &str, color: bool) -> String {
@@ -288,19 +374,33 @@ pub fn plan_text(cx: &Context, plan: &Plan, color: bool) -> String {
     let mut s = format!(
         "Plan for {} ({}), profile {}\n",
         cx.root.path().display(),
-        if cx.facts.os.pretty_name.is_empty() { "unknown OS" } else { &cx.facts.os.pretty_name },
+        if cx.facts.os.pretty_name.is_empty() {
+            "unknown OS"
+        } else {
+            &cx.facts.os.pretty_name
+        },
         cx.profile.name()
     );
     for c in &plan.changes {
         let mut line = format!("\n[{}] {}", c.module, c.summary);
         match &c.action {
-            Action::WriteFile { path, perms, validator, .. } => {
+            Action::WriteFile {
+                path,
+                perms,
+                validator,
+                ..
+            } => {
                 line.push_str(&format!("\n  write {path} ({perms})"));
                 if let Some(v) = validator {
-                    line.push_str(&format!(", checked with `{}` before activation", v.describe()));
+                    line.push_str(&format!(
+                        ", checked with `{}` before activation",
+                        v.describe()
+                    ));
                 }
             }
-            Action::CreateDir { path, perms } => line = format!("\n[{}] create directory {path} ({perms})", c.module),
+            Action::CreateDir { path, perms } => {
+                line = format!("\n[{}] create directory {path} ({perms})", c.module)
+            }
             Action::SetPerms { .. } | Action::Symlink { .. } | Action::Remove { .. } => {}
             Action::Run { cmd, .. } => line.push_str(&format!("\n  run: {}", cmd.display())),
         }
@@ -312,9 +412,20 @@ pub fn plan_text(cx: &Context, plan: &Plan, color: bool) -> String {
         }
     }
     let changed = plan.changed_modules();
-    let handlers: Vec<_> = plan.handlers.iter().filter(|h| changed.contains(&h.module)).collect();
+    let handlers: Vec<_> = plan
+        .handlers
+        .iter()
+        .filter(|h| changed.contains(&h.module))
+        .collect();
     if !handlers.is_empty() {
-        s.push_str(&format!("\nThen{}:\n", if cx.live() { "" } else { " (on a live system only; skipped for this root)" }));
+        s.push_str(&format!(
+            "\nThen{}:\n",
+            if cx.live() {
+                ""
+            } else {
+                " (on a live system only; skipped for this root)"
+            }
+        ));
         for h in handlers {
             s.push_str(&format!("  {}\n", h.cmd.display()));
         }
@@ -330,7 +441,12 @@ pub fn plan_text(cx: &Context, plan: &Plan, color: bool) -> String {
         s.push_str(&format!("{tag} [{}]: {}\n", n.module, n.message));
     }
     for r in &plan.refusals {
-        s.push_str(&format!("\n{}: {}\n  hint: {}\n", paint("REFUSED", "1;31", color), r.reason, r.hint));
+        s.push_str(&format!(
+            "\n{}: {}\n  hint: {}\n",
+            paint("REFUSED", "1;31", color),
+            r.reason,
+            r.hint
+        ));
     }
     let n = plan.changes.len();
     s.push_str(&if n == 0 {
@@ -355,7 +471,12 @@ pub fn plan_json(cx: &Context, plan: &Plan) -> serde_json::Value {
                 "diff": crate::engine::diff::render(c),
             });
             match &c.action {
-                Action::WriteFile { perms, validator, visibility, .. } => {
+                Action::WriteFile {
+                    perms,
+                    validator,
+                    visibility,
+                    ..
+                } => {
                     v["mode"] = json!(format!("{:04o}", perms.mode));
                     v["uid"] = json!(perms.uid);
                     v["gid"] = json!(perms.gid);
@@ -390,7 +511,12 @@ pub fn plan_json(cx: &Context, plan: &Plan) -> serde_json::Value {
 fn apply_text(report: &ApplyReport, plan: &Plan, color: bool) -> String {
     let mut s = String::new();
     for n in plan.notes.iter().filter(|n| n.level == Level::Warning) {
-        s.push_str(&format!("{} [{}]: {}\n", paint("warning", "33", color), n.module, n.message));
+        s.push_str(&format!(
+            "{} [{}]: {}\n",
+            paint("warning", "33", color),
+            n.module,
+            n.message
+        ));
     }
     let Some(id) = &report.run_id else {
         s.push_str("0 changes: the target already matches the profile.\n");
@@ -409,7 +535,10 @@ fn apply_text(report: &ApplyReport, plan: &Plan, color: bool) -> String {
         s.push_str(&format!("skipped (not a live system): {c}\n"));
     }
     let n = report.applied.len();
-    s.push_str(&format!("{n} change{} applied (run {id}; undo with `bollwerk rollback {id}`).\n", if n == 1 { "" } else { "s" }));
+    s.push_str(&format!(
+        "{n} change{} applied (run {id}; undo with `bollwerk rollback {id}`).\n",
+        if n == 1 { "" } else { "s" }
+    ));
     s
 }
 
@@ -417,10 +546,20 @@ fn runs_text(runs: &[Manifest]) -> String {
     if runs.is_empty() {
         return "no runs recorded\n".into();
     }
-    let mut s = format!("{:<22} {:<9} {:<18} {:>7}  {:<20} {}\n", "RUN", "KIND", "STATUS", "CHANGES", "STARTED", "PROFILE / NOTE");
+    let mut s = format!(
+        "{:<22} {:<9} {:<18} {:>7}  {:<20} {}\n",
+        "RUN", "KIND", "STATUS", "CHANGES", "STARTED", "PROFILE / NOTE"
+    );
     for m in runs {
-        let status = format!("{:?}", m.status).to_lowercase().replace("inprogress", "in-progress (interrupted?)").replace("validationfailed", "validation-failed");
-        let mut note = m.profile.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let status = format!("{:?}", m.status)
+            .to_lowercase()
+            .replace("inprogress", "in-progress (interrupted?)")
+            .replace("validationfailed", "validation-failed");
+        let mut note = m
+            .profile
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
         if let Some(by) = &m.rolled_back_by {
             note.push_str(&format!(" (rolled back by {by})"));
         }

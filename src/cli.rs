@@ -20,7 +20,13 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// Target root directory: `/` for this host, or a chroot / image tree.
-    #[arg(long, global = true, default_value = "/", value_name = "DIR", env = "BOLLWERK_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/",
+        value_name = "DIR",
+        env = "BOLLWERK_ROOT"
+    )]
     pub root: PathBuf,
     /// More log output on stderr (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -249,7 +249,10 @@ impl Runner for SystemRunner {
             .args(&cmd.args)
             .env_clear()
             .env("LC_ALL", "C")
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("HOME", "/root")
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .stdin(if cmd.stdin.is_some() {
@@ -422,13 +425,25 @@ pub struct FakeResponse {
     pub output: Output,
 }
 
+/// A computed answer for [`FakeRunner`].
+pub type Responder = Box<dyn Fn(&Root, &Cmd) -> Output + Send + Sync>;
+
 /// A runner for tests: records every command line and answers from canned responses (first
 /// matching prefix wins; unmatched commands succeed with empty output).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FakeRunner {
     responses: Mutex<Vec<FakeResponse>>,
+    responders: Mutex<Vec<(String, std::sync::Arc<Responder>)>>,
     log: Mutex<Vec<String>>,
     missing: Mutex<Vec<String>>,
+}
+
+impl fmt::Debug for FakeRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeRunner")
+            .field("log", &self.log())
+            .finish()
+    }
 }
 
 impl FakeRunner {
@@ -456,6 +471,18 @@ impl FakeRunner {
                     },
                 },
             );
+        }
+        self
+    }
+
+    /// Answers commands starting with `prefix` by calling `f` (checked before canned answers).
+    pub fn respond_with(
+        &self,
+        prefix: &str,
+        f: impl Fn(&Root, &Cmd) -> Output + Send + Sync + 'static,
+    ) -> &Self {
+        if let Ok(mut r) = self.responders.lock() {
+            r.insert(0, (prefix.to_string(), std::sync::Arc::new(Box::new(f))));
         }
         self
     }
@@ -493,6 +520,14 @@ impl Runner for FakeRunner {
         if let Ok(mut l) = self.log.lock() {
             l.push(line.clone());
         }
+        let responder = self.responders.lock().ok().and_then(|r| {
+            r.iter()
+                .find(|(p, _)| line.starts_with(p))
+                .map(|(_, f)| f.clone())
+        });
+        if let Some(f) = responder {
+            return Ok(f(root, cmd));
+        }
         let responses = self.responses.lock().map(|r| r.clone()).unwrap_or_default();
         Ok(responses
             .into_iter()
@@ -517,7 +552,10 @@ mod tests {
     fn system_runner_captures_output_and_exit_code() {
         let root = Root::new("/").unwrap();
         let out = SystemRunner
-            .run(&root, &Cmd::host("/bin/sh", &["-c", "echo out; echo err >&2; exit 3"]))
+            .run(
+                &root,
+                &Cmd::host("/bin/sh", &["-c", "echo out; echo err >&2; exit 3"]),
+            )
             .unwrap();
         assert_eq!(out.code, 3);
         assert_eq!(out.stdout, "out\n");
@@ -540,7 +578,9 @@ mod tests {
         let root = Root::new("/").unwrap();
         let f = FakeRunner::new();
         f.respond("/usr/sbin/sshd -T", 0, "port 22\n");
-        let out = f.run(&root, &Cmd::in_root("/usr/sbin/sshd", &["-T"])).unwrap();
+        let out = f
+            .run(&root, &Cmd::in_root("/usr/sbin/sshd", &["-T"]))
+            .unwrap();
         assert_eq!(out.stdout, "port 22\n");
         assert_eq!(f.log(), vec!["/usr/sbin/sshd -T".to_string()]);
     }

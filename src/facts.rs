@@ -35,7 +35,9 @@ impl OsRelease {
     pub fn parse(text: &str) -> OsRelease {
         let mut o = OsRelease::default();
         for line in text.lines() {
-            let Some((k, v)) = line.split_once('=') else { continue };
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
             let v = v.trim().trim_matches('"').trim_matches('\'').to_string();
             match k.trim() {
                 "ID" => o.id = v,
@@ -91,7 +93,11 @@ impl Facts {
         );
         let container = detect_container(root)?;
         let live = root.is_host() && Path::new("/run/systemd/system").is_dir();
-        let packages = parse_dpkg_status(&root.read_string(&RelPath::lit("var/lib/dpkg/status"))?.unwrap_or_default());
+        let packages = parse_dpkg_status(
+            &root
+                .read_string(&RelPath::lit("var/lib/dpkg/status"))?
+                .unwrap_or_default(),
+        );
         let accounts = read_accounts(root)?;
         Ok(Facts {
             os,
@@ -191,7 +197,9 @@ mod tests {
 
     #[test]
     fn os_release() {
-        let o = OsRelease::parse("PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\n");
+        let o = OsRelease::parse(
+            "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\n",
+        );
         assert_eq!(o.id, "ubuntu");
         assert_eq!(o.version_id, "22.04");
         assert!(o.is_debian_family());
@@ -201,7 +209,10 @@ mod tests {
     fn dpkg_status() {
         let s = "Package: openssh-server\nStatus: install ok installed\nVersion: 1:9.2p1-2+deb12u3\n\nPackage: telnet\nStatus: deinstall ok config-files\nVersion: 0.17\n";
         let p = parse_dpkg_status(s);
-        assert_eq!(p.get("openssh-server").map(String::as_str), Some("1:9.2p1-2+deb12u3"));
+        assert_eq!(
+            p.get("openssh-server").map(String::as_str),
+            Some("1:9.2p1-2+deb12u3")
+        );
         assert!(!p.contains_key("telnet"));
     }
 }

@@ -605,7 +605,10 @@ mod tests {
         symlink("victim", dir.path().join("f")).unwrap();
         root.write_atomic(&RelPath::lit("f"), b"new", Perms::root(0o640))
             .unwrap();
-        assert_eq!(fs::read_to_string(dir.path().join("victim")).unwrap(), "keep");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("victim")).unwrap(),
+            "keep"
+        );
         assert_eq!(fs::read_to_string(dir.path().join("f")).unwrap(), "new");
         match root.entry(&RelPath::lit("f")).unwrap() {
             Entry::File { perms, size, .. } => {

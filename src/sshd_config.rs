@@ -184,9 +184,15 @@ mod tests {
 
     #[test]
     fn words_and_equals() {
-        assert_eq!(split_words("Banner \"/etc/my banner\""), vec!["Banner", "/etc/my banner"]);
+        assert_eq!(
+            split_words("Banner \"/etc/my banner\""),
+            vec!["Banner", "/etc/my banner"]
+        );
         assert_eq!(split_words("Port=2222"), vec!["Port", "2222"]);
-        assert_eq!(split_words("AllowGroups  a b"), vec!["AllowGroups", "a", "b"]);
+        assert_eq!(
+            split_words("AllowGroups  a b"),
+            vec!["AllowGroups", "a", "b"]
+        );
     }
 
     #[test]

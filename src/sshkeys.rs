@@ -383,9 +383,7 @@ impl TryFrom<String> for KeyUrl {
                 "`{s}`: keys must come over https:// (plain http:// only from loopback)"
             ));
         }
-        Err(format!(
-            "`{s}`: expected `gh:<user>` or an `https://` URL"
-        ))
+        Err(format!("`{s}`: expected `gh:<user>` or an `https://` URL"))
     }
 }
 
@@ -507,7 +505,10 @@ pub fn fetch(
             AuthorizedLine::Invalid(l, e) => {
                 return Err(FetchError::Content {
                     url,
-                    reason: format!("invalid line `{}`: {e}", l.chars().take(40).collect::<String>()),
+                    reason: format!(
+                        "invalid line `{}`: {e}",
+                        l.chars().take(40).collect::<String>()
+                    ),
                 });
             }
         }
@@ -561,7 +562,10 @@ pub(crate) mod tests {
         assert!(k.fingerprint().starts_with("SHA256:"));
         let with_opts = format!("from=\"10.0.0.0/8,192.168.0.1\",no-pty {ED25519}");
         let k2 = PublicKey::parse(&with_opts).unwrap();
-        assert_eq!(k2.options.as_deref(), Some("from=\"10.0.0.0/8,192.168.0.1\",no-pty"));
+        assert_eq!(
+            k2.options.as_deref(),
+            Some("from=\"10.0.0.0/8,192.168.0.1\",no-pty")
+        );
         assert!(k.same_key(&k2));
         assert_eq!(k2.to_line(), with_opts);
     }

@@ -113,7 +113,9 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
                 journal.id()
             )));
         }
-        report.applied.push((change.module.to_string(), change.summary.clone()));
+        report
+            .applied
+            .push((change.module.to_string(), change.summary.clone()));
     }
 
     // 3. Handlers, only on a live system and only for modules that changed.
@@ -125,7 +127,11 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
             args: h.cmd.args.clone(),
         });
         if cx.live() {
-            let res = cx.runner.run_ok(&cx.root, &h.cmd).map(|_| ()).map_err(|e| e.to_string());
+            let res = cx
+                .runner
+                .run_ok(&cx.root, &h.cmd)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
             report.handlers.push((h.cmd.display(), res));
         } else {
             report.handlers_skipped.push(h.cmd.display());
@@ -152,7 +158,9 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
 fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<()> {
     let mut validators: Vec<Arc<dyn Validator>> = Vec::new();
     for c in &plan.changes {
-        if let Action::WriteFile { validator: Some(v), .. } = &c.action
+        if let Action::WriteFile {
+            validator: Some(v), ..
+        } = &c.action
             && !validators.iter().any(|o| Arc::ptr_eq(o, v))
         {
             validators.push(v.clone());
@@ -164,7 +172,13 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<()> {
     let scratch = Scratch::create(cx, run)?;
     let mut staged = BTreeMap::new();
     for (i, c) in plan.changes.iter().enumerate() {
-        if let Action::WriteFile { path, content, perms, .. } = &c.action {
+        if let Action::WriteFile {
+            path,
+            content,
+            perms,
+            ..
+        } = &c.action
+        {
             let name = format!("{:03}-{}", i, path.file_name());
             let host = scratch.host.join(&name);
             std::fs::write(&host, content).map_err(|e| Error::io("staging", &host, e))?;
@@ -181,12 +195,24 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<()> {
     };
     for v in validators {
         tracing::info!(validator = %v.describe(), "validating candidates");
-        if let Err(Error::Validation { path, validator, mut output }) = v.validate(cx, &staged) {
-            // Name the real targets, not the scratch copies, in the tool's message.
-            for (target, cand) in &staged.files {
-                output = output.replace(cand.as_str(), &format!("{target} (candidate)"));
+        match v.validate(cx, &staged) {
+            Ok(()) => {}
+            Err(Error::Validation {
+                path,
+                validator,
+                mut output,
+            }) => {
+                // Name the real targets, not the scratch copies, in the tool's message.
+                for (target, cand) in &staged.files {
+                    output = output.replace(cand.as_str(), &format!("{target} (candidate)"));
+                }
+                return Err(Error::Validation {
+                    path,
+                    validator,
+                    output,
+                });
             }
-            return Err(Error::Validation { path, validator, output });
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -203,7 +229,9 @@ fn execute(cx: &Context, journal: &mut Journal, change: &super::Change) -> Resul
     // Drift between plan and apply means the plan is stale: refuse to act on it.
     let now = root.entry(path)?;
     if !same_state(&now, &change.before) {
-        return Err(Error::Runtime(format!("{path} changed since the plan was computed; re-run")));
+        return Err(Error::Runtime(format!(
+            "{path} changed since the plan was computed; re-run"
+        )));
     }
     let seq = journal.begin(change.module, &change.summary, path, None)?;
     failpoint("apply.after-backup");

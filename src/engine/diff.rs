@@ -11,7 +11,10 @@ pub fn mask_hashes(text: &str) -> String {
     text.lines()
         .map(|l| {
             let mut parts: Vec<&str> = l.splitn(3, ':').collect();
-            if parts.len() == 3 && !matches!(parts[1], "" | "!" | "*" | "!*" | "x") && !l.starts_with('#') {
+            if parts.len() == 3
+                && !matches!(parts[1], "" | "!" | "*" | "!*" | "x")
+                && !l.starts_with('#')
+            {
                 let locked = parts[1].starts_with('!');
                 parts[1] = if locked { "!<hash>" } else { "<hash>" };
             }
@@ -52,9 +55,15 @@ pub fn render(change: &Change) -> String {
             let p = path.to_string();
             match visibility {
                 Visibility::Secret => "content differs (secret)\n".to_string(),
+                Visibility::Brief => format!(
+                    "({} lines, not shown)\n",
+                    String::from_utf8_lossy(content).lines().count()
+                ),
                 _ => {
                     let old = change.old_content.as_deref().unwrap_or_default();
-                    let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(content)) else {
+                    let (Ok(old), Ok(new)) =
+                        (std::str::from_utf8(old), std::str::from_utf8(content))
+                    else {
                         return format!("binary content ({} bytes)\n", content.len());
                     };
                     if *visibility == Visibility::MaskHashes {
@@ -80,7 +89,10 @@ mod tests {
     #[test]
     fn masks_only_real_hashes() {
         let t = "root:*:1::::::\nalice:$6$x$y:1::::::\nbob:!$y$z:1::::::\n";
-        assert_eq!(mask_hashes(t), "root:*:1::::::\nalice:<hash>:1::::::\nbob:!<hash>:1::::::\n");
+        assert_eq!(
+            mask_hashes(t),
+            "root:*:1::::::\nalice:<hash>:1::::::\nbob:!<hash>:1::::::\n"
+        );
     }
 
     #[test]

@@ -234,12 +234,18 @@ impl Journal {
     pub fn create(root: &Root, kind: RunKind, profile: Option<ProfileRef>) -> Result<Journal> {
         ensure_state_dir(root)?;
         let mut id = new_run_id();
-        while root.entry(&RelPath::lit(RUNS_DIR).join(&id).map_err(Error::Runtime)?)?.exists() {
+        while root
+            .entry(&RelPath::lit(RUNS_DIR).join(&id).map_err(Error::Runtime)?)?
+            .exists()
+        {
             id = new_run_id();
         }
         let dir = RelPath::lit(RUNS_DIR).join(&id).map_err(Error::Runtime)?;
         root.create_dir(&dir, Perms::root(0o700))?;
-        root.create_dir(&dir.join("backup").map_err(Error::Runtime)?, Perms::root(0o700))?;
+        root.create_dir(
+            &dir.join("backup").map_err(Error::Runtime)?,
+            Perms::root(0o700),
+        )?;
         let manifest = Manifest {
             schema: SCHEMA.into(),
             id,
@@ -281,7 +287,13 @@ impl Journal {
     ///
     /// # Errors
     /// On I/O errors.
-    pub fn begin(&mut self, module: &str, summary: &str, path: &RelPath, command: Option<String>) -> Result<usize> {
+    pub fn begin(
+        &mut self,
+        module: &str,
+        summary: &str,
+        path: &RelPath,
+        command: Option<String>,
+    ) -> Result<usize> {
         let before = self.root.entry(path)?;
         self.backup(path, &before)?;
         let seq = self.manifest.entries.len() + 1;
@@ -325,16 +337,21 @@ impl Journal {
 
     fn backup(&self, path: &RelPath, entry: &Entry) -> Result<()> {
         if let Entry::File { sha256, .. } = entry {
-            let dest = self.dir.join(&format!("backup/{sha256}")).map_err(Error::Runtime)?;
+            let dest = self
+                .dir
+                .join(&format!("backup/{sha256}"))
+                .map_err(Error::Runtime)?;
             if !self.root.entry(&dest)?.exists() {
-                let content = self
-                    .root
-                    .read(path)?
-                    .ok_or_else(|| Error::Runtime(format!("{path} vanished while backing it up")))?;
+                let content = self.root.read(path)?.ok_or_else(|| {
+                    Error::Runtime(format!("{path} vanished while backing it up"))
+                })?;
                 if crate::root::sha256_hex(&content) != *sha256 {
-                    return Err(Error::Runtime(format!("{path} changed while backing it up")));
+                    return Err(Error::Runtime(format!(
+                        "{path} changed while backing it up"
+                    )));
                 }
-                self.root.write_atomic(&dest, &content, Perms::root(0o600))?;
+                self.root
+                    .write_atomic(&dest, &content, Perms::root(0o600))?;
             }
         }
         Ok(())
@@ -353,11 +370,14 @@ impl Journal {
 }
 
 fn manifest_path(id: &str) -> Result<RelPath> {
-    RelPath::lit(RUNS_DIR).join(&format!("{id}/manifest.json")).map_err(Error::Runtime)
+    RelPath::lit(RUNS_DIR)
+        .join(&format!("{id}/manifest.json"))
+        .map_err(Error::Runtime)
 }
 
 fn save_manifest(root: &Root, m: &Manifest) -> Result<()> {
-    let json = serde_json::to_vec_pretty(m).map_err(|e| Error::Runtime(format!("serialising manifest: {e}")))?;
+    let json = serde_json::to_vec_pretty(m)
+        .map_err(|e| Error::Runtime(format!("serialising manifest: {e}")))?;
     root.write_atomic(&manifest_path(&m.id)?, &json, Perms::root(0o600))
 }
 
@@ -370,9 +390,12 @@ pub fn read_manifest(root: &Root, id: &str) -> Result<Manifest> {
         return Err(Error::Usage(format!("`{id}` is not a run id")));
     }
     let p = manifest_path(id)?;
-    let bytes = root
-        .read(&p)?
-        .ok_or_else(|| Error::Usage(format!("no run `{id}` in {}", root.resolve(&RelPath::lit(RUNS_DIR)).display())))?;
+    let bytes = root.read(&p)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "no run `{id}` in {}",
+            root.resolve(&RelPath::lit(RUNS_DIR)).display()
+        ))
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Runtime(format!("reading {p}: {e}")))
 }
 
@@ -430,9 +453,13 @@ pub fn default_rollback_target(root: &Root) -> Result<String> {
 pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
     let mut target = read_manifest(root, id)?;
     if let Some(by) = &target.rolled_back_by {
-        return Err(Error::Usage(format!("run {id} was already rolled back by run {by}")));
+        return Err(Error::Usage(format!(
+            "run {id} was already rolled back by run {by}"
+        )));
     }
-    let backup_dir = RelPath::lit(RUNS_DIR).join(&format!("{id}/backup")).map_err(Error::Runtime)?;
+    let backup_dir = RelPath::lit(RUNS_DIR)
+        .join(&format!("{id}/backup"))
+        .map_err(Error::Runtime)?;
     // Conflicts first: nothing is touched when any path changed since the run.
     let mut conflicts = Vec::new();
     for e in target.entries.iter().rev() {
@@ -461,7 +488,10 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
             for child in root.list_dir(&e.path)? {
                 let cp = e.path.join(&child).map_err(Error::Runtime)?;
                 if !created.contains(&&cp) {
-                    conflicts.push(format!("{} contains {cp}, which run {id} did not create", e.path));
+                    conflicts.push(format!(
+                        "{} contains {cp}, which run {id} did not create",
+                        e.path
+                    ));
                 }
             }
         }
@@ -502,7 +532,14 @@ fn same(a: &Entry, b: &Entry) -> bool {
     a == b
 }
 
-fn restore(root: &Root, backup_dir: &RelPath, path: &RelPath, before: &Entry, cur: &Entry, force: bool) -> Result<String> {
+fn restore(
+    root: &Root,
+    backup_dir: &RelPath,
+    path: &RelPath,
+    before: &Entry,
+    cur: &Entry,
+    force: bool,
+) -> Result<String> {
     match before {
         Entry::Absent => {
             if let Entry::Dir { .. } = cur
@@ -523,11 +560,13 @@ fn restore(root: &Root, backup_dir: &RelPath, path: &RelPath, before: &Entry, cu
                 root.remove(path)?;
             }
             root.write_atomic(path, &bytes, *perms)?;
-            Ok(if matches!(cur, Entry::File { sha256: s, .. } if s == sha256) {
-                "permissions restored".into()
-            } else {
-                "content restored".into()
-            })
+            Ok(
+                if matches!(cur, Entry::File { sha256: s, .. } if s == sha256) {
+                    "permissions restored".into()
+                } else {
+                    "content restored".into()
+                },
+            )
         }
         Entry::Dir { perms } => {
             if cur.exists() && !matches!(cur, Entry::Dir { .. }) {
@@ -544,7 +583,9 @@ fn restore(root: &Root, backup_dir: &RelPath, path: &RelPath, before: &Entry, cu
             root.lchown(path, *uid, *gid)?;
             Ok(format!("symlink -> {target} restored"))
         }
-        Entry::Other => Err(Error::Runtime(format!("{path} was a special file; bollwerk does not restore those"))),
+        Entry::Other => Err(Error::Runtime(format!(
+            "{path} was a special file; bollwerk does not restore those"
+        ))),
     }
 }
 

@@ -30,6 +30,8 @@ pub enum Visibility {
     Secret,
     /// `etc/shadow`-like: show the diff with the second field (the hash) masked.
     MaskHashes,
+    /// Not worth a diff (e.g. copies of `etc/skel`): show the size only.
+    Brief,
 }
 
 /// Checks a candidate file with the real tool before it becomes active.
@@ -59,7 +61,9 @@ impl Staged {
     pub fn host_path(&self, in_root: &str) -> std::path::PathBuf {
         match in_root.strip_prefix(&self.dir_in_root) {
             Some(rest) => self.dir_host.join(rest.trim_start_matches('/')),
-            None => self.dir_host.join(in_root.rsplit('/').next().unwrap_or(in_root)),
+            None => self
+                .dir_host
+                .join(in_root.rsplit('/').next().unwrap_or(in_root)),
         }
     }
 }
@@ -226,7 +230,9 @@ impl Plan {
     /// The content a path will have after the plan, if the plan writes it.
     pub fn planned_content(&self, path: &RelPath) -> Option<&[u8]> {
         self.changes.iter().rev().find_map(|c| match &c.action {
-            Action::WriteFile { path: p, content, .. } if p == path => Some(content.as_slice()),
+            Action::WriteFile {
+                path: p, content, ..
+            } if p == path => Some(content.as_slice()),
             _ => None,
         })
     }
@@ -274,7 +280,12 @@ impl<'a> Context<'a> {
     ///
     /// # Errors
     /// When the root's basic files cannot be read.
-    pub fn new(root: Root, runner: &'a dyn Runner, profile: &'a Loaded, options: Options) -> Result<Context<'a>> {
+    pub fn new(
+        root: Root,
+        runner: &'a dyn Runner,
+        profile: &'a Loaded,
+        options: Options,
+    ) -> Result<Context<'a>> {
         let facts = Facts::gather(&root, runner)?;
         Ok(Context {
             root,
@@ -294,7 +305,12 @@ impl<'a> Context<'a> {
     /// When facts cannot be read.
     pub fn fresh(&self) -> Result<Context<'a>> {
         let cache = self.key_cache.lock().map(|c| c.clone()).unwrap_or_default();
-        let cx = Context::new(self.root.clone(), self.runner, self.profile, self.options.clone())?;
+        let cx = Context::new(
+            self.root.clone(),
+            self.runner,
+            self.profile,
+            self.options.clone(),
+        )?;
         if let Ok(mut c) = cx.key_cache.lock() {
             *c = cache;
         }
@@ -311,7 +327,10 @@ impl<'a> Context<'a> {
     ///
     /// # Errors
     /// When the fetch fails.
-    pub fn fetch_keys(&self, src: &crate::sshkeys::KeySource) -> Result<Vec<crate::sshkeys::PublicKey>> {
+    pub fn fetch_keys(
+        &self,
+        src: &crate::sshkeys::KeySource,
+    ) -> Result<Vec<crate::sshkeys::PublicKey>> {
         let id = format!("{}#{}", src.url().as_str(), src.pin().unwrap_or(""));
         if let Some(k) = self.key_cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
             return Ok(k);
@@ -401,7 +420,15 @@ impl<'p> Planner<'p> {
         perms: Perms,
         summary: impl Into<String>,
     ) -> Result<bool> {
-        self.file_with(root, path, content.into(), perms, summary.into(), Visibility::Plain, None)
+        self.file_with(
+            root,
+            path,
+            content.into(),
+            perms,
+            summary.into(),
+            Visibility::Plain,
+            None,
+        )
     }
 
     /// [`Planner::file`] with visibility and validator.
@@ -421,7 +448,9 @@ impl<'p> Planner<'p> {
     ) -> Result<bool> {
         let before = self.current(root, path)?;
         let old = match &before {
-            Entry::File { sha256, perms: p, .. } => {
+            Entry::File {
+                sha256, perms: p, ..
+            } => {
                 if *sha256 == crate::root::sha256_hex(&content) {
                     if *p != perms {
                         self.push(
@@ -473,13 +502,25 @@ impl<'p> Planner<'p> {
     pub fn dirs(&mut self, root: &Root, path: &RelPath, perms: Perms) -> Result<()> {
         let missing = root.missing_dirs(path)?;
         for d in missing {
-            if self.plan.changes.iter().any(|c| matches!(&c.action, Action::CreateDir { path: p, .. } if *p == d)) {
+            if self
+                .plan
+                .changes
+                .iter()
+                .any(|c| matches!(&c.action, Action::CreateDir { path: p, .. } if *p == d))
+            {
                 continue;
             }
-            let p = if d == *path { perms } else { Perms::root(0o755) };
+            let p = if d == *path {
+                perms
+            } else {
+                Perms::root(0o755)
+            };
             self.push(
                 format!("create directory {d}"),
-                Action::CreateDir { path: d.clone(), perms: p },
+                Action::CreateDir {
+                    path: d.clone(),
+                    perms: p,
+                },
                 Entry::Absent,
                 None,
             );
@@ -491,7 +532,13 @@ impl<'p> Planner<'p> {
     ///
     /// # Errors
     /// When the current state cannot be read, or a non-directory is in the way.
-    pub fn dir(&mut self, root: &Root, path: &RelPath, perms: Perms, summary: impl Into<String>) -> Result<()> {
+    pub fn dir(
+        &mut self,
+        root: &Root,
+        path: &RelPath,
+        perms: Perms,
+        summary: impl Into<String>,
+    ) -> Result<()> {
         match self.current(root, path)? {
             Entry::Absent => self.dirs(root, path, perms),
             Entry::Dir { perms: p } if p == perms => Ok(()),
@@ -507,7 +554,9 @@ impl<'p> Planner<'p> {
                 );
                 Ok(())
             }
-            _ => Err(Error::Runtime(format!("{path} exists but is not a directory"))),
+            _ => Err(Error::Runtime(format!(
+                "{path} exists but is not a directory"
+            ))),
         }
     }
 
@@ -515,7 +564,13 @@ impl<'p> Planner<'p> {
     ///
     /// # Errors
     /// When the current state cannot be read.
-    pub fn perms(&mut self, root: &Root, path: &RelPath, perms: Perms, summary: impl Into<String>) -> Result<bool> {
+    pub fn perms(
+        &mut self,
+        root: &Root,
+        path: &RelPath,
+        perms: Perms,
+        summary: impl Into<String>,
+    ) -> Result<bool> {
         let before = self.current(root, path)?;
         let cur = match &before {
             Entry::File { perms, .. } | Entry::Dir { perms } => *perms,
@@ -540,7 +595,13 @@ impl<'p> Planner<'p> {
     ///
     /// # Errors
     /// When the current state cannot be read.
-    pub fn symlink(&mut self, root: &Root, path: &RelPath, target: &str, summary: impl Into<String>) -> Result<bool> {
+    pub fn symlink(
+        &mut self,
+        root: &Root,
+        path: &RelPath,
+        target: &str,
+        summary: impl Into<String>,
+    ) -> Result<bool> {
         let before = self.current(root, path)?;
         if let Entry::Symlink { target: t, .. } = &before
             && t == target
@@ -548,7 +609,9 @@ impl<'p> Planner<'p> {
             return Ok(false);
         }
         if let Entry::Dir { .. } = before {
-            return Err(Error::Runtime(format!("{path} is a directory; refusing to replace it by a symlink")));
+            return Err(Error::Runtime(format!(
+                "{path} is a directory; refusing to replace it by a symlink"
+            )));
         }
         let old = match &before {
             Entry::File { .. } => root.read(path)?,
@@ -570,7 +633,12 @@ impl<'p> Planner<'p> {
     ///
     /// # Errors
     /// When the current state cannot be read.
-    pub fn remove(&mut self, root: &Root, path: &RelPath, summary: impl Into<String>) -> Result<bool> {
+    pub fn remove(
+        &mut self,
+        root: &Root,
+        path: &RelPath,
+        summary: impl Into<String>,
+    ) -> Result<bool> {
         let before = self.current(root, path)?;
         if !before.exists() {
             return Ok(false);
@@ -579,13 +647,23 @@ impl<'p> Planner<'p> {
             Entry::File { .. } => root.read(path)?,
             _ => None,
         };
-        self.push(summary.into(), Action::Remove { path: path.clone() }, before, old);
+        self.push(
+            summary.into(),
+            Action::Remove { path: path.clone() },
+            before,
+            old,
+        );
         Ok(true)
     }
 
     /// Adds a command (always a change: modules decide whether it is needed).
     pub fn run(&mut self, cmd: Cmd, watch: Vec<RelPath>, summary: impl Into<String>) {
-        self.push(summary.into(), Action::Run { cmd, watch }, Entry::Absent, None);
+        self.push(
+            summary.into(),
+            Action::Run { cmd, watch },
+            Entry::Absent,
+            None,
+        );
     }
 
     /// The state of `path` after the changes planned so far (an earlier change in the same
@@ -621,7 +699,13 @@ impl<'p> Planner<'p> {
         root.entry(path)
     }
 
-    fn push(&mut self, summary: String, action: Action, before: Entry, old_content: Option<Vec<u8>>) {
+    fn push(
+        &mut self,
+        summary: String,
+        action: Action,
+        before: Entry,
+        old_content: Option<Vec<u8>>,
+    ) {
         self.plan.changes.push(Change {
             module: self.module,
             summary,

@@ -50,14 +50,25 @@ impl Module for Host {
         let h = &cx.profile.profile.host;
         let mut p = Planner::new(self.name(), plan);
         if let Some(name) = &h.hostname {
-            let short = name.as_str().split('.').next().unwrap_or(name.as_str()).to_string();
-            let fqdn = h
-                .fqdn
-                .as_ref()
-                .map(|f| f.as_str().to_string())
-                .or_else(|| name.as_str().contains('.').then(|| name.as_str().to_string()));
+            let short = name
+                .as_str()
+                .split('.')
+                .next()
+                .unwrap_or(name.as_str())
+                .to_string();
+            let fqdn = h.fqdn.as_ref().map(|f| f.as_str().to_string()).or_else(|| {
+                name.as_str()
+                    .contains('.')
+                    .then(|| name.as_str().to_string())
+            });
             let hostname = RelPath::lit(HOSTNAME);
-            if p.file(&cx.root, &hostname, format!("{short}\n"), Perms::root(0o644), format!("set host name to {short}"))? {
+            if p.file(
+                &cx.root,
+                &hostname,
+                format!("{short}\n"),
+                Perms::root(0o644),
+                format!("set host name to {short}"),
+            )? {
                 p.handler(Cmd::in_root("/usr/bin/hostname", &[&short]));
             }
             if h.manage_etc_hosts.unwrap_or(true) {
@@ -68,20 +79,41 @@ impl Module for Host {
                     _ => Perms::root(0o644),
                 };
                 let new = render_hosts(&current, &short, fqdn.as_deref());
-                p.file(&cx.root, &hosts, new, perms, format!("map 127.0.1.1 to {}", fqdn.as_deref().unwrap_or(&short)))?;
+                p.file(
+                    &cx.root,
+                    &hosts,
+                    new,
+                    perms,
+                    format!("map 127.0.1.1 to {}", fqdn.as_deref().unwrap_or(&short)),
+                )?;
             }
         }
         if let Some(tz) = &h.timezone {
-            let zone = RelPath::new(&format!("usr/share/zoneinfo/{tz}")).map_err(crate::error::Error::Runtime)?;
+            let zone = RelPath::new(&format!("usr/share/zoneinfo/{tz}"))
+                .map_err(crate::error::Error::Runtime)?;
             if !cx.root.exists(&zone) {
                 p.refuse(
-                    format!("time zone {tz} is not in {} of the target (is tzdata installed?)", zone),
+                    format!(
+                        "time zone {tz} is not in {} of the target (is tzdata installed?)",
+                        zone
+                    ),
                     "fix `host.timezone` (e.g. \"Europe/Berlin\" or \"UTC\") or install tzdata",
                 );
             } else {
-                p.symlink(&cx.root, &RelPath::lit(LOCALTIME), &format!("/usr/share/zoneinfo/{tz}"), format!("set time zone to {tz}"))?;
+                p.symlink(
+                    &cx.root,
+                    &RelPath::lit(LOCALTIME),
+                    &format!("/usr/share/zoneinfo/{tz}"),
+                    format!("set time zone to {tz}"),
+                )?;
                 if cx.facts.os.is_debian_family() {
-                    p.file(&cx.root, &RelPath::lit(TIMEZONE), format!("{tz}\n"), Perms::root(0o644), format!("record time zone {tz}"))?;
+                    p.file(
+                        &cx.root,
+                        &RelPath::lit(TIMEZONE),
+                        format!("{tz}\n"),
+                        Perms::root(0o644),
+                        format!("record time zone {tz}"),
+                    )?;
                 }
             }
         }
@@ -128,8 +160,14 @@ mod tests {
     #[test]
     fn hosts_line_is_replaced_or_inserted() {
         let cur = "127.0.0.1\tlocalhost\n127.0.1.1\told\n::1\tlocalhost\n";
-        assert_eq!(render_hosts(cur, "app01", Some("app01.example.org")), "127.0.0.1\tlocalhost\n127.0.1.1\tapp01.example.org app01\n::1\tlocalhost\n");
-        assert_eq!(render_hosts("127.0.0.1 localhost\n", "x", None), "127.0.0.1 localhost\n127.0.1.1\tx\n");
+        assert_eq!(
+            render_hosts(cur, "app01", Some("app01.example.org")),
+            "127.0.0.1\tlocalhost\n127.0.1.1\tapp01.example.org app01\n::1\tlocalhost\n"
+        );
+        assert_eq!(
+            render_hosts("127.0.0.1 localhost\n", "x", None),
+            "127.0.0.1 localhost\n127.0.1.1\tx\n"
+        );
         assert_eq!(render_hosts("", "x", None), "127.0.1.1\tx\n");
         let once = render_hosts(cur, "a", None);
         assert_eq!(render_hosts(&once, "a", None), once);

@@ -22,6 +22,8 @@ use crate::sshkeys::{AuthorizedLine, PublicKey, parse_authorized_keys};
 pub struct Verdict {
     /// User name.
     pub user: String,
+    /// User id.
+    pub uid: u32,
     /// True when the account could log in after the plan.
     pub can_login: bool,
     /// Number of usable keys.
@@ -31,7 +33,10 @@ pub struct Verdict {
 }
 
 fn is_login_shell(shell: &str) -> bool {
-    !(shell.ends_with("/nologin") || shell.ends_with("/false") || shell.ends_with("/sync") || shell.is_empty())
+    !(shell.ends_with("/nologin")
+        || shell.ends_with("/false")
+        || shell.ends_with("/sync")
+        || shell.is_empty())
 }
 
 fn key_usable(k: &PublicKey, a: &SshAccess) -> bool {
@@ -45,20 +50,30 @@ fn key_usable(k: &PublicKey, a: &SshAccess) -> bool {
         "ssh-rsa" => vec!["ssh-rsa", "rsa-sha2-256", "rsa-sha2-512"],
         other => vec![other],
     };
-    a.pubkey_accepted.iter().any(|acc| names.iter().any(|n| glob_match(acc, n) || acc.strip_suffix("-cert-v01@openssh.com") == Some(n)))
+    a.pubkey_accepted.iter().any(|acc| {
+        names
+            .iter()
+            .any(|n| glob_match(acc, n) || acc.strip_suffix("-cert-v01@openssh.com") == Some(n))
+    })
 }
 
 /// Matches `user` (and `user@host` patterns, host part ignored) against sshd patterns.
 fn user_matches(patterns: &[String], user: &str) -> bool {
     patterns.iter().any(|p| {
-        let (neg, p) = p.strip_prefix('!').map_or((false, p.as_str()), |r| (true, r));
+        let (neg, p) = p
+            .strip_prefix('!')
+            .map_or((false, p.as_str()), |r| (true, r));
         let up = p.split('@').next().unwrap_or(p);
         glob_match(up, user) && !neg
     })
 }
 
 fn group_matches(patterns: &[String], groups: &[String]) -> bool {
-    groups.iter().any(|g| patterns.iter().any(|p| glob_match(p.trim_start_matches('!'), g) && !p.starts_with('!')))
+    groups.iter().any(|g| {
+        patterns
+            .iter()
+            .any(|p| glob_match(p.trim_start_matches('!'), g) && !p.starts_with('!'))
+    })
 }
 
 /// Evaluates every account against the planned state.
@@ -67,7 +82,10 @@ fn group_matches(patterns: &[String], groups: &[String]) -> bool {
 /// When a planned or current file cannot be read.
 pub fn verdicts(cx: &Context, plan: &Plan, a: &SshAccess) -> Result<Vec<Verdict>> {
     let read = |p: &'static str| -> Result<String> {
-        Ok(cx.after(plan, &RelPath::lit(p))?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+        Ok(cx
+            .after(plan, &RelPath::lit(p))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default())
     };
     let passwd: Db<Passwd> = Db::parse(&read("etc/passwd")?);
     let group: Db<Group> = Db::parse(&read("etc/group")?);
@@ -82,9 +100,18 @@ pub fn verdicts(cx: &Context, plan: &Plan, a: &SshAccess) -> Result<Vec<Verdict>
         let mut keys = 0usize;
         let mut weak = 0usize;
         for pattern in &a.authorized_keys_files {
-            let path = pattern.replace("%h", &u.home).replace("%u", &u.name).replace("%%", "%");
-            let path = if path.starts_with('/') { path } else { format!("{}/{path}", u.home.trim_end_matches('/')) };
-            let Ok(rel) = RelPath::new(&path) else { continue };
+            let path = pattern
+                .replace("%h", &u.home)
+                .replace("%u", &u.name)
+                .replace("%%", "%");
+            let path = if path.starts_with('/') {
+                path
+            } else {
+                format!("{}/{path}", u.home.trim_end_matches('/'))
+            };
+            let Ok(rel) = RelPath::new(&path) else {
+                continue;
+            };
             if let Some(b) = cx.after(plan, &rel)? {
                 for l in parse_authorized_keys(&String::from_utf8_lossy(&b)) {
                     if let AuthorizedLine::Key(k) = l {
@@ -101,9 +128,18 @@ pub fn verdicts(cx: &Context, plan: &Plan, a: &SshAccess) -> Result<Vec<Verdict>
         let mut key_ok = a.pubkey && keys > 0;
         let mut pw_ok = a.password_authentication && has_pw;
         let mut kbd_ok = a.kbd_interactive && has_pw;
-        let verdict = |can: bool, reason: String| Verdict { user: u.name.clone(), can_login: can, keys, reason };
+        let verdict = |can: bool, reason: String| Verdict {
+            user: u.name.clone(),
+            uid: u.uid,
+            can_login: can,
+            keys,
+            reason,
+        };
         if !is_login_shell(&u.shell) {
-            out.push(verdict(false, format!("shell {} does not allow logins", u.shell)));
+            out.push(verdict(
+                false,
+                format!("shell {} does not allow logins", u.shell),
+            ));
             continue;
         }
         if u.uid == 0 {
@@ -114,7 +150,10 @@ pub fn verdicts(cx: &Context, plan: &Plan, a: &SshAccess) -> Result<Vec<Verdict>
                     kbd_ok = false;
                 }
                 _ => {
-                    out.push(verdict(false, format!("PermitRootLogin {}", a.permit_root_login)));
+                    out.push(verdict(
+                        false,
+                        format!("PermitRootLogin {}", a.permit_root_login),
+                    ));
                     continue;
                 }
             }
@@ -124,7 +163,10 @@ pub fn verdicts(cx: &Context, plan: &Plan, a: &SshAccess) -> Result<Vec<Verdict>
             continue;
         }
         if !a.allow_users.is_empty() && !user_matches(&a.allow_users, &u.name) {
-            out.push(verdict(false, format!("not in AllowUsers {}", a.allow_users.join(" "))));
+            out.push(verdict(
+                false,
+                format!("not in AllowUsers {}", a.allow_users.join(" ")),
+            ));
             continue;
         }
         if group_matches(&a.deny_groups, &groups) {
@@ -132,17 +174,22 @@ pub fn verdicts(cx: &Context, plan: &Plan, a: &SshAccess) -> Result<Vec<Verdict>
             continue;
         }
         if !a.allow_groups.is_empty() && !group_matches(&a.allow_groups, &groups) {
-            out.push(verdict(false, format!("not in AllowGroups {}", a.allow_groups.join(" "))));
+            out.push(verdict(
+                false,
+                format!("not in AllowGroups {}", a.allow_groups.join(" ")),
+            ));
             continue;
         }
         if !a.methods.is_empty() {
             let ok = a.methods.iter().any(|chain| {
-                chain.iter().all(|m| match m.split(':').next().unwrap_or("") {
-                    "publickey" => key_ok,
-                    "password" => pw_ok,
-                    "keyboard-interactive" => kbd_ok,
-                    _ => false,
-                })
+                chain
+                    .iter()
+                    .all(|m| match m.split(':').next().unwrap_or("") {
+                        "publickey" => key_ok,
+                        "password" => pw_ok,
+                        "keyboard-interactive" => kbd_ok,
+                        _ => false,
+                    })
             });
             key_ok = ok;
             pw_ok = false;
@@ -172,7 +219,9 @@ pub fn verdicts(cx: &Context, plan: &Plan, a: &SshAccess) -> Result<Vec<Verdict>
 /// # Errors
 /// When files cannot be read.
 pub fn check(cx: &Context, plan: &mut Plan) -> Result<()> {
-    let Some(a) = plan.ssh_access.clone() else { return Ok(()) };
+    let Some(a) = plan.ssh_access.clone() else {
+        return Ok(());
+    };
     let v = verdicts(cx, plan, &a)?;
     let can: Vec<&Verdict> = v.iter().filter(|x| x.can_login).collect();
     if can.is_empty() {
@@ -190,13 +239,22 @@ pub fn check(cx: &Context, plan: &mut Plan) -> Result<()> {
         }
         let why: Vec<String> = v
             .iter()
-            .filter(|x| x.keys > 0 || x.user == "root" || x.reason.starts_with("not in Allow"))
+            .filter(|x| {
+                x.keys > 0
+                    || x.uid == 0
+                    || (1000..60000).contains(&x.uid)
+                    || x.reason.starts_with("not in Allow")
+            })
             .map(|x| format!("{}: {}", x.user, x.reason))
             .collect();
         let reason = format!(
             "after this plan nobody could log in over SSH ({}){}",
             state.join(", "),
-            if why.is_empty() { String::new() } else { format!(":\n    {}", why.join("\n    ")) }
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(":\n    {}", why.join("\n    "))
+            }
         );
         let hint = if holders.is_empty() {
             "give an admin user a key in the profile, e.g.\n    [[users]]\n    name = \"admin\"\n    groups = [\"sudo\"]\n    sudo = \"nopasswd\"\n    ssh_keys = [\"ssh-ed25519 AAAA… you@laptop\"]\n  (or keep ssh.password_authentication = true; --force applies anyway)".to_string()
@@ -210,22 +268,33 @@ pub fn check(cx: &Context, plan: &mut Plan) -> Result<()> {
         plan.refusals.push(Refusal { reason, hint });
         return Ok(());
     }
-    let group = Db::<Group>::parse(&cx.after(plan, &RelPath::lit("etc/group"))?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default());
+    let group = Db::<Group>::parse(
+        &cx.after(plan, &RelPath::lit("etc/group"))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default(),
+    );
     let sudoers = cx
         .after(plan, &RelPath::lit(crate::modules::users::SUDOERS_DROPIN))?
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let admin = can.iter().any(|x| {
         x.user == "root"
-            || group.entries().any(|g| SUDO_GROUPS.contains(&g.name.as_str()) && g.members.contains(&x.user))
-            || sudoers.lines().any(|l| l.split_whitespace().next() == Some(x.user.as_str()))
+            || group
+                .entries()
+                .any(|g| SUDO_GROUPS.contains(&g.name.as_str()) && g.members.contains(&x.user))
+            || sudoers
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(x.user.as_str()))
     });
     if !admin {
         let names: Vec<&str> = can.iter().map(|x| x.user.as_str()).collect();
         plan.notes.push(Note {
             module: "lockout",
             level: Level::Warning,
-            message: format!("{} can log in over SSH, but none of them has sudo rights and root cannot log in", names.join(", ")),
+            message: format!(
+                "{} can log in over SSH, but none of them has sudo rights and root cannot log in",
+                names.join(", ")
+            ),
         });
     }
     Ok(())
@@ -240,7 +309,10 @@ mod tests {
         assert!(user_matches(&["dep*".into()], "deploy"));
         assert!(user_matches(&["deploy@10.0.0.*".into()], "deploy"));
         assert!(!user_matches(&["alice".into()], "deploy"));
-        assert!(group_matches(&["sudo".into()], &["deploy".into(), "sudo".into()]));
+        assert!(group_matches(
+            &["sudo".into()],
+            &["deploy".into(), "sudo".into()]
+        ));
         assert!(!group_matches(&["admins".into()], &["sudo".into()]));
     }
 }

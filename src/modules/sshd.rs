@@ -47,7 +47,10 @@ pub const HARDENED_CIPHERS: &[&str] = &[
     "aes128-ctr",
 ];
 /// MACs: encrypt-then-MAC SHA-2 only (umac-128-etm is not on the CIS list).
-pub const HARDENED_MACS: &[&str] = &["hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com"];
+pub const HARDENED_MACS: &[&str] = &[
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256-etm@openssh.com",
+];
 /// Host key algorithms: ed25519 and RSA with SHA-2 (plus their certificates).
 pub const HARDENED_HOSTKEY: &[&str] = &[
     "ssh-ed25519",
@@ -103,7 +106,10 @@ impl<'de> Deserialize<'de> for RootLogin {
                     "no" => Ok(RootLogin::No),
                     "prohibit-password" | "without-password" => Ok(RootLogin::ProhibitPassword),
                     "forced-commands-only" => Ok(RootLogin::ForcedCommandsOnly),
-                    _ => Err(E::unknown_variant(s, &["yes", "no", "prohibit-password", "forced-commands-only"])),
+                    _ => Err(E::unknown_variant(
+                        s,
+                        &["yes", "no", "prohibit-password", "forced-commands-only"],
+                    )),
                 }
             }
         }
@@ -244,12 +250,39 @@ pub struct SshSection {
 
 /// Keywords bollwerk writes from typed keys; `extra` may not repeat them.
 const TYPED_KEYWORDS: &[&str] = &[
-    "port", "listenaddress", "permitrootlogin", "passwordauthentication", "kbdinteractiveauthentication",
-    "challengeresponseauthentication", "pubkeyauthentication", "authenticationmethods", "allowgroups",
-    "allowusers", "denygroups", "denyusers", "maxauthtries", "maxsessions", "maxstartups", "logingracetime",
-    "clientaliveinterval", "clientalivecountmax", "x11forwarding", "allowtcpforwarding", "allowagentforwarding",
-    "permitemptypasswords", "permituserenvironment", "ignorerhosts", "hostbasedauthentication", "usepam",
-    "loglevel", "banner", "kexalgorithms", "ciphers", "macs", "hostkeyalgorithms", "requiredrsasize",
+    "port",
+    "listenaddress",
+    "permitrootlogin",
+    "passwordauthentication",
+    "kbdinteractiveauthentication",
+    "challengeresponseauthentication",
+    "pubkeyauthentication",
+    "authenticationmethods",
+    "allowgroups",
+    "allowusers",
+    "denygroups",
+    "denyusers",
+    "maxauthtries",
+    "maxsessions",
+    "maxstartups",
+    "logingracetime",
+    "clientaliveinterval",
+    "clientalivecountmax",
+    "x11forwarding",
+    "allowtcpforwarding",
+    "allowagentforwarding",
+    "permitemptypasswords",
+    "permituserenvironment",
+    "ignorerhosts",
+    "hostbasedauthentication",
+    "usepam",
+    "loglevel",
+    "banner",
+    "kexalgorithms",
+    "ciphers",
+    "macs",
+    "hostkeyalgorithms",
+    "requiredrsasize",
 ];
 
 /// Cross-field and range checks of `[ssh]`.
@@ -263,18 +296,33 @@ pub fn check_profile(s: &SshSection, layers: &[Layer]) -> Result<(), ProfileErro
     if let Some(n) = s.max_auth_tries
         && !(1..=100).contains(&n)
     {
-        return err("max_auth_tries", format!("max_auth_tries = {n} is out of range"), "use 1-10 (CIS asks for 4 or less)");
+        return err(
+            "max_auth_tries",
+            format!("max_auth_tries = {n} is out of range"),
+            "use 1-10 (CIS asks for 4 or less)",
+        );
     }
     if let Some(n) = s.login_grace_time
         && n > 3600
     {
-        return err("login_grace_time", format!("login_grace_time = {n} s is more than an hour"), "CIS asks for 1-60 seconds");
+        return err(
+            "login_grace_time",
+            format!("login_grace_time = {n} s is more than an hour"),
+            "CIS asks for 1-60 seconds",
+        );
     }
     if let Some(ms) = &s.max_startups {
         let parts: Vec<&str> = ms.split(':').collect();
-        let ok = (parts.len() == 1 || parts.len() == 3) && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        let ok = (parts.len() == 1 || parts.len() == 3)
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
         if !ok {
-            return err("max_startups", format!("max_startups = {ms:?} is not `start:rate:full` or a number"), "write it like \"10:30:60\"");
+            return err(
+                "max_startups",
+                format!("max_startups = {ms:?} is not `start:rate:full` or a number"),
+                "write it like \"10:30:60\"",
+            );
         }
     }
     for (key, list) in [
@@ -289,33 +337,73 @@ pub fn check_profile(s: &SshSection, layers: &[Layer]) -> Result<(), ProfileErro
         ("listen_addresses", &s.listen_addresses),
     ] {
         if let Some(l) = list {
-            if let Some(bad) = l.iter().find(|v| v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '"' || c == '#')) {
-                return err(key, format!("{key} entry {bad:?} contains whitespace, quotes or `#`"), "one name or pattern per entry");
+            if let Some(bad) = l.iter().find(|v| {
+                v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '"' || c == '#')
+            }) {
+                return err(
+                    key,
+                    format!("{key} entry {bad:?} contains whitespace, quotes or `#`"),
+                    "one name or pattern per entry",
+                );
             }
-            if l.is_empty() && key.ends_with("algorithms") | key.ends_with("ciphers") | key.ends_with("macs") {
-                return err(key, format!("{key} is empty"), "leave the key out to use `crypto`, or list at least one algorithm");
+            if l.is_empty()
+                && key.ends_with("algorithms") | key.ends_with("ciphers") | key.ends_with("macs")
+            {
+                return err(
+                    key,
+                    format!("{key} is empty"),
+                    "leave the key out to use `crypto`, or list at least one algorithm",
+                );
             }
         }
     }
     if let Some(m) = &s.authentication_methods
         && m.split_whitespace().flat_map(|c| c.split(',')).any(|x| {
-            !matches!(x.split(':').next().unwrap_or(""), "any" | "publickey" | "password" | "keyboard-interactive" | "hostbased" | "gssapi-with-mic")
+            !matches!(
+                x.split(':').next().unwrap_or(""),
+                "any"
+                    | "publickey"
+                    | "password"
+                    | "keyboard-interactive"
+                    | "hostbased"
+                    | "gssapi-with-mic"
+            )
         })
     {
-        return err("authentication_methods", format!("authentication_methods = {m:?} names an unknown method"), "methods: publickey, password, keyboard-interactive, hostbased, gssapi-with-mic; chains joined with `,`, alternatives with spaces");
+        return err(
+            "authentication_methods",
+            format!("authentication_methods = {m:?} names an unknown method"),
+            "methods: publickey, password, keyboard-interactive, hostbased, gssapi-with-mic; chains joined with `,`, alternatives with spaces",
+        );
     }
     for (k, v) in &s.extra {
         if !k.chars().all(|c| c.is_ascii_alphanumeric()) || k.is_empty() {
-            return err("extra", format!("extra key {k:?} is not an sshd keyword"), "keywords are letters and digits, e.g. PermitTunnel");
+            return err(
+                "extra",
+                format!("extra key {k:?} is not an sshd keyword"),
+                "keywords are letters and digits, e.g. PermitTunnel",
+            );
         }
         if TYPED_KEYWORDS.contains(&k.to_ascii_lowercase().as_str()) {
-            return err("extra", format!("extra.{k} duplicates a typed key"), "use the typed key in [ssh] instead (see docs/profile.md)");
+            return err(
+                "extra",
+                format!("extra.{k} duplicates a typed key"),
+                "use the typed key in [ssh] instead (see docs/profile.md)",
+            );
         }
         if k.eq_ignore_ascii_case("match") || k.eq_ignore_ascii_case("include") {
-            return err("extra", format!("extra.{k} is not allowed"), "Match and Include blocks cannot be expressed in [ssh].extra");
+            return err(
+                "extra",
+                format!("extra.{k} is not allowed"),
+                "Match and Include blocks cannot be expressed in [ssh].extra",
+            );
         }
         if v.contains('\n') || v.is_empty() {
-            return err("extra", format!("extra.{k} must be a non-empty single line"), "one value per keyword");
+            return err(
+                "extra",
+                format!("extra.{k} must be a non-empty single line"),
+                "one value per keyword",
+            );
         }
     }
     Ok(())
@@ -351,16 +439,33 @@ pub fn sshd_facts(cx: &Context) -> SshdFacts {
         .package("openssh-server")
         .or(cx.facts.package("openssh-client"))
         .and_then(parse_version);
-    let unit = if cx.root.exists(&RelPath::lit("lib/systemd/system/ssh.service")) || cx.root.exists(&RelPath::lit("usr/lib/systemd/system/ssh.service")) {
+    let unit = if cx
+        .root
+        .exists(&RelPath::lit("lib/systemd/system/ssh.service"))
+        || cx
+            .root
+            .exists(&RelPath::lit("usr/lib/systemd/system/ssh.service"))
+    {
         "ssh".to_string()
     } else {
         "sshd".to_string()
     };
     let mut algorithms = BTreeMap::new();
-    for (key, query) in [("kex", "kex"), ("ciphers", "cipher"), ("macs", "mac"), ("hostkey", "HostKeyAlgorithms")] {
-        match cx.runner.run(&cx.root, &Cmd::in_root("/usr/bin/ssh", &["-Q", query])) {
+    for (key, query) in [
+        ("kex", "kex"),
+        ("ciphers", "cipher"),
+        ("macs", "mac"),
+        ("hostkey", "HostKeyAlgorithms"),
+    ] {
+        match cx
+            .runner
+            .run(&cx.root, &Cmd::in_root("/usr/bin/ssh", &["-Q", query]))
+        {
             Ok(o) if o.success() && !o.stdout.trim().is_empty() => {
-                algorithms.insert(key, o.stdout.split_whitespace().map(str::to_string).collect());
+                algorithms.insert(
+                    key,
+                    o.stdout.split_whitespace().map(str::to_string).collect(),
+                );
             }
             _ => {}
         }
@@ -461,7 +566,10 @@ impl Module for Sshd {
             )?;
             let main_changed = p.plan().planned_content(&main_rel).is_some();
             if changed || main_changed {
-                p.handler(Cmd::in_root("/usr/bin/systemctl", &["reload", &format!("{}.service", f.unit)]));
+                p.handler(Cmd::in_root(
+                    "/usr/bin/systemctl",
+                    &["reload", &format!("{}.service", f.unit)],
+                ));
             }
         }
         let access = compute_access(cx, p.plan(), &f)?;
@@ -470,7 +578,9 @@ impl Module for Sshd {
     }
 
     fn verify(&self, cx: &Context) -> Result<Vec<Finding>> {
-        let Some(s) = cx.profile.profile.ssh.as_ref() else { return Ok(Vec::new()) };
+        let Some(s) = cx.profile.profile.ssh.as_ref() else {
+            return Ok(Vec::new());
+        };
         let f = sshd_facts(cx);
         if !f.installed {
             return Ok(Vec::new());
@@ -488,15 +598,35 @@ impl Module for Sshd {
         let mut dummy = Plan::default();
         let mut p = Planner::new("sshd", &mut dummy);
         let dropin = render_dropin(cx, s, &f, &mut p)?;
-        for line in dropin.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in dropin
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let words = split_words(line);
-            let Some((kw, args)) = words.split_first() else { continue };
+            let Some((kw, args)) = words.split_first() else {
+                continue;
+            };
             let kw = kw.to_ascii_lowercase();
-            if matches!(kw.as_str(), "port" | "listenaddress" | "allowusers" | "allowgroups" | "denyusers" | "denygroups" | "authenticationmethods") {
+            if matches!(
+                kw.as_str(),
+                "port"
+                    | "listenaddress"
+                    | "allowusers"
+                    | "allowgroups"
+                    | "denyusers"
+                    | "denygroups"
+                    | "authenticationmethods"
+            ) {
                 let want = args.join(" ");
                 let have = effective.all(&kw);
-                if !have.iter().any(|h| normalize(&kw, h) == normalize(&kw, &want)) {
-                    out.push(Finding { module: "sshd", message: format!("sshd -T shows {kw} {:?}, the profile wants {want}", have) });
+                if !have
+                    .iter()
+                    .any(|h| normalize(&kw, h) == normalize(&kw, &want))
+                {
+                    out.push(Finding {
+                        module: "sshd",
+                        message: format!("sshd -T shows {kw} {:?}, the profile wants {want}", have),
+                    });
                 }
                 continue;
             }
@@ -505,7 +635,10 @@ impl Module for Sshd {
                 Some(have) if normalize(&kw, have) == want => {}
                 have => out.push(Finding {
                     module: "sshd",
-                    message: format!("sshd -T shows {kw} {}, the profile wants {want}", have.unwrap_or("(unset)")),
+                    message: format!(
+                        "sshd -T shows {kw} {}, the profile wants {want}",
+                        have.unwrap_or("(unset)")
+                    ),
                 }),
             }
         }
@@ -517,7 +650,9 @@ fn normalize(kw: &str, v: &str) -> String {
     let v = v.trim();
     match kw {
         "loglevel" => v.to_ascii_uppercase(),
-        "allowusers" | "allowgroups" | "denyusers" | "denygroups" | "authenticationmethods" => v.split_whitespace().collect::<Vec<_>>().join(" "),
+        "allowusers" | "allowgroups" | "denyusers" | "denygroups" | "authenticationmethods" => {
+            v.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
         "permitrootlogin" if v == "without-password" => "prohibit-password".into(),
         _ => v.to_ascii_lowercase(),
     }
@@ -528,13 +663,25 @@ fn yes(b: bool) -> &'static str {
 }
 
 /// Filters a wanted algorithm list by what the installed OpenSSH supports.
-fn fit(kind: &str, wanted: &[String], supported: Option<&Vec<String>>, p: &mut Planner) -> Vec<String> {
+fn fit(
+    kind: &str,
+    wanted: &[String],
+    supported: Option<&Vec<String>>,
+    p: &mut Planner,
+) -> Vec<String> {
     match supported {
         None => wanted.to_vec(),
         Some(sup) => {
-            let (keep, drop): (Vec<String>, Vec<String>) = wanted.iter().cloned().partition(|a| sup.contains(a));
+            let (keep, drop): (Vec<String>, Vec<String>) =
+                wanted.iter().cloned().partition(|a| sup.contains(a));
             if !drop.is_empty() {
-                p.note(Level::Warning, format!("{kind}: left out {} (not supported by the installed OpenSSH)", drop.join(", ")));
+                p.note(
+                    Level::Warning,
+                    format!(
+                        "{kind}: left out {} (not supported by the installed OpenSSH)",
+                        drop.join(", ")
+                    ),
+                );
             }
             keep
         }
@@ -545,8 +692,16 @@ fn fit(kind: &str, wanted: &[String], supported: Option<&Vec<String>>, p: &mut P
 ///
 /// # Errors
 /// Never in practice; refusals (e.g. an empty crypto list) are added to the plan.
-pub fn render_dropin(cx: &Context, s: &SshSection, f: &SshdFacts, p: &mut Planner) -> Result<String> {
-    let mut out = format!("{MANAGED_HEADER}\n# Profile: {}\n# Sorted first in {DROPIN_DIR}: OpenSSH keeps the first value it reads.\n", cx.profile.name());
+pub fn render_dropin(
+    cx: &Context,
+    s: &SshSection,
+    f: &SshdFacts,
+    p: &mut Planner,
+) -> Result<String> {
+    let mut out = format!(
+        "{MANAGED_HEADER}\n# Profile: {}\n# Sorted first in {DROPIN_DIR}: OpenSSH keeps the first value it reads.\n",
+        cx.profile.name()
+    );
     let mut kv = |k: &str, v: String| {
         out.push_str(k);
         out.push(' ');
@@ -566,7 +721,11 @@ pub fn render_dropin(cx: &Context, s: &SshSection, f: &SshdFacts, p: &mut Planne
         kv("PasswordAuthentication", yes(v).into());
     }
     if let Some(v) = s.kbd_interactive_authentication {
-        let kw = if f.version.is_some_and(|v| v < (8, 7)) { "ChallengeResponseAuthentication" } else { "KbdInteractiveAuthentication" };
+        let kw = if f.version.is_some_and(|v| v < (8, 7)) {
+            "ChallengeResponseAuthentication"
+        } else {
+            "KbdInteractiveAuthentication"
+        };
         kv(kw, yes(v).into());
     }
     if let Some(v) = s.pubkey_authentication {
@@ -585,7 +744,12 @@ pub fn render_dropin(cx: &Context, s: &SshSection, f: &SshdFacts, p: &mut Planne
             kv(k, yes(v).into());
         }
     }
-    for (k, v) in [("AllowUsers", &s.allow_users), ("AllowGroups", &s.allow_groups), ("DenyUsers", &s.deny_users), ("DenyGroups", &s.deny_groups)] {
+    for (k, v) in [
+        ("AllowUsers", &s.allow_users),
+        ("AllowGroups", &s.allow_groups),
+        ("DenyUsers", &s.deny_users),
+        ("DenyGroups", &s.deny_groups),
+    ] {
         if let Some(v) = v
             && !v.is_empty()
         {
@@ -621,7 +785,10 @@ pub fn render_dropin(cx: &Context, s: &SshSection, f: &SshdFacts, p: &mut Planne
     }
     if let Some(b) = &s.banner {
         if !cx.root.exists(&b.rel()) {
-            p.note(Level::Warning, format!("banner file {b} does not exist in the target"));
+            p.note(
+                Level::Warning,
+                format!("banner file {b} does not exist in the target"),
+            );
         }
         kv("Banner", b.to_string());
     }
@@ -634,7 +801,12 @@ pub fn render_dropin(cx: &Context, s: &SshSection, f: &SshdFacts, p: &mut Planne
         ("KexAlgorithms", "kex", &s.kex_algorithms, HARDENED_KEX),
         ("Ciphers", "ciphers", &s.ciphers, HARDENED_CIPHERS),
         ("MACs", "macs", &s.macs, HARDENED_MACS),
-        ("HostKeyAlgorithms", "hostkey", &s.host_key_algorithms, HARDENED_HOSTKEY),
+        (
+            "HostKeyAlgorithms",
+            "hostkey",
+            &s.host_key_algorithms,
+            HARDENED_HOSTKEY,
+        ),
     ] {
         let wanted: Vec<String> = match explicit {
             Some(l) => l.clone(),
@@ -644,8 +816,18 @@ pub fn render_dropin(cx: &Context, s: &SshSection, f: &SshdFacts, p: &mut Planne
         let list = fit(kw, &wanted, algos.and_then(|a| a.get(key)), p);
         if list.is_empty() {
             p.refuse(
-                format!("{kw}: none of {} is supported by the installed OpenSSH; sshd would not start", wanted.join(", ")),
-                format!("fix ssh.{} or use crypto = \"hardened\"", match key { "kex" => "kex_algorithms", "hostkey" => "host_key_algorithms", k => k }),
+                format!(
+                    "{kw}: none of {} is supported by the installed OpenSSH; sshd would not start",
+                    wanted.join(", ")
+                ),
+                format!(
+                    "fix ssh.{} or use crypto = \"hardened\"",
+                    match key {
+                        "kex" => "kex_algorithms",
+                        "hostkey" => "host_key_algorithms",
+                        k => k,
+                    }
+                ),
             );
             continue;
         }
@@ -655,7 +837,10 @@ pub fn render_dropin(cx: &Context, s: &SshSection, f: &SshdFacts, p: &mut Planne
         if f.version.is_some_and(|v| v >= (9, 1)) {
             kv("RequiredRSASize", bits.to_string());
         } else {
-            p.note(Level::Info, "RequiredRSASize needs OpenSSH ≥ 9.1; not written for this version");
+            p.note(
+                Level::Info,
+                "RequiredRSASize needs OpenSSH ≥ 9.1; not written for this version",
+            );
         }
     }
     for (k, v) in &s.extra {
@@ -674,13 +859,21 @@ pub fn ensure_include(text: &str) -> Option<String> {
     {
         return None;
     }
-    Some(format!("# Added by bollwerk: drop-ins must be read first (OpenSSH keeps the first value)\n{INCLUDE_LINE}\n\n{text}"))
+    Some(format!(
+        "# Added by bollwerk: drop-ins must be read first (OpenSSH keeps the first value)\n{INCLUDE_LINE}\n\n{text}"
+    ))
 }
 
 fn includes_dropin(pattern: &str) -> bool {
-    let abs = if pattern.starts_with('/') { pattern.to_string() } else { format!("/etc/ssh/{pattern}") };
+    let abs = if pattern.starts_with('/') {
+        pattern.to_string()
+    } else {
+        format!("/etc/ssh/{pattern}")
+    };
     match abs.rsplit_once('/') {
-        Some((dir, glob)) => dir == "/etc/ssh/sshd_config.d" && glob_match(glob, "00-bollwerk.conf"),
+        Some((dir, glob)) => {
+            dir == "/etc/ssh/sshd_config.d" && glob_match(glob, "00-bollwerk.conf")
+        }
         None => false,
     }
 }
@@ -689,21 +882,32 @@ fn includes_dropin(pattern: &str) -> bool {
 /// file its `Include`s pull in (in order), with planned contents substituted.
 fn config_texts(cx: &Context, plan: &Plan) -> Result<Vec<(String, String)>> {
     let main_rel = RelPath::lit(MAIN);
-    let Some(main) = cx.after(plan, &main_rel)? else { return Ok(Vec::new()) };
+    let Some(main) = cx.after(plan, &main_rel)? else {
+        return Ok(Vec::new());
+    };
     let main = String::from_utf8_lossy(&main).into_owned();
     let mut out = Vec::new();
     expand(cx, plan, &main, &mut out, 0)?;
     Ok(out)
 }
 
-fn expand(cx: &Context, plan: &Plan, text: &str, out: &mut Vec<(String, String)>, depth: usize) -> Result<()> {
+fn expand(
+    cx: &Context,
+    plan: &Plan,
+    text: &str,
+    out: &mut Vec<(String, String)>,
+    depth: usize,
+) -> Result<()> {
     if depth > 8 {
         return Ok(());
     }
     let mut own = String::new();
     for line in text.lines() {
         let words = split_words(line.trim());
-        if words.first().is_some_and(|w| w.eq_ignore_ascii_case("include")) {
+        if words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("include"))
+        {
             out.push(("(config)".into(), std::mem::take(&mut own)));
             for pat in &words[1..] {
                 for (path, body) in glob_files(cx, plan, pat)? {
@@ -725,9 +929,17 @@ fn expand(cx: &Context, plan: &Plan, text: &str, out: &mut Vec<(String, String)>
 
 /// Files matching an `Include` pattern after `plan` (sorted by name, as OpenSSH's glob does).
 fn glob_files(cx: &Context, plan: &Plan, pattern: &str) -> Result<Vec<(String, String)>> {
-    let abs = if pattern.starts_with('/') { pattern.to_string() } else { format!("/etc/ssh/{pattern}") };
-    let Some((dir, glob)) = abs.rsplit_once('/') else { return Ok(Vec::new()) };
-    let Ok(dir_rel) = RelPath::new(dir) else { return Ok(Vec::new()) };
+    let abs = if pattern.starts_with('/') {
+        pattern.to_string()
+    } else {
+        format!("/etc/ssh/{pattern}")
+    };
+    let Some((dir, glob)) = abs.rsplit_once('/') else {
+        return Ok(Vec::new());
+    };
+    let Ok(dir_rel) = RelPath::new(dir) else {
+        return Ok(Vec::new());
+    };
     let mut names: Vec<String> = cx.root.list_dir(&dir_rel)?;
     for c in &plan.changes {
         if let Some(p) = c.action.path()
@@ -762,7 +974,10 @@ pub fn static_effective(cx: &Context, plan: &Plan) -> Result<BTreeMap<String, Ve
             if in_match || d.in_match {
                 continue;
             }
-            let cumulative = matches!(d.keyword.as_str(), "port" | "listenaddress" | "hostkey" | "acceptenv" | "setenv");
+            let cumulative = matches!(
+                d.keyword.as_str(),
+                "port" | "listenaddress" | "hostkey" | "acceptenv" | "setenv"
+            );
             let entry = eff.entry(d.keyword.clone()).or_default();
             if cumulative {
                 entry.push(d.args.join(" "));
@@ -778,19 +993,41 @@ pub fn static_effective(cx: &Context, plan: &Plan) -> Result<BTreeMap<String, Ve
 
 fn compute_access(cx: &Context, plan: &Plan, _f: &SshdFacts) -> Result<SshAccess> {
     let eff = static_effective(cx, plan)?;
-    let first = |k: &str| eff.get(k).and_then(|v| v.first()).map(|s| s.to_ascii_lowercase());
+    let first = |k: &str| {
+        eff.get(k)
+            .and_then(|v| v.first())
+            .map(|s| s.to_ascii_lowercase())
+    };
     let bool_of = |k: &str, default: bool| first(k).map(|v| v == "yes").unwrap_or(default);
-    let list = |k: &str| -> Vec<String> { eff.get(k).map(|v| v.iter().flat_map(|x| x.split_whitespace().map(str::to_string)).collect()).unwrap_or_default() };
-    let ports: Vec<u16> = eff.get("port").map(|v| v.iter().filter_map(|p| p.parse().ok()).collect()).unwrap_or_default();
+    let list = |k: &str| -> Vec<String> {
+        eff.get(k)
+            .map(|v| {
+                v.iter()
+                    .flat_map(|x| x.split_whitespace().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let ports: Vec<u16> = eff
+        .get("port")
+        .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default();
     let methods = first("authenticationmethods")
         .filter(|m| m != "any")
-        .map(|m| m.split_whitespace().map(|c| c.split(',').map(str::to_string).collect()).collect())
+        .map(|m| {
+            m.split_whitespace()
+                .map(|c| c.split(',').map(str::to_string).collect())
+                .collect()
+        })
         .unwrap_or_default();
     Ok(SshAccess {
         ports: if ports.is_empty() { vec![22] } else { ports },
         permit_root_login: first("permitrootlogin").unwrap_or_else(|| "prohibit-password".into()),
         password_authentication: bool_of("passwordauthentication", true),
-        kbd_interactive: first("kbdinteractiveauthentication").or(first("challengeresponseauthentication")).map(|v| v == "yes").unwrap_or(true),
+        kbd_interactive: first("kbdinteractiveauthentication")
+            .or(first("challengeresponseauthentication"))
+            .map(|v| v == "yes")
+            .unwrap_or(true),
         pubkey: bool_of("pubkeyauthentication", true),
         methods,
         allow_users: list("allowusers"),
@@ -799,10 +1036,22 @@ fn compute_access(cx: &Context, plan: &Plan, _f: &SshdFacts) -> Result<SshAccess
         deny_groups: list("denygroups"),
         authorized_keys_files: {
             let l = list("authorizedkeysfile");
-            if l.is_empty() { vec![".ssh/authorized_keys".into(), ".ssh/authorized_keys2".into()] } else { l }
+            if l.is_empty() {
+                vec![
+                    ".ssh/authorized_keys".into(),
+                    ".ssh/authorized_keys2".into(),
+                ]
+            } else {
+                l
+            }
         },
-        pubkey_accepted: first("pubkeyacceptedalgorithms").or(first("pubkeyacceptedkeytypes")).map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default(),
-        rsa_min_bits: first("requiredrsasize").and_then(|v| v.parse().ok()).unwrap_or(1024),
+        pubkey_accepted: first("pubkeyacceptedalgorithms")
+            .or(first("pubkeyacceptedkeytypes"))
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        rsa_min_bits: first("requiredrsasize")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1024),
     })
 }
 
@@ -820,7 +1069,8 @@ impl Validator for SshdValidator {
     fn validate(&self, cx: &Context, staged: &crate::engine::Staged) -> Result<()> {
         let main_rel = RelPath::lit(MAIN);
         let main = match staged.files.get(&main_rel) {
-            Some(p) => std::fs::read_to_string(staged.host_path(p)).map_err(|e| Error::io("reading", staged.host_path(p), e))?,
+            Some(p) => std::fs::read_to_string(staged.host_path(p))
+                .map_err(|e| Error::io("reading", staged.host_path(p), e))?,
             None => cx.root.read_string(&main_rel)?.unwrap_or_default(),
         };
         let candidate = candidate_main(cx, &main, staged)?;
@@ -847,14 +1097,28 @@ impl Validator for SshdValidator {
 
 /// When the root has no host keys (an image before first boot), generates a throwaway one in
 /// the scratch directory so `sshd -t`/`-T` can run.
-fn scratch_host_key(cx: &Context, dir_in_root: &str, dir_host: &std::path::Path) -> Result<Option<String>> {
-    let has_keys = cx.root.list_dir(&RelPath::lit("etc/ssh"))?.iter().any(|n| n.starts_with("ssh_host_") && n.ends_with("_key"));
+fn scratch_host_key(
+    cx: &Context,
+    dir_in_root: &str,
+    dir_host: &std::path::Path,
+) -> Result<Option<String>> {
+    let has_keys = cx
+        .root
+        .list_dir(&RelPath::lit("etc/ssh"))?
+        .iter()
+        .any(|n| n.starts_with("ssh_host_") && n.ends_with("_key"));
     if has_keys {
         return Ok(None);
     }
     let key = format!("{dir_in_root}/hostkey");
     if !dir_host.join("hostkey").exists() {
-        cx.runner.run_ok(&cx.root, &Cmd::in_root("/usr/bin/ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", &key]))?;
+        cx.runner.run_ok(
+            &cx.root,
+            &Cmd::in_root(
+                "/usr/bin/ssh-keygen",
+                &["-q", "-t", "ed25519", "-N", "", "-f", &key],
+            ),
+        )?;
     }
     Ok(Some(key))
 }
@@ -865,25 +1129,42 @@ fn candidate_main(cx: &Context, main: &str, staged: &crate::engine::Staged) -> R
     let mut out = String::from("# candidate generated by bollwerk for validation\n");
     for line in main.lines() {
         let words = split_words(line.trim());
-        if !words.first().is_some_and(|w| w.eq_ignore_ascii_case("include")) {
+        if !words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("include"))
+        {
             out.push_str(line);
             out.push('\n');
             continue;
         }
         for pat in &words[1..] {
-            let abs = if pat.starts_with('/') { pat.clone() } else { format!("/etc/ssh/{pat}") };
-            let Some((dir, glob)) = abs.rsplit_once('/') else { continue };
-            let Ok(dir_rel) = RelPath::new(dir) else { continue };
+            let abs = if pat.starts_with('/') {
+                pat.clone()
+            } else {
+                format!("/etc/ssh/{pat}")
+            };
+            let Some((dir, glob)) = abs.rsplit_once('/') else {
+                continue;
+            };
+            let Ok(dir_rel) = RelPath::new(dir) else {
+                continue;
+            };
             let mut names = cx.root.list_dir(&dir_rel)?;
             for p in staged.files.keys() {
-                if p.parent().as_ref() == Some(&dir_rel) && !names.contains(&p.file_name().to_string()) {
+                if p.parent().as_ref() == Some(&dir_rel)
+                    && !names.contains(&p.file_name().to_string())
+                {
                     names.push(p.file_name().to_string());
                 }
             }
             names.sort();
             for n in names.into_iter().filter(|n| glob_match(glob, n)) {
                 let rel = dir_rel.join(&n).map_err(Error::Runtime)?;
-                let path = staged.files.get(&rel).cloned().unwrap_or_else(|| rel.absolute());
+                let path = staged
+                    .files
+                    .get(&rel)
+                    .cloned()
+                    .unwrap_or_else(|| rel.absolute());
                 out.push_str(&format!("Include {path}\n"));
             }
         }
@@ -901,7 +1182,9 @@ pub fn effective_config(cx: &Context) -> Result<crate::sshd_config::Effective> {
     if !cx.root.entry(&dir_rel)?.exists() {
         cx.root.create_dir(&dir_rel, Perms::root(0o700))?;
     }
-    let sub = dir_rel.join(&format!("verify-{}", std::process::id())).map_err(Error::Runtime)?;
+    let sub = dir_rel
+        .join(&format!("verify-{}", std::process::id()))
+        .map_err(Error::Runtime)?;
     cx.root.create_dir(&sub, Perms::root(0o700))?;
     let host = cx.root.resolve(&sub);
     let res = (|| {

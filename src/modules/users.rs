@@ -115,9 +115,30 @@ pub fn check_profile(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> 
             return Err(crate::profile::error_at(
                 layers,
                 &["users", u.name.as_str(), "sudo"],
-                format!("user {} has sudo = \"none\" but is in group `{g}`, which grants sudo", u.name),
+                format!(
+                    "user {} has sudo = \"none\" but is in group `{g}`, which grants sudo",
+                    u.name
+                ),
             )
-            .with_hint(format!("remove `{g}` from users.{}.groups, or set sudo = \"password\"", u.name)));
+            .with_hint(format!(
+                "remove `{g}` from users.{}.groups, or set sudo = \"password\"",
+                u.name
+            )));
+        }
+        if let Some(k) = u.ssh_keys.iter().find(|k| !k.strong_enough()) {
+            return Err(crate::profile::error_at(
+                layers,
+                &["users", u.name.as_str(), "ssh_keys"],
+                format!(
+                    "{} of {} has only {} bits",
+                    k.label(),
+                    u.name,
+                    k.rsa_bits.unwrap_or(0)
+                ),
+            )
+            .with_hint(
+                "use an ed25519 key (ssh-keygen -t ed25519) or RSA with at least 2048 bits",
+            ));
         }
         if u.system == Some(true) && u.home.is_none() && !u.ssh_keys.is_empty() {
             return Err(crate::profile::error_at(
@@ -145,7 +166,10 @@ struct IdRanges {
 }
 
 fn id_ranges(cx: &Context) -> Result<IdRanges> {
-    let text = cx.root.read_string(&RelPath::lit("etc/login.defs"))?.unwrap_or_default();
+    let text = cx
+        .root
+        .read_string(&RelPath::lit("etc/login.defs"))?
+        .unwrap_or_default();
     let get = |k: &str, d: u32| {
         text.lines()
             .filter_map(|l| {
@@ -192,17 +216,39 @@ impl Module for Users {
         let mut summary: Vec<String> = Vec::new();
 
         for g in &profile.groups {
-            ensure_group(&mut acc, g.name.as_str(), g.gid, g.system.unwrap_or(false), ranges, &mut summary)?;
+            ensure_group(
+                &mut acc,
+                g.name.as_str(),
+                g.gid,
+                g.system.unwrap_or(false),
+                ranges,
+                &mut summary,
+            )?;
         }
         let mut new_users = Vec::new();
         for u in &profile.users {
             let system = u.system.unwrap_or(false);
             let name = u.name.as_str();
             // Primary group.
-            let primary = u.primary_group.as_ref().map(|g| g.as_str().to_string()).unwrap_or_else(|| name.to_string());
+            let primary = u
+                .primary_group
+                .as_ref()
+                .map(|g| g.as_str().to_string())
+                .unwrap_or_else(|| name.to_string());
             let existing = acc.passwd.get(name).cloned();
             let want_uid = u.uid.or(existing.as_ref().map(|e| e.uid));
-            ensure_group(&mut acc, &primary, if u.primary_group.is_none() { want_uid } else { None }, system, ranges, &mut summary)?;
+            ensure_group(
+                &mut acc,
+                &primary,
+                if u.primary_group.is_none() {
+                    want_uid
+                } else {
+                    None
+                },
+                system,
+                ranges,
+                &mut summary,
+            )?;
             let gid = acc.gid(&primary).unwrap_or(0);
             for g in &u.groups {
                 ensure_group(&mut acc, g.as_str(), None, false, ranges, &mut summary)?;
@@ -213,30 +259,59 @@ impl Module for Users {
                         Some(uid) => {
                             if let Some(other) = acc.passwd.entries().find(|e| e.uid == uid) {
                                 return Err(Error::Unsafe {
-                                    reason: format!("uid {uid} for new user {name} is already used by {}", other.name),
+                                    reason: format!(
+                                        "uid {uid} for new user {name} is already used by {}",
+                                        other.name
+                                    ),
                                     hint: format!("change users.{name}.uid or leave it out"),
                                 });
                             }
                             uid
                         }
                         None => {
-                            let (lo, hi) = if system { (ranges.sys_min, ranges.sys_max) } else { (ranges.uid_min, ranges.uid_max) };
+                            let (lo, hi) = if system {
+                                (ranges.sys_min, ranges.sys_max)
+                            } else {
+                                (ranges.uid_min, ranges.uid_max)
+                            };
                             let free = if system {
-                                (lo..=hi).rev().find(|id| !acc.passwd.entries().any(|e| e.uid == *id))
-                            } else if acc.passwd.entries().all(|e| e.uid != gid) && (lo..=hi).contains(&gid) {
+                                (lo..=hi)
+                                    .rev()
+                                    .find(|id| !acc.passwd.entries().any(|e| e.uid == *id))
+                            } else if acc.passwd.entries().all(|e| e.uid != gid)
+                                && (lo..=hi).contains(&gid)
+                            {
                                 Some(gid)
                             } else {
                                 (lo..=hi).find(|id| !acc.passwd.entries().any(|e| e.uid == *id))
                             };
-                            free.ok_or_else(|| Error::Runtime(format!("no free uid in {lo}-{hi} for {name}")))?
+                            free.ok_or_else(|| {
+                                Error::Runtime(format!("no free uid in {lo}-{hi} for {name}"))
+                            })?
                         }
                     };
-                    let home = u.home.as_ref().map(|h| h.as_str().to_string()).unwrap_or_else(|| {
-                        if system { "/nonexistent".to_string() } else { format!("/home/{name}") }
-                    });
-                    let shell = u.shell.as_ref().map(|s| s.as_str().to_string()).unwrap_or_else(|| {
-                        if system { "/usr/sbin/nologin".to_string() } else { "/bin/bash".to_string() }
-                    });
+                    let home = u
+                        .home
+                        .as_ref()
+                        .map(|h| h.as_str().to_string())
+                        .unwrap_or_else(|| {
+                            if system {
+                                "/nonexistent".to_string()
+                            } else {
+                                format!("/home/{name}")
+                            }
+                        });
+                    let shell = u
+                        .shell
+                        .as_ref()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_else(|| {
+                            if system {
+                                "/usr/sbin/nologin".to_string()
+                            } else {
+                                "/bin/bash".to_string()
+                            }
+                        });
                     acc.passwd.push(Passwd {
                         name: name.to_string(),
                         password: "x".into(),
@@ -249,10 +324,18 @@ impl Module for Users {
                     if let Some(sh) = acc.shadow.as_mut() {
                         sh.push(Shadow {
                             name: name.to_string(),
-                            hash: u.password_hash.as_ref().map(|h| h.as_str().to_string()).unwrap_or_else(|| "!".into()),
+                            hash: u
+                                .password_hash
+                                .as_ref()
+                                .map(|h| h.as_str().to_string())
+                                .unwrap_or_else(|| "!".into()),
                             last_change: today.clone(),
                             min: if system { String::new() } else { "0".into() },
-                            max: if system { String::new() } else { "99999".into() },
+                            max: if system {
+                                String::new()
+                            } else {
+                                "99999".into()
+                            },
                             warn: if system { String::new() } else { "7".into() },
                             inactive: String::new(),
                             expire: String::new(),
@@ -267,19 +350,34 @@ impl Module for Users {
                         && uid != e.uid
                     {
                         return Err(Error::Unsafe {
-                            reason: format!("user {name} exists with uid {}, the profile says {uid}", e.uid),
-                            hint: format!("remove users.{name}.uid or set it to {} (bollwerk does not renumber users)", e.uid),
+                            reason: format!(
+                                "user {name} exists with uid {}, the profile says {uid}",
+                                e.uid
+                            ),
+                            hint: format!(
+                                "remove users.{name}.uid or set it to {} (bollwerk does not renumber users)",
+                                e.uid
+                            ),
                         });
                     }
                     if let Some(h) = &u.home
                         && h.as_str() != e.home
                     {
                         return Err(Error::Unsafe {
-                            reason: format!("user {name} has home {}, the profile says {h}", e.home),
-                            hint: format!("remove users.{name}.home or set it to {} (bollwerk does not move homes)", e.home),
+                            reason: format!(
+                                "user {name} has home {}, the profile says {h}",
+                                e.home
+                            ),
+                            hint: format!(
+                                "remove users.{name}.home or set it to {} (bollwerk does not move homes)",
+                                e.home
+                            ),
                         });
                     }
-                    let entry = acc.passwd.get_mut(name).ok_or_else(|| Error::Runtime("user vanished".into()))?;
+                    let entry = acc
+                        .passwd
+                        .get_mut(name)
+                        .ok_or_else(|| Error::Runtime("user vanished".into()))?;
                     if let Some(s) = &u.shell
                         && s.as_str() != entry.shell
                     {
@@ -323,11 +421,33 @@ impl Module for Users {
         let shadow_gid = acc.gid("shadow").unwrap_or(0);
         let files: [(&str, Option<String>, u32, u32, Visibility); 4] = [
             (GROUP, Some(acc.group.render()), 0o644, 0, Visibility::Plain),
-            (GSHADOW, acc.gshadow.as_ref().map(|d| d.render()), 0o640, shadow_gid, Visibility::MaskHashes),
-            (PASSWD, Some(acc.passwd.render()), 0o644, 0, Visibility::Plain),
-            (SHADOW, acc.shadow.as_ref().map(|d| d.render()), 0o640, shadow_gid, Visibility::MaskHashes),
+            (
+                GSHADOW,
+                acc.gshadow.as_ref().map(|d| d.render()),
+                0o640,
+                shadow_gid,
+                Visibility::MaskHashes,
+            ),
+            (
+                PASSWD,
+                Some(acc.passwd.render()),
+                0o644,
+                0,
+                Visibility::Plain,
+            ),
+            (
+                SHADOW,
+                acc.shadow.as_ref().map(|d| d.render()),
+                0o640,
+                shadow_gid,
+                Visibility::MaskHashes,
+            ),
         ];
-        let what = if summary.is_empty() { "accounts".to_string() } else { summary.join("; ") };
+        let what = if summary.is_empty() {
+            "accounts".to_string()
+        } else {
+            summary.join("; ")
+        };
         for (path, content, mode, gid, vis) in files {
             let Some(content) = content else { continue };
             let rel = RelPath::lit(path);
@@ -335,13 +455,23 @@ impl Module for Users {
                 Entry::File { perms, .. } => perms,
                 _ => Perms { mode, uid: 0, gid },
             };
-            p.file_with(&cx.root, &rel, content.into_bytes(), perms, format!("{path}: {what}"), vis, None)?;
+            p.file_with(
+                &cx.root,
+                &rel,
+                content.into_bytes(),
+                perms,
+                format!("{path}: {what}"),
+                vis,
+                None,
+            )?;
         }
 
         // Homes and keys.
         for u in &profile.users {
             let name = u.name.as_str();
-            let Some(pw) = acc.passwd.get(name).cloned() else { continue };
+            let Some(pw) = acc.passwd.get(name).cloned() else {
+                continue;
+            };
             let new = new_users.iter().any(|n| n == name);
             let creates_home = new && (u.system != Some(true) || u.home.is_some());
             let home_rel = RelPath::new(&pw.home).ok();
@@ -350,7 +480,15 @@ impl Module for Users {
                 && !cx.root.exists(home)
             {
                 let mode = u.home_mode.map(|m| m.0).unwrap_or(0o750);
-                p.dirs(&cx.root, home, Perms { mode, uid: pw.uid, gid: pw.gid })?;
+                p.dirs(
+                    &cx.root,
+                    home,
+                    Perms {
+                        mode,
+                        uid: pw.uid,
+                        gid: pw.gid,
+                    },
+                )?;
                 copy_skel(cx, &mut p, home, pw.uid, pw.gid)?;
             }
             plan_keys(cx, &mut p, u, &pw)?;
@@ -361,13 +499,24 @@ impl Module for Users {
     }
 }
 
-fn ensure_group(acc: &mut Accounts, name: &str, gid: Option<u32>, system: bool, r: IdRanges, summary: &mut Vec<String>) -> Result<()> {
+fn ensure_group(
+    acc: &mut Accounts,
+    name: &str,
+    gid: Option<u32>,
+    system: bool,
+    r: IdRanges,
+    summary: &mut Vec<String>,
+) -> Result<()> {
     if acc.group.get(name).is_some() {
         return Ok(());
     }
     let gid = match gid {
         Some(g) if acc.group.entries().all(|e| e.gid != g) => g,
-        Some(g) if acc.group.entries().any(|e| e.gid == g && e.name != name) && gid.is_some() && !system => {
+        Some(g)
+            if acc.group.entries().any(|e| e.gid == g && e.name != name)
+                && gid.is_some()
+                && !system =>
+        {
             // The wanted gid (e.g. uid == gid convention) is taken: fall back to a free one.
             (r.uid_min..=r.uid_max)
                 .find(|id| acc.group.entries().all(|e| e.gid != *id))
@@ -375,9 +524,14 @@ fn ensure_group(acc: &mut Accounts, name: &str, gid: Option<u32>, system: bool, 
         }
         _ => {
             let free = if system {
-                (r.sys_min..=r.sys_max).rev().find(|id| acc.group.entries().all(|e| e.gid != *id))
+                (r.sys_min..=r.sys_max)
+                    .rev()
+                    .find(|id| acc.group.entries().all(|e| e.gid != *id))
             } else {
-                (r.uid_min..=r.uid_max).find(|id| acc.group.entries().all(|e| e.gid != *id) && acc.passwd.entries().all(|p| p.uid != *id))
+                (r.uid_min..=r.uid_max).find(|id| {
+                    acc.group.entries().all(|e| e.gid != *id)
+                        && acc.passwd.entries().all(|p| p.uid != *id)
+                })
             };
             free.ok_or_else(|| Error::Runtime(format!("no free gid for {name}")))?
         }
@@ -420,13 +574,19 @@ fn validate_accounts(acc: &Accounts) -> Result<()> {
     let mut names = BTreeMap::new();
     for e in acc.passwd.entries() {
         if names.insert(e.name.clone(), ()).is_some() {
-            return Err(Error::Runtime(format!("etc/passwd would contain {} twice", e.name)));
+            return Err(Error::Runtime(format!(
+                "etc/passwd would contain {} twice",
+                e.name
+            )));
         }
     }
     let mut gnames = BTreeMap::new();
     for g in acc.group.entries() {
         if gnames.insert(g.name.clone(), ()).is_some() {
-            return Err(Error::Runtime(format!("etc/group would contain {} twice", g.name)));
+            return Err(Error::Runtime(format!(
+                "etc/group would contain {} twice",
+                g.name
+            )));
         }
     }
     Ok(())
@@ -434,17 +594,44 @@ fn validate_accounts(acc: &Accounts) -> Result<()> {
 
 /// Plans copies of `etc/skel` into a new home.
 fn copy_skel(cx: &Context, p: &mut Planner, home: &RelPath, uid: u32, gid: u32) -> Result<()> {
-    fn walk(cx: &Context, p: &mut Planner, src: &RelPath, dst: &RelPath, uid: u32, gid: u32) -> Result<()> {
+    fn walk(
+        cx: &Context,
+        p: &mut Planner,
+        src: &RelPath,
+        dst: &RelPath,
+        uid: u32,
+        gid: u32,
+    ) -> Result<()> {
         for name in cx.root.list_dir(src)? {
             let s = src.join(&name).map_err(Error::Runtime)?;
             let d = dst.join(&name).map_err(Error::Runtime)?;
             match cx.root.entry(&s)? {
                 Entry::File { perms, .. } => {
                     let content = cx.root.read(&s)?.unwrap_or_default();
-                    p.file(&cx.root, &d, content, Perms { mode: perms.mode, uid, gid }, format!("copy {s} to {d}"))?;
+                    p.file_with(
+                        &cx.root,
+                        &d,
+                        content,
+                        Perms {
+                            mode: perms.mode,
+                            uid,
+                            gid,
+                        },
+                        format!("copy {s} to {d}"),
+                        Visibility::Brief,
+                        None,
+                    )?;
                 }
                 Entry::Dir { perms } => {
-                    p.dirs(&cx.root, &d, Perms { mode: perms.mode, uid, gid })?;
+                    p.dirs(
+                        &cx.root,
+                        &d,
+                        Perms {
+                            mode: perms.mode,
+                            uid,
+                            gid,
+                        },
+                    )?;
                     walk(cx, p, &s, &d, uid, gid)?;
                 }
                 _ => {}
@@ -478,7 +665,11 @@ pub fn wanted_keys(cx: &Context, u: &UserSpec) -> Result<Vec<PublicKey>> {
 }
 
 /// Renders `authorized_keys` for the wanted keys, given the current file.
-pub fn render_authorized_keys(current: Option<&str>, wanted: &[PublicKey], exclusive: bool) -> String {
+pub fn render_authorized_keys(
+    current: Option<&str>,
+    wanted: &[PublicKey],
+    exclusive: bool,
+) -> String {
     if exclusive {
         let mut s = String::from(MANAGED_HEADER);
         s.push('\n');
@@ -511,7 +702,11 @@ pub fn render_authorized_keys(current: Option<&str>, wanted: &[PublicKey], exclu
 
 /// The `authorized_keys` path of a home directory.
 pub fn authorized_keys_path(home: &str) -> Option<RelPath> {
-    RelPath::new(&format!("{}/.ssh/authorized_keys", home.trim_end_matches('/'))).ok()
+    RelPath::new(&format!(
+        "{}/.ssh/authorized_keys",
+        home.trim_end_matches('/')
+    ))
+    .ok()
 }
 
 fn plan_keys(cx: &Context, p: &mut Planner, u: &UserSpec, pw: &Passwd) -> Result<()> {
@@ -521,28 +716,80 @@ fn plan_keys(cx: &Context, p: &mut Planner, u: &UserSpec, pw: &Passwd) -> Result
     }
     let wanted = wanted_keys(cx, u)?;
     let Some(ak) = authorized_keys_path(&pw.home) else {
-        return Err(Error::Runtime(format!("home of {} is not a usable path: {}", pw.name, pw.home)));
+        return Err(Error::Runtime(format!(
+            "home of {} is not a usable path: {}",
+            pw.name, pw.home
+        )));
     };
-    let ssh_dir = ak.parent().ok_or_else(|| Error::Runtime("no .ssh dir".into()))?;
+    let ssh_dir = ak
+        .parent()
+        .ok_or_else(|| Error::Runtime("no .ssh dir".into()))?;
     for path in [&ssh_dir, &ak] {
         if let Entry::Symlink { target, .. } = cx.root.entry(path)? {
             return Err(Error::Unsafe {
-                reason: format!("{path} is a symlink to {target}; writing keys through it could overwrite another file"),
-                hint: format!("replace the symlink by a real directory/file for {}", pw.name),
+                reason: format!(
+                    "{path} is a symlink to {target}; writing keys through it could overwrite another file"
+                ),
+                hint: format!(
+                    "replace the symlink by a real directory/file for {}",
+                    pw.name
+                ),
             });
         }
     }
-    let home = ssh_dir.parent().ok_or_else(|| Error::Runtime("no home".into()))?;
-    if !cx.root.exists(&home) && p.plan().planned_content(&home).is_none() && !p.plan().changes.iter().any(|c| c.action.path() == Some(&home)) {
-        p.note(Level::Warning, format!("home {home} of {} does not exist; creating it for the SSH keys", pw.name));
-        p.dirs(&cx.root, &home, Perms { mode: 0o750, uid: pw.uid, gid: pw.gid })?;
+    let home = ssh_dir
+        .parent()
+        .ok_or_else(|| Error::Runtime("no home".into()))?;
+    if !cx.root.exists(&home)
+        && p.plan().planned_content(&home).is_none()
+        && !p
+            .plan()
+            .changes
+            .iter()
+            .any(|c| c.action.path() == Some(&home))
+    {
+        p.note(
+            Level::Warning,
+            format!(
+                "home {home} of {} does not exist; creating it for the SSH keys",
+                pw.name
+            ),
+        );
+        p.dirs(
+            &cx.root,
+            &home,
+            Perms {
+                mode: 0o750,
+                uid: pw.uid,
+                gid: pw.gid,
+            },
+        )?;
     }
-    let user_perms = |mode| Perms { mode, uid: pw.uid, gid: pw.gid };
-    p.dir(&cx.root, &ssh_dir, user_perms(0o700), format!("{ssh_dir} for {}", pw.name))?;
+    let user_perms = |mode| Perms {
+        mode,
+        uid: pw.uid,
+        gid: pw.gid,
+    };
+    p.dir(
+        &cx.root,
+        &ssh_dir,
+        user_perms(0o700),
+        format!("{ssh_dir} for {}", pw.name),
+    )?;
     let current = cx.root.read_string(&ak)?;
     let content = render_authorized_keys(current.as_deref(), &wanted, exclusive);
     let n = wanted.len();
-    p.file(&cx.root, &ak, content, user_perms(0o600), format!("authorized_keys of {} ({n} key{})", pw.name, if n == 1 { "" } else { "s" }))?;
+    p.file(
+        &cx.root,
+        &ak,
+        content,
+        user_perms(0o600),
+        format!(
+            "authorized_keys of {} ({n} key{})",
+            pw.name,
+            if n == 1 { "" } else { "s" }
+        ),
+    )?;
     Ok(())
 }
 
@@ -557,8 +804,13 @@ impl Validator for Visudo {
 
     fn validate(&self, cx: &Context, staged: &crate::engine::Staged) -> Result<()> {
         let rel = RelPath::lit(SUDOERS_DROPIN);
-        let Some(path) = staged.files.get(&rel) else { return Ok(()) };
-        let out = cx.runner.run(&cx.root, &Cmd::in_root("/usr/sbin/visudo", &["-c", "-q", "-f", path]))?;
+        let Some(path) = staged.files.get(&rel) else {
+            return Ok(());
+        };
+        let out = cx.runner.run(
+            &cx.root,
+            &Cmd::in_root("/usr/sbin/visudo", &["-c", "-q", "-f", path]),
+        )?;
         if out.success() {
             Ok(())
         } else {
@@ -600,18 +852,33 @@ fn plan_sudoers(cx: &Context, p: &mut Planner, profile: &Profile) -> Result<()> 
         }
     }
     if lines.is_empty() {
-        p.remove(&cx.root, &rel, format!("remove {rel} (no user needs sudo rights from it)"))?;
+        p.remove(
+            &cx.root,
+            &rel,
+            format!("remove {rel} (no user needs sudo rights from it)"),
+        )?;
         return Ok(());
     }
-    if !cx.root.exists(&RelPath::lit("usr/sbin/visudo")) && !cx.root.exists(&RelPath::lit("usr/bin/sudo")) {
-        p.note(Level::Warning, "sudo is not installed in the target: the sudoers drop-in has no effect until it is");
+    if !cx.root.exists(&RelPath::lit("usr/sbin/visudo"))
+        && !cx.root.exists(&RelPath::lit("usr/bin/sudo"))
+    {
+        p.note(
+            Level::Warning,
+            "sudo is not installed in the target: the sudoers drop-in has no effect until it is",
+        );
     }
-    let sudoers = cx.root.read_string(&RelPath::lit("etc/sudoers"))?.unwrap_or_default();
+    let sudoers = cx
+        .root
+        .read_string(&RelPath::lit("etc/sudoers"))?
+        .unwrap_or_default();
     if !sudoers.lines().any(|l| {
         let t = l.trim_start();
         t.starts_with("@includedir /etc/sudoers.d") || t.starts_with("#includedir /etc/sudoers.d")
     }) {
-        p.note(Level::Warning, "etc/sudoers has no `@includedir /etc/sudoers.d`: the drop-in is not read");
+        p.note(
+            Level::Warning,
+            "etc/sudoers has no `@includedir /etc/sudoers.d`: the drop-in is not read",
+        );
     }
     let mut content = format!("{MANAGED_HEADER}\n");
     for l in lines {
@@ -619,7 +886,15 @@ fn plan_sudoers(cx: &Context, p: &mut Planner, profile: &Profile) -> Result<()> 
         content.push('\n');
     }
     let validator: Arc<dyn Validator> = Arc::new(Visudo);
-    p.file_with(&cx.root, &rel, content.into_bytes(), Perms::root(0o440), format!("sudo rights in {rel}"), Visibility::Plain, Some(validator))?;
+    p.file_with(
+        &cx.root,
+        &rel,
+        content.into_bytes(),
+        Perms::root(0o440),
+        format!("sudo rights in {rel}"),
+        Visibility::Plain,
+        Some(validator),
+    )?;
     Ok(())
 }
 
@@ -631,10 +906,18 @@ mod tests {
     #[test]
     fn exclusive_keys_replace_and_non_exclusive_append() {
         let k = PublicKey::parse(ED25519).unwrap();
-        let excl = render_authorized_keys(Some("ssh-ed25519 OTHER x\n"), std::slice::from_ref(&k), true);
+        let excl = render_authorized_keys(
+            Some("ssh-ed25519 OTHER x\n"),
+            std::slice::from_ref(&k),
+            true,
+        );
         assert_eq!(excl, format!("{MANAGED_HEADER}\n{ED25519}\n"));
         let app = render_authorized_keys(Some("# mine\n"), std::slice::from_ref(&k), false);
         assert_eq!(app, format!("# mine\n{ED25519}\n"));
-        assert_eq!(render_authorized_keys(Some(&app), &[k], false), app, "idempotent");
+        assert_eq!(
+            render_authorized_keys(Some(&app), &[k], false),
+            app,
+            "idempotent"
+        );
     }
 }

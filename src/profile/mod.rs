@@ -233,8 +233,11 @@ pub fn load(spec: &str) -> Result<Loaded, ProfileError> {
         let (source, text) = read_source(&spec, base_dir.as_deref(), layers.last())?;
         let ident = source.to_string();
         if !seen.insert(ident.clone()) {
-            return Err(ProfileError::new(&source, "`extends` forms a cycle")
-                .with_hint("remove the `extends` line that points back to a profile in the chain"));
+            return Err(
+                ProfileError::new(&source, "`extends` forms a cycle").with_hint(
+                    "remove the `extends` line that points back to a profile in the chain",
+                ),
+            );
         }
         let layer = parse_layer(source, text)?;
         if let Some(ext) = layer.table.get("extends").and_then(|v| v.as_str()) {
@@ -252,14 +255,22 @@ pub fn load(spec: &str) -> Result<Loaded, ProfileError> {
         merge_table(&mut merged, layer.table.clone(), "");
     }
     merged.remove("extends");
-    let profile: Profile = toml::Value::Table(merged.clone())
-        .try_into()
-        .map_err(|e: toml::de::Error| {
-            let last = layers.last().map(|l| l.source.clone()).unwrap_or(Source::Builtin("?".into()));
-            ProfileError::new(&last, format!("merged profile is invalid: {}", e.message()))
-        })?;
+    let profile: Profile =
+        toml::Value::Table(merged.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let last = layers
+                    .last()
+                    .map(|l| l.source.clone())
+                    .unwrap_or(Source::Builtin("?".into()));
+                ProfileError::new(&last, format!("merged profile is invalid: {}", e.message()))
+            })?;
     let profile = Profile {
-        extends: layers.last().and_then(|l| l.table.get("extends")).and_then(|v| v.as_str()).map(str::to_string),
+        extends: layers
+            .last()
+            .and_then(|l| l.table.get("extends"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
         ..profile
     };
     check_semantics(&profile, &layers)?;
@@ -286,12 +297,25 @@ fn read_source(
         }
         let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
         let mut err = match child {
-            Some(c) => locate_err(c, &["extends"], format!("unknown built-in profile `{spec}`")),
-            None => ProfileError::new(&Source::Builtin(spec.to_string()), format!("unknown built-in profile `{spec}`")),
+            Some(c) => locate_err(
+                c,
+                &["extends"],
+                format!("unknown built-in profile `{spec}`"),
+            ),
+            None => ProfileError::new(
+                &Source::Builtin(spec.to_string()),
+                format!("unknown built-in profile `{spec}`"),
+            ),
         };
         let hint = match did_you_mean(spec, names.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`? built-in profiles: {}; a file path needs a `/` or `.toml`", names.join(", ")),
-            None => format!("built-in profiles: {}; a file path needs a `/` or `.toml`", names.join(", ")),
+            Some(s) => format!(
+                "did you mean `{s}`? built-in profiles: {}; a file path needs a `/` or `.toml`",
+                names.join(", ")
+            ),
+            None => format!(
+                "built-in profiles: {}; a file path needs a `/` or `.toml`",
+                names.join(", ")
+            ),
         };
         err.hint = Some(hint);
         return Err(err);
@@ -316,7 +340,10 @@ fn read_source(
 /// the right file).
 fn parse_layer(source: Source, text: String) -> Result<Layer, ProfileError> {
     let de = toml::Deserializer::parse(&text).map_err(|e| {
-        let mut err = ProfileError::new(&source, format!("TOML syntax error: {}", first_line(e.message())));
+        let mut err = ProfileError::new(
+            &source,
+            format!("TOML syntax error: {}", first_line(e.message())),
+        );
         if let Some(span) = e.span() {
             err = err.at(&text, span.start);
         }
@@ -337,7 +364,8 @@ fn parse_layer(source: Source, text: String) -> Result<Layer, ProfileError> {
         err.hint = hint;
         return Err(err);
     }
-    let table: toml::Table = toml::from_str(&text).map_err(|e| ProfileError::new(&source, e.message().to_string()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| ProfileError::new(&source, e.message().to_string()))?;
     Ok(Layer {
         source,
         text,
@@ -409,7 +437,12 @@ fn backticked(s: &str) -> Vec<String> {
 
 /// The closest candidate by edit distance, if close enough to be a typo.
 pub fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
-    let prefix = |c: &str| name.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+    let prefix = |c: &str| {
+        name.chars()
+            .zip(c.chars())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
     candidates
         .map(|c| (strsim::damerau_levenshtein(name, c), c))
         .filter(|(d, c)| *d <= 3.max(c.len() / 4) && *d < c.len())
@@ -430,7 +463,9 @@ fn merge_table(base: &mut toml::Table, child: toml::Table, path: &str) {
                 merge_table(&mut b, c, &sub);
                 toml::Value::Table(b)
             }
-            (Some(toml::Value::Array(b)), toml::Value::Array(c)) => toml::Value::Array(merge_array(b, c, &sub)),
+            (Some(toml::Value::Array(b)), toml::Value::Array(c)) => {
+                toml::Value::Array(merge_array(b, c, &sub))
+            }
             (_, v) => v,
         };
         base.insert(k, merged);
@@ -443,7 +478,9 @@ fn merge_array(base: Vec<toml::Value>, child: Vec<toml::Value>, path: &str) -> V
         let mut out = base;
         for c in child {
             let id = c.get(*key).cloned();
-            let pos = id.as_ref().and_then(|id| out.iter().position(|b| b.get(*key) == Some(id)));
+            let pos = id
+                .as_ref()
+                .and_then(|id| out.iter().position(|b| b.get(*key) == Some(id)));
             match (pos, c) {
                 (Some(i), toml::Value::Table(ct)) => {
                     if let toml::Value::Table(bt) = &mut out[i] {
@@ -490,7 +527,9 @@ pub fn locate(text: &str, path: &[&str]) -> Option<usize> {
     let mut offset = None;
     let mut i = 0;
     while i < path.len() {
-        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == path[i])?;
+        let (k, v) = table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == path[i])?;
         offset = Some(k.span().start);
         i += 1;
         match v.get_ref() {
@@ -500,7 +539,11 @@ pub fn locate(text: &str, path: &[&str]) -> Option<usize> {
                 let elem = a.iter().find(|e| {
                     e.get_ref()
                         .as_table()
-                        .and_then(|t| t.iter().find(|(k, _)| k.get_ref().as_ref() == "name" || k.get_ref().as_ref() == "path"))
+                        .and_then(|t| {
+                            t.iter().find(|(k, _)| {
+                                k.get_ref().as_ref() == "name" || k.get_ref().as_ref() == "path"
+                            })
+                        })
                         .and_then(|(_, v)| v.get_ref().as_str())
                         == Some(want)
                 })?;
@@ -519,11 +562,18 @@ pub fn locate(text: &str, path: &[&str]) -> Option<usize> {
 
 /// The last layer that mentions a key path (for semantic errors in merged profiles).
 fn owner_layer<'a>(layers: &'a [Layer], path: &[&str]) -> Option<&'a Layer> {
-    layers.iter().rev().find(|l| locate(&l.text, path).is_some())
+    layers
+        .iter()
+        .rev()
+        .find(|l| locate(&l.text, path).is_some())
 }
 
 /// Builds an error for a key path, located in the last layer that sets it.
-pub fn error_at(loaded_layers: &[Layer], path: &[&str], message: impl Into<String>) -> ProfileError {
+pub fn error_at(
+    loaded_layers: &[Layer],
+    path: &[&str],
+    message: impl Into<String>,
+) -> ProfileError {
     match owner_layer(loaded_layers, path).or_else(|| loaded_layers.last()) {
         Some(l) => locate_err(l, path, message),
         None => ProfileError::new(&Source::Builtin("?".into()), message),
@@ -558,11 +608,18 @@ mod tests {
     #[test]
     fn unknown_key_has_position_and_hint() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "site.toml", "[ssh]\nport = 22\npasword_authentication = false\n");
+        let p = write(
+            dir.path(),
+            "site.toml",
+            "[ssh]\nport = 22\npasword_authentication = false\n",
+        );
         let e = load(&p).unwrap_err();
         assert_eq!(e.position, Some((3, 1)));
         assert_eq!(e.key.as_deref(), Some("ssh.pasword_authentication"));
-        assert_eq!(e.hint.as_deref(), Some("did you mean `password_authentication`?"));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("did you mean `password_authentication`?")
+        );
         let shown = e.to_string();
         assert!(shown.contains("site.toml:3:1"), "{shown}");
     }
@@ -577,7 +634,11 @@ mod tests {
         let p = write(dir.path(), "b.toml", "[[users]]\nname = \"Bad Name\"\n");
         let e = load(&p).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("users[0].name"));
-        let p = write(dir.path(), "c.toml", "[[users]]\nname = \"x\"\nsudo = \"nopassword\"\n");
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "[[users]]\nname = \"x\"\nsudo = \"nopassword\"\n",
+        );
         let e = load(&p).unwrap_err();
         assert!(e.hint.as_ref().unwrap().contains("did you mean `nopasswd`"));
         let p = write(dir.path(), "d.toml", "[ssh\n");
@@ -593,7 +654,9 @@ mod tests {
         write(
             dir.path(),
             "base.toml",
-            &format!("[ssh]\nport = 22\nmax_auth_tries = 3\n[[users]]\nname = \"deploy\"\ngroups = [\"sudo\"]\nssh_keys = [\"{k1}\"]\n"),
+            &format!(
+                "[ssh]\nport = 22\nmax_auth_tries = 3\n[[users]]\nname = \"deploy\"\ngroups = [\"sudo\"]\nssh_keys = [\"{k1}\"]\n"
+            ),
         );
         let child = write(
             dir.path(),
@@ -606,7 +669,10 @@ mod tests {
         assert_eq!(ssh.max_auth_tries, Some(3));
         assert_eq!(l.profile.users.len(), 2);
         assert_eq!(l.profile.users[0].ssh_keys.len(), 1);
-        assert_eq!(l.profile.users[0].shell.as_ref().unwrap().as_str(), "/bin/zsh");
+        assert_eq!(
+            l.profile.users[0].shell.as_ref().unwrap().as_str(),
+            "/bin/zsh"
+        );
         assert_eq!(l.layers.len(), 2);
     }
 

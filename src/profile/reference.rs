@@ -13,29 +13,55 @@ pub fn markdown() -> String {
         out.push('\n');
     }
     let empty = serde_json::Map::new();
-    let props = schema.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+    let props = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     out.push_str("\n## Top-level keys\n\n| key | type | description |\n|---|---|---|\n");
     let mut sections = Vec::new();
     for (name, prop) in props {
         let (ty, target) = describe(&schema, prop);
-        out.push_str(&format!("| `{name}` | {ty} | {} |\n", cell(&description(&schema, prop))));
+        out.push_str(&format!(
+            "| `{name}` | {ty} | {} |\n",
+            cell(&description(&schema, prop))
+        ));
         if let Some(t) = target {
             sections.push((name.clone(), t));
         }
     }
     for (name, def) in sections {
-        let is_array = matches!(describe(&schema, &props[&name]).0.as_str(), s if s.starts_with("array"));
-        out.push_str(&format!("\n## `{}{name}{}`\n\n", if is_array { "[[" } else { "[" }, if is_array { "]]" } else { "]" }));
+        let is_array =
+            matches!(describe(&schema, &props[&name]).0.as_str(), s if s.starts_with("array"));
+        out.push_str(&format!(
+            "\n## `{}{name}{}`\n\n",
+            if is_array { "[[" } else { "[" },
+            if is_array { "]]" } else { "]" }
+        ));
         if let Some(d) = def.get("description").and_then(Value::as_str) {
             out.push_str(d);
             out.push_str("\n\n");
         }
         out.push_str("| key | type | description |\n|---|---|---|\n");
-        let req: Vec<&str> = def.get("required").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-        for (k, p) in def.get("properties").and_then(Value::as_object).unwrap_or(&empty) {
+        let req: Vec<&str> = def
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        for (k, p) in def
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty)
+        {
             let (ty, _) = describe(&schema, p);
-            let req = if req.contains(&k.as_str()) { " **(required)**" } else { "" };
-            out.push_str(&format!("| `{k}` | {ty}{req} | {} |\n", cell(&description(&schema, p))));
+            let req = if req.contains(&k.as_str()) {
+                " **(required)**"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "| `{k}` | {ty}{req} | {} |\n",
+                cell(&description(&schema, p))
+            ));
         }
     }
     out
@@ -108,7 +134,12 @@ fn describe(schema: &Value, v: &Value) -> (String, Option<Value>) {
     }
     let ty = match r.get("type") {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect::<Vec<_>>().join(" or "),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect::<Vec<_>>()
+            .join(" or "),
         _ => String::new(),
     };
     match ty.as_str() {
@@ -119,13 +150,26 @@ fn describe(schema: &Value, v: &Value) -> (String, Option<Value>) {
         }
         "object" if r.get("properties").is_some() => ("table".into(), Some(r.clone())),
         "object" => {
-            let add = r.get("additionalProperties").cloned().unwrap_or(Value::Null);
+            let add = r
+                .get("additionalProperties")
+                .cloned()
+                .unwrap_or(Value::Null);
             let (it, _) = describe(schema, &add);
-            (format!("table of {}", if it.is_empty() { "values".into() } else { it }), None)
+            (
+                format!(
+                    "table of {}",
+                    if it.is_empty() { "values".into() } else { it }
+                ),
+                None,
+            )
         }
         "" => ("value".into(), None),
         t => {
-            let pattern = r.get("pattern").and_then(Value::as_str).map(|p| format!(" (`{p}`)")).unwrap_or_default();
+            let pattern = r
+                .get("pattern")
+                .and_then(Value::as_str)
+                .map(|p| format!(" (`{p}`)"))
+                .unwrap_or_default();
             let range = match (r.get("minimum"), r.get("maximum")) {
                 (Some(a), Some(b)) => format!(" {a}–{b}"),
                 _ => String::new(),

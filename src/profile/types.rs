@@ -74,7 +74,9 @@ macro_rules! string_type {
 fn check_account_name(kind: &str, s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 32
-        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if ok {
@@ -232,7 +234,10 @@ impl TryFrom<String> for Mode {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         let digits = s.strip_prefix("0o").unwrap_or(&s);
-        if digits.is_empty() || digits.len() > 4 || !digits.chars().all(|c| ('0'..='7').contains(&c)) {
+        if digits.is_empty()
+            || digits.len() > 4
+            || !digits.chars().all(|c| ('0'..='7').contains(&c))
+        {
             return Err(format!(
                 "mode `{s}` must be an octal string like \"0750\" (write it quoted: a TOML number would be decimal)"
             ));
