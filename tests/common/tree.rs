@@ -49,11 +49,6 @@ pub fn fake_sshd_t(
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
     {
         let (k, v) = line.split_once(' ').unwrap_or((line, ""));
-        let v = if k.eq_ignore_ascii_case("loglevel") {
-            v.to_string()
-        } else {
-            v.to_string()
-        };
         stdout.push_str(&format!("{} {v}\n", k.to_ascii_lowercase()));
     }
     bollwerk::exec::Output {
