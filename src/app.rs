@@ -231,6 +231,11 @@ fn dispatch(
             }
             Ok(ExitStatus::Ok)
         }
+        // -- network (issue 3) --
+
+        // -- audit (issue 5) --
+
+        // -- firstboot (issue 6) --
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

@@ -125,6 +125,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    // -- network (issue 3): confirm --
+
+    // -- audit (issue 5): audit, checks, install-units --
+
+    // -- firstboot (issue 6): firstboot --
     /// Print shell completions.
     Completions {
         /// The shell.

@@ -40,6 +40,10 @@ pub struct Cmd {
     pub place: Place,
     /// Killed after this long.
     pub timeout: Duration,
+    /// Keep the host's network namespace. By default a command inside a root other than `/` runs
+    /// in a new, empty network namespace, so it can never change the host's firewall, addresses
+    /// or `net.*` sysctls; only commands that must download (apt-get) set this.
+    pub network: bool,
 }
 
 impl Cmd {
@@ -52,6 +56,7 @@ impl Cmd {
             stdin: None,
             place: Place::InRoot,
             timeout: Duration::from_secs(120),
+            network: false,
         }
     }
 
@@ -78,6 +83,12 @@ impl Cmd {
     /// Sets an environment variable.
     pub fn env(mut self, k: &str, v: &str) -> Cmd {
         self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Lets the command use the host's network (see [`Cmd::network`]).
+    pub fn with_network(mut self) -> Cmd {
+        self.network = true;
         self
     }
 
@@ -264,7 +275,7 @@ impl Runner for SystemRunner {
             .stderr(Stdio::piped())
             .current_dir("/");
         if cmd.place == Place::InRoot && !root.is_host() {
-            let jail = Jail::prepare(root).map_err(|source| ExecError::Spawn {
+            let jail = Jail::prepare(root, cmd.network).map_err(|source| ExecError::Spawn {
                 argv: argv.clone(),
                 source,
             })?;
@@ -338,10 +349,11 @@ struct Jail {
     has_proc: bool,
     has_run: bool,
     has_shm: bool,
+    new_net: bool,
 }
 
 impl Jail {
-    fn prepare(root: &Root) -> std::io::Result<Jail> {
+    fn prepare(root: &Root, network: bool) -> std::io::Result<Jail> {
         use std::ffi::CString;
         use std::os::unix::ffi::OsStrExt;
         let c = |p: &std::path::Path| {
@@ -358,6 +370,7 @@ impl Jail {
             has_proc: base.join("proc").is_dir(),
             has_run: base.join("run").is_dir(),
             has_shm: base.join("dev/shm").is_dir(),
+            new_net: !network,
         })
     }
 
@@ -365,7 +378,11 @@ impl Jail {
         use nix::mount::{MsFlags, mount};
         use nix::sched::{CloneFlags, unshare};
         let errno = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
-        unshare(CloneFlags::CLONE_NEWNS).map_err(errno)?;
+        let mut flags = CloneFlags::CLONE_NEWNS;
+        if self.new_net {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        unshare(flags).map_err(errno)?;
         mount(
             None::<&str>,
             "/",

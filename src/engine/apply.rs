@@ -97,13 +97,31 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
     report.run_id = Some(journal.id().to_string());
 
     // 1. Validate all candidates before anything becomes active.
-    if let Err(e) = validate(cx, plan, journal.id()) {
-        journal.close(RunStatus::ValidationFailed, Some(e.to_string()))?;
-        return Err(e);
-    }
+    let mut validation = match validate(cx, plan, journal.id()) {
+        Ok(v) => v,
+        Err(e) => {
+            journal.close(RunStatus::ValidationFailed, Some(e.to_string()))?;
+            return Err(e);
+        }
+    };
 
     // 2. Execute, journaling each step.
     for change in &plan.changes {
+        if let Action::WriteFile {
+            validator: Some(v), ..
+        } = &change.action
+            && let Some(i) = validation.deferred.iter().position(|d| Arc::ptr_eq(d, v))
+        {
+            let v = validation.deferred.remove(i);
+            if let Err(e) = run_validator(cx, &v, &validation.staged) {
+                journal.close(RunStatus::Failed, Some(e.to_string()))?;
+                return Err(Error::Runtime(format!(
+                    "{e}\n  the candidate was not activated; earlier changes of run {} stay applied (bollwerk rollback {})",
+                    journal.id(),
+                    journal.id()
+                )));
+            }
+        }
         if let Err(e) = execute(cx, &mut journal, change) {
             let msg = format!("{}: {e}", change.summary);
             journal.close(RunStatus::Failed, Some(msg.clone()))?;
@@ -155,7 +173,17 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
     Ok(report)
 }
 
-fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<()> {
+/// Candidates staged in a scratch directory, and the validators that still have to run.
+struct Validation {
+    _scratch: Option<Scratch>,
+    staged: super::Staged,
+    deferred: Vec<Arc<dyn Validator>>,
+}
+
+/// Stages every candidate and runs every validator before anything is activated. A validator
+/// whose tool is not installed yet, in a plan that runs commands (package installs) before the
+/// files it covers, is deferred until just before the first of those files is activated.
+fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
     let mut validators: Vec<Arc<dyn Validator>> = Vec::new();
     for c in &plan.changes {
         if let Action::WriteFile {
@@ -167,10 +195,18 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<()> {
         }
     }
     if validators.is_empty() {
-        return Ok(());
+        return Ok(Validation {
+            _scratch: None,
+            staged: super::Staged {
+                files: BTreeMap::new(),
+                dir_in_root: String::new(),
+                dir_host: Default::default(),
+            },
+            deferred: Vec::new(),
+        });
     }
     let scratch = Scratch::create(cx, run)?;
-    let mut staged = BTreeMap::new();
+    let mut files = BTreeMap::new();
     for (i, c) in plan.changes.iter().enumerate() {
         if let Action::WriteFile {
             path,
@@ -185,37 +221,68 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<()> {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&host, std::fs::Permissions::from_mode(perms.mode & 0o777))
                 .map_err(|e| Error::io("staging", &host, e))?;
-            staged.insert(path.clone(), format!("{}/{name}", scratch.in_root));
+            files.insert(path.clone(), format!("{}/{name}", scratch.in_root));
         }
     }
     let staged = super::Staged {
-        files: staged,
+        files,
         dir_in_root: scratch.in_root.clone(),
         dir_host: scratch.host.clone(),
     };
+    let mut deferred = Vec::new();
     for v in validators {
-        tracing::info!(validator = %v.describe(), "validating candidates");
-        match v.validate(cx, &staged) {
-            Ok(()) => {}
+        match run_validator(cx, &v, &staged) {
+            Err(Error::Exec(crate::exec::ExecError::NotFound { .. }))
+                if commands_before(plan, &v) =>
+            {
+                tracing::info!(validator = %v.describe(), "tool not installed yet; validating after the package step");
+                deferred.push(v);
+            }
+            other => other?,
+        }
+    }
+    Ok(Validation {
+        _scratch: Some(scratch),
+        staged,
+        deferred,
+    })
+}
+
+/// True when the plan runs a command before the first file `v` validates.
+fn commands_before(plan: &Plan, v: &Arc<dyn Validator>) -> bool {
+    for c in &plan.changes {
+        match &c.action {
+            Action::Run { .. } => return true,
+            Action::WriteFile {
+                validator: Some(o), ..
+            } if Arc::ptr_eq(o, v) => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn run_validator(cx: &Context, v: &Arc<dyn Validator>, staged: &super::Staged) -> Result<()> {
+    tracing::info!(validator = %v.describe(), "validating candidates");
+    match v.validate(cx, staged) {
+        Ok(()) => Ok(()),
+        Err(Error::Validation {
+            path,
+            validator,
+            mut output,
+        }) => {
+            // Name the real targets, not the scratch copies, in the tool's message.
+            for (target, cand) in &staged.files {
+                output = output.replace(cand.as_str(), &format!("{target} (candidate)"));
+            }
             Err(Error::Validation {
                 path,
                 validator,
-                mut output,
-            }) => {
-                // Name the real targets, not the scratch copies, in the tool's message.
-                for (target, cand) in &staged.files {
-                    output = output.replace(cand.as_str(), &format!("{target} (candidate)"));
-                }
-                return Err(Error::Validation {
-                    path,
-                    validator,
-                    output,
-                });
-            }
-            Err(e) => return Err(e),
+                output,
+            })
         }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 fn execute(cx: &Context, journal: &mut Journal, change: &super::Change) -> Result<()> {

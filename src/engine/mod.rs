@@ -219,6 +219,8 @@ pub struct Plan {
     /// Who can log in over SSH after the plan (computed by the sshd module, read by the
     /// lockout guard).
     pub ssh_access: Option<crate::modules::sshd::SshAccess>,
+    /// Packages modules asked for: (module, package), collected before planning.
+    pub requested_packages: Vec<(&'static str, String)>,
 }
 
 impl Plan {

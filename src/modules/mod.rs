@@ -9,6 +9,12 @@ pub mod lockout;
 pub mod sshd;
 pub mod users;
 
+// -- network modules (issue 3) --
+
+// -- services modules (issue 4) --
+
+// -- OS hardening modules (issue 7) --
+
 use crate::engine::{Context, Finding, Plan};
 use crate::error::Result;
 
@@ -21,6 +27,11 @@ pub trait Module: Sync {
     /// # Errors
     /// When the target's state cannot be read or the profile conflicts with it.
     fn plan(&self, cx: &Context, plan: &mut Plan) -> Result<()>;
+    /// Packages this module needs for the profile at hand (installed by the packages module
+    /// before anything else, so profiles need not list them).
+    fn required_packages(&self, _cx: &Context) -> Vec<String> {
+        Vec::new()
+    }
     /// Checks the target after apply (re-reads state; e.g. `sshd -T`).
     ///
     /// # Errors
@@ -30,9 +41,24 @@ pub trait Module: Sync {
     }
 }
 
-/// All modules in planning order.
+/// All modules in planning order (packages first, so later modules' tools exist when their
+/// candidates are validated; firewall after sshd, so it knows the SSH port).
 pub fn all() -> Vec<&'static dyn Module> {
-    vec![&host::Host, &users::Users, &sshd::Sshd]
+    let mut m: Vec<&'static dyn Module> = Vec::new();
+
+    // -- packages (issue 4) --
+
+    m.push(&host::Host);
+    m.push(&users::Users);
+    m.push(&sshd::Sshd);
+
+    // -- network (issue 3) --
+
+    // -- services (issue 4) --
+
+    // -- OS hardening (issue 7) --
+
+    m
 }
 
 /// Plans every module, then runs the cross-module safety checks.
@@ -41,6 +67,13 @@ pub fn all() -> Vec<&'static dyn Module> {
 /// The first module error.
 pub fn plan_all(cx: &Context) -> Result<Plan> {
     let mut plan = Plan::default();
+    for m in all() {
+        for p in m.required_packages(cx) {
+            if !plan.requested_packages.iter().any(|(_, q)| *q == p) {
+                plan.requested_packages.push((m.name(), p));
+            }
+        }
+    }
     for m in all() {
         let _span = tracing::info_span!("plan", module = m.name()).entered();
         m.plan(cx, &mut plan)?;

@@ -44,15 +44,33 @@ pub struct Profile {
     /// OpenSSH server hardening. Absent: sshd is not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshSection>,
+    // -- network (issue 3): firewall, fail2ban, sysctl --
+
+    // -- services (issue 4): packages, updates, postgres, logs, journald, files --
+
+    // -- audit (issue 5) --
+
+    // -- firstboot (issue 6) --
+
+    // -- OS hardening (issue 7) --
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
-const KEYED_ARRAYS: &[(&str, &str)] = &[("users", "name"), ("groups", "name")];
+const KEYED_ARRAYS: &[(&str, &str)] = &[
+    ("users", "name"),
+    ("groups", "name"),
+    // -- services (issue 4) --
+];
 /// Arrays merged as a union (path with `[]` standing for "any element of a keyed array").
 const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
 
 /// The built-in profiles, embedded from `profiles/`.
-pub const BUILTIN: &[(&str, &str)] = &[("baseline", include_str!("../../profiles/baseline.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("baseline", include_str!("../../profiles/baseline.toml")),
+    // -- issue 4: webapp-postgres --
+
+    // -- issue 7: cis-level1-server --
+];
 
 /// Where a profile's text came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -586,6 +604,13 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     if let Some(ssh) = &p.ssh {
         crate::modules::sshd::check_profile(ssh, layers)?;
     }
+
+    // -- network (issue 3) --
+
+    // -- services (issue 4) --
+
+    // -- OS hardening (issue 7) --
+
     Ok(())
 }
 
