@@ -43,6 +43,7 @@ pub trait Module: Sync {
 
 /// All modules in planning order (packages first, so later modules' tools exist when their
 /// candidates are validated; firewall after sshd, so it knows the SSH port).
+#[allow(clippy::vec_init_then_push)] // one push per line keeps parallel additions mergeable
 pub fn all() -> Vec<&'static dyn Module> {
     let mut m: Vec<&'static dyn Module> = Vec::new();
 
