@@ -196,7 +196,8 @@ impl Root {
     /// When the directory does not exist or cannot be canonicalised.
     pub fn new(path: impl AsRef<Path>) -> Result<Root> {
         let path = path.as_ref();
-        let canonical = fs::canonicalize(path).map_err(|e| Error::io("opening root", path, e))?;
+        let canonical = fs::canonicalize(path)
+            .map_err(|e| Error::Usage(format!("root {}: {e}", path.display())))?;
         if !canonical.is_dir() {
             return Err(Error::Usage(format!(
                 "root {} is not a directory",

@@ -13,6 +13,9 @@ packages=(
   iproute2              # ip netns
   openssh-client        # ssh, ssh-keygen (the test's client side)
   sshpass               # password-login attempts
+  systemd-container     # systemd-nspawn (LXC-like tests)
+  musl-tools            # static release build (ring's C code)
+  file                  # checks the static build
 )
 
 missing=()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# bollwerk's complete test suite: the README's "run all tests" command, and what CI runs.
+# Installs what it needs (Debian 12 host, run as root), builds or reuses the Debian 12 testbed
+# root filesystem, then runs formatting and lint checks, unit/tree/system/VM tests (system tests
+# may not skip here), the static build check and the benchmarks (which print figures).
+#
+# Usage: tests/run-all.sh          (env: BOLLWERK_TESTBED_CACHE, default target/testbed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+step() { printf '\n=== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+step "host dependencies"
+tests/testbed/install-deps.sh
+if ! rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl
+fi
+
+export BOLLWERK_REQUIRE_SYSTEM_TESTS=1
+export BOLLWERK_TESTBED_CACHE=${BOLLWERK_TESTBED_CACHE:-$PWD/target/testbed}
+export INSTA_UPDATE=no
+step "testbed root filesystem"
+tests/testbed/build-rootfs.sh "$BOLLWERK_TESTBED_CACHE"
+
+step "format and lints"
+cargo fmt --check
+cargo clippy --all-targets --features failpoints -- -D warnings
+
+step "tests (unit, tree, system)"
+cargo test --features failpoints -- --test-threads="${BOLLWERK_TEST_THREADS:-4}"
+
+step "static build"
+cargo build --release --target x86_64-unknown-linux-musl
+bin=target/x86_64-unknown-linux-musl/release/bollwerk
+file "$bin" | tee /dev/stderr | grep -q 'static-pie linked'
+size=$(stat -c %s "$bin")
+echo "static binary: $size bytes"
+(( size <= 8 * 1024 * 1024 )) || { echo "static binary larger than 8 MiB" >&2; exit 1; }
+"$bin" --version
+
+step "benchmarks (figures, not pass/fail on time)"
+cargo bench --bench core
+
+step "done in $(( $(date +%s) - start )) s"
