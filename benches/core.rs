@@ -14,6 +14,7 @@ use common::testbed::*;
 /// Runs the command, returning (wall time, peak RSS in KiB, success).
 fn measure(args: &[&str]) -> (Duration, i64, bool) {
     let start = Instant::now();
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also yields the rusage
     let child = Command::new(bollwerk_bin())
         .args(args)
         .stdout(Stdio::null())
