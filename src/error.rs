@@ -72,7 +72,7 @@ pub enum Error {
         output: String,
     },
     /// Another bollwerk run holds the lock on this root. Exit 3.
-    #[error("another bollwerk run holds {}: {holder}", path.display())]
+    #[error("{} is locked: {holder}", path.display())]
     Locked {
         /// The lock file.
         path: PathBuf,

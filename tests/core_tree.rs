@@ -496,3 +496,20 @@ fn keys_fetched_over_http_with_pin() {
         assert_eq!(st, ExitStatus::Failure, "{status}");
     }
 }
+
+#[test]
+fn a_second_run_on_the_same_root_is_locked_out() {
+    let t = Tree::fixture("debian12");
+    let p = t.profile("site", &site(""));
+    let root = bollwerk::root::Root::new(t.root()).unwrap();
+    let held = bollwerk::engine::journal::lock(&root).unwrap();
+    let before = t.snapshot();
+    let (st, _) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Failure);
+    let (st, _) = t.run(&fake_runner(), &["rollback"]);
+    assert_eq!(st, ExitStatus::Failure);
+    assert_eq!(t.snapshot(), before);
+    drop(held);
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+}

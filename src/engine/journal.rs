@@ -7,7 +7,6 @@
 //! what the run created.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -182,14 +181,15 @@ pub fn ensure_state_dir(root: &Root) -> Result<()> {
     Ok(())
 }
 
-/// Takes the run lock of a root (non-blocking).
+/// Takes the run lock of a root (non-blocking `flock` on `var/lib/bollwerk/lock`; the file's
+/// content is never written, so a run with nothing to do touches nothing).
 ///
 /// # Errors
 /// [`Error::Locked`] when another run holds it.
 pub fn lock(root: &Root) -> Result<Lock> {
     ensure_state_dir(root)?;
     let path = root.resolve(&RelPath::lit(LOCK_FILE));
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -197,24 +197,13 @@ pub fn lock(root: &Root) -> Result<Lock> {
         .open(&path)
         .map_err(|e| Error::io("opening lock", &path, e))?;
     match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(Error::Locked {
-                path,
-                holder: format!("pid {}", holder.trim()),
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
+        Ok(()) => Ok(Lock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path,
+            holder: "another bollwerk apply or rollback is running on this root".into(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
     }
-    let pid = std::process::id().to_string();
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    if current.trim() != pid {
-        // The pid is informational; rewriting it is only needed when it changed.
-        let _ = file.set_len(0);
-        let _ = file.write_all(pid.as_bytes());
-    }
-    Ok(Lock { _file: file })
 }
 
 /// An open run journal being written.
