@@ -598,6 +598,9 @@ impl Module for Sshd {
         let mut dummy = Plan::default();
         let mut p = Planner::new("sshd", &mut dummy);
         let dropin = render_dropin(cx, s, &f, &mut p)?;
+        // `extra` keywords are checked by `sshd -t` only: sshd normalises aliases and old
+        // values in `-T` output, so a literal comparison would report false findings.
+        let extra: Vec<String> = s.extra.keys().map(|k| k.to_ascii_lowercase()).collect();
         for line in dropin
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -607,6 +610,9 @@ impl Module for Sshd {
                 continue;
             };
             let kw = kw.to_ascii_lowercase();
+            if extra.contains(&kw) {
+                continue;
+            }
             if matches!(
                 kw.as_str(),
                 "port"
@@ -649,6 +655,15 @@ impl Module for Sshd {
 fn normalize(kw: &str, v: &str) -> String {
     let v = v.trim();
     match kw {
+        // `sshd -T` prints `listenaddress 10.0.0.1:22` / `[::1]:22`; compare the address only.
+        "listenaddress" => {
+            let addr = match v.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or(rest),
+                None if v.matches(':').count() == 1 => v.split(':').next().unwrap_or(v),
+                None => v,
+            };
+            addr.to_ascii_lowercase()
+        }
         "loglevel" => v.to_ascii_uppercase(),
         "allowusers" | "allowgroups" | "denyusers" | "denygroups" | "authenticationmethods" => {
             v.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -1217,6 +1232,19 @@ mod tests {
         assert!(ensure_include(mid).is_some());
         // Relative include.
         assert_eq!(ensure_include("Include sshd_config.d/*.conf\n"), None);
+    }
+
+    #[test]
+    fn listen_addresses_compare_without_port() {
+        assert_eq!(
+            normalize("listenaddress", "10.0.0.1:22"),
+            normalize("listenaddress", "10.0.0.1")
+        );
+        assert_eq!(
+            normalize("listenaddress", "[::1]:2222"),
+            normalize("listenaddress", "::1")
+        );
+        assert_eq!(normalize("loglevel", "verbose"), "VERBOSE");
     }
 
     #[test]
