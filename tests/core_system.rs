@@ -224,3 +224,45 @@ fn a_candidate_sshd_rejects_is_never_activated() {
         "sshd -t on the untouched config",
     );
 }
+
+#[test]
+fn every_typed_ssh_key_verifies_against_the_real_sshd_t() {
+    let Some(tb) = testbed_or_skip("every_typed_ssh_key_verifies_against_the_real_sshd_t") else {
+        return;
+    };
+    let inst = tb.instance();
+    let tmp = TempDir::new("core-sshd-keys");
+    let (key, pubkey) = keypair(tmp.path(), "deploy");
+    inst.write("/etc/issue.net", "Authorised access only.\n");
+    let extra = "[ssh]\nport = 2222\nlisten_addresses = [\"127.0.0.1\"]\nbanner = \"/etc/issue.net\"\nauthentication_methods = \"publickey\"\nrequired_rsa_size = 3072\nallow_users = [\"deploy\", \"ops\"]\ndeny_groups = [\"nologin\"]\nmax_sessions = 4\nclient_alive_count_max = 2\nextra = { PermitTunnel = \"no\", Compression = \"no\" }\n";
+    let site = profile(tmp.path(), &pubkey, extra);
+    let root = inst.root.to_string_lossy().into_owned();
+    let out = bollwerk(&["apply", "--profile", &site, "--root", &root]);
+    assert!(
+        out.status.success(),
+        "apply (with verification by sshd -T) failed: {}",
+        describe(&out)
+    );
+    let t = stdout_ok(&inst.chroot(&["/usr/sbin/sshd", "-T"]), "sshd -T");
+    for want in [
+        "port 2222",
+        "listenaddress 127.0.0.1:2222",
+        "banner /etc/issue.net",
+        "authenticationmethods publickey",
+        "requiredrsasize 3072",
+        "allowusers deploy",
+        "allowusers ops",
+        "maxsessions 4",
+        "permittunnel no",
+    ] {
+        assert!(t.lines().any(|l| l == want), "sshd -T lacks {want:?}:\n{t}");
+    }
+    let sshd = inst.start_sshd_with(2222, &[]);
+    let out = sshd.ssh("deploy", &key, "true");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&out),
+        sshd.stderr_log()
+    );
+}

@@ -615,13 +615,27 @@ impl Module for Sshd {
             }
             if matches!(
                 kw.as_str(),
-                "port"
-                    | "listenaddress"
-                    | "allowusers"
-                    | "allowgroups"
-                    | "denyusers"
-                    | "denygroups"
-                    | "authenticationmethods"
+                "allowusers" | "allowgroups" | "denyusers" | "denygroups"
+            ) {
+                // sshd -T prints one line per name; compare the sets.
+                let want: std::collections::BTreeSet<&str> =
+                    args.iter().map(String::as_str).collect();
+                let have: std::collections::BTreeSet<&str> = effective
+                    .all(&kw)
+                    .iter()
+                    .flat_map(|v| v.split_whitespace())
+                    .collect();
+                if want != have {
+                    out.push(Finding {
+                        module: "sshd",
+                        message: format!("sshd -T shows {kw} {have:?}, the profile wants {want:?}"),
+                    });
+                }
+                continue;
+            }
+            if matches!(
+                kw.as_str(),
+                "port" | "listenaddress" | "authenticationmethods"
             ) {
                 let want = args.join(" ");
                 let have = effective.all(&kw);
