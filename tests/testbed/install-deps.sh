@@ -16,6 +16,7 @@ packages=(
   systemd-container     # systemd-nspawn (LXC-like tests)
   musl-tools            # static release build (ring's C code)
   file                  # checks the static build
+  openssl               # local HTTPS server for the key-fetch test
 )
 
 missing=()
