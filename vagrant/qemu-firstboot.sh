@@ -322,14 +322,15 @@ if wait_ssh "$P_SSH" admin; then
     check "1: nothing listens on port 22 any more" sh -c "! timeout 20 ssh ${SSH_OPTS[*]} -o BatchMode=yes -i '$work/key' -p $P_22 admin@127.0.0.1 true 2>/dev/null"
     fp1=$(host_fp "$P_SSH")
     check "1: SSH host key is new, not the template's ($fp1)" test -n "$fp1" -a "$fp1" != "$template_fp"
-    check "1: marker holds the instance-id" test "$(vm_ssh "$P_SSH" admin cat /var/lib/bollwerk/instance-id)" = iid-vm-1
+    check "1: marker holds the instance-id" test "$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/instance-id)" = iid-vm-1
     report=$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/firstboot/report.json)
     check "1: first-boot report saved, status provisioned, no findings" python3 -c "
 import json,sys; r=json.loads(sys.argv[1]); assert r['status']=='provisioned' and r['findings']==[] and r['user_data']=='toml', r" "$report"
     check "1: host name from user-data" test "$(vm_ssh "$P_SSH" admin hostname)" = vm-toml
     fb1=$(firstboot_time "$P_SSH"); echo "first-boot unit wall time (journal): $fb1 s"
-    vm_ssh "$P_SSH" admin "journalctl -b -u bollwerk-firstboot --no-pager -o cat" > "$work/toml.journal" 2>&1
+    vm_ssh "$P_SSH" admin "sudo journalctl -b -u bollwerk-firstboot --no-pager -o cat" > "$work/toml.journal" 2>&1
     grep -q "provisioned" "$work/toml.journal" && pass "1: journal has the first-boot summary" || fail "1: journal has the first-boot summary"
+    grep "firstboot: instance" "$work/toml.journal" | tail -1
     if [ "$firewall" = 1 ]; then
         vm_ssh "$P_SSH" admin "sudo systemd-run --unit=probe8080 python3 -m http.server 8080 >/dev/null 2>&1; sleep 2"
         check "1: a port the firewall does not allow (8080) is unreachable" \
@@ -356,7 +357,7 @@ fi
 boot second "$work/vm1.img" "$work/toml.iso" 2222
 if wait_ssh "$P_SSH" admin; then
     pass "2: second boot reachable (boot to SSH: $BOOT_TO_SSH s)"
-    j=$(vm_ssh "$P_SSH" admin "journalctl -b -u bollwerk-firstboot --no-pager -o cat")
+    j=$(vm_ssh "$P_SSH" admin "sudo journalctl -b -u bollwerk-firstboot --no-pager -o cat")
     check "2: first boot did nothing (marker)" grep -q "instance iid-vm-1 is already provisioned" <<<"$j"
     fb2=$(firstboot_time "$P_SSH"); echo "first-boot unit wall time on the second boot: $fb2 s"
     check "2: host key unchanged" test "$(host_fp "$P_SSH")" = "${fp1:-none}"
@@ -379,7 +380,7 @@ if wait_ssh "$P_SSH" admin; then
     fp3=$(host_fp "$P_SSH")
     check "3: clone has new SSH host keys ($fp3)" test -n "$fp3" -a "$fp3" != "${fp1:-none}"
     check "3: clone has a new machine-id" test "$(vm_ssh "$P_SSH" admin cat /etc/machine-id)" != "${mid1:-none}"
-    check "3: marker holds the new instance-id" test "$(vm_ssh "$P_SSH" admin cat /var/lib/bollwerk/instance-id)" = iid-vm-2
+    check "3: marker holds the new instance-id" test "$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/instance-id)" = iid-vm-2
     shutdown_vm "$P_SSH" admin
 else
     fail "3: clone reachable"
@@ -396,7 +397,10 @@ if wait_ssh "$P_SSH" admin; then
     pass "4: Proxmox cloud-config + static network-config: key login as admin (boot to SSH: $BOOT_TO_SSH s)"
     boot_to_ssh_4=$BOOT_TO_SSH
     addr=$(vm_ssh "$P_SSH" admin "ip -4 -o addr show scope global")
-    check "4: static 10.0.2.15/24, not a DHCP lease" sh -c "grep -q 'inet 10.0.2.15/24' <<<'$addr' && ! grep -q dynamic <<<'$addr'"
+    is_static() { grep -q 'inet 10.0.2.15/24' <<<"$addr" && ! grep -q dynamic <<<"$addr"; }
+    check "4: static 10.0.2.15/24, not a DHCP lease" is_static
+    netfile=$(vm_ssh "$P_SSH" admin "networkctl status --no-pager 2>/dev/null | grep -m1 'Network File'")
+    check "4: configured by bollwerk's networkd file ($netfile)" grep -q "10-bollwerk-eth0.network" <<<"$netfile"
     route=$(vm_ssh "$P_SSH" admin "ip -4 route show default")
     check "4: default route via 10.0.2.2 ($route)" grep -q "via 10.0.2.2" <<<"$route"
     check "4: password login refused" password_refused "$P_SSH" admin

@@ -810,11 +810,12 @@ fn user_from(n: &Node, name: &str, key: &str, out: &mut Converted) -> Result<Use
             u.groups.push(gname);
         }
     }
-    if let Some(s) = n.get("sudo") {
-        if s.as_bool() != Some(false) && !s.is_null() {
-            let rules = s.strings().unwrap_or_default();
-            u.sudo = sudo_mode(&rules).map_err(|e| err(s, &format!("{key}.sudo"), e))?;
-        }
+    if let Some(s) = n.get("sudo")
+        && s.as_bool() != Some(false)
+        && !s.is_null()
+    {
+        let rules = s.strings().unwrap_or_default();
+        u.sudo = sudo_mode(&rules).map_err(|e| err(s, &format!("{key}.sudo"), e))?;
     }
     if let Some(s) = n.get("shell").and_then(Node::as_str) {
         AbsPath::try_from(s.to_string()).map_err(|e| err(n, &format!("{key}.shell"), e))?;

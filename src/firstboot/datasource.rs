@@ -320,7 +320,7 @@ impl Discovery<'_> {
                 .unwrap_or_default();
             let dmi = Dmi::read(self.root);
             if let Some(args) = parse_ds_arg(&cmdline).or_else(|| parse_ds_arg(&dmi.product_serial))
-                && let Some(found) = self.from_ds_args(&args)?
+                && let Some(found) = self.read_ds_args(&args)?
             {
                 return Ok(found);
             }
@@ -368,7 +368,7 @@ impl Discovery<'_> {
         Ok(Found::Data(Box::new(d)))
     }
 
-    fn from_ds_args(&self, a: &NocloudArgs) -> Result<Option<Found>> {
+    fn read_ds_args(&self, a: &NocloudArgs) -> Result<Option<Found>> {
         let mut data = match a.seed.as_deref() {
             Some(s) if s.starts_with("file://") => {
                 let dir = s.trim_start_matches("file://");
