@@ -327,6 +327,7 @@ if wait_ssh "$P_SSH" admin; then
     check "1: first-boot report saved, status provisioned, no findings" python3 -c "
 import json,sys; r=json.loads(sys.argv[1]); assert r['status']=='provisioned' and r['findings']==[] and r['user_data']=='toml', r" "$report"
     check "1: host name from user-data" test "$(vm_ssh "$P_SSH" admin hostname)" = vm-toml
+    python3 -c "import json,sys; r=json.loads(sys.argv[1]); print('first-boot phases (ms):', r.get('phases_ms'))" "$report"
     fb1=$(firstboot_time "$P_SSH"); echo "first-boot unit wall time (journal): $fb1 s"
     vm_ssh "$P_SSH" admin "sudo journalctl -b -u bollwerk-firstboot --no-pager -o cat" > "$work/toml.journal" 2>&1
     grep -q "provisioned" "$work/toml.journal" && pass "1: journal has the first-boot summary" || fail "1: journal has the first-boot summary"
@@ -399,7 +400,7 @@ if wait_ssh "$P_SSH" admin; then
     addr=$(vm_ssh "$P_SSH" admin "ip -4 -o addr show scope global")
     is_static() { grep -q 'inet 10.0.2.15/24' <<<"$addr" && ! grep -q dynamic <<<"$addr"; }
     check "4: static 10.0.2.15/24, not a DHCP lease" is_static
-    netfile=$(vm_ssh "$P_SSH" admin "networkctl status --no-pager 2>/dev/null | grep -m1 'Network File'")
+    netfile=$(vm_ssh "$P_SSH" admin 'dev=$(ip -o -4 route show default | awk "{print \$5}"); networkctl status --no-pager "$dev" | grep -m1 "Network File"')
     check "4: configured by bollwerk's networkd file ($netfile)" grep -q "10-bollwerk-eth0.network" <<<"$netfile"
     route=$(vm_ssh "$P_SSH" admin "ip -4 route show default")
     check "4: default route via 10.0.2.2 ($route)" grep -q "via 10.0.2.2" <<<"$route"

@@ -650,6 +650,7 @@ pub fn run(
         attempts: 3,
     };
     let found = disc.discover()?;
+    let t_discovered = started.elapsed();
     tracing::info!(found = describe_found(&found), "instance data discovery");
     let data = match found {
         Found::Nothing => {
@@ -758,6 +759,7 @@ pub fn run(
     for n in plan.notes.iter().filter(|n| n.level == Level::Warning) {
         tracing::warn!(module = n.module, "{}", n.message);
     }
+    let t_planned = started.elapsed();
     let runs_before: Vec<String> = journal::list_runs(&root)?
         .into_iter()
         .map(|m| m.id)
@@ -790,6 +792,7 @@ pub fn run(
             return Err(Error::Runtime(msg));
         }
     };
+    let t_applied = started.elapsed();
     // Verify like `apply`: converged, and modules' live checks.
     let cx2 = cx.fresh()?;
     let verify_plan = crate::modules::plan_all(&cx2)?;
@@ -826,6 +829,12 @@ pub fn run(
         "audit": serde_json::Value::Null,
         "started": started_at,
         "duration_ms": elapsed.as_millis() as u64,
+        "phases_ms": {
+            "discover": t_discovered.as_millis() as u64,
+            "prepare_and_plan": (t_planned - t_discovered).as_millis() as u64,
+            "apply": (t_applied - t_planned).as_millis() as u64,
+            "verify": (elapsed - t_applied).as_millis() as u64,
+        },
     });
     let dir = RelPath::lit("var/lib/bollwerk/firstboot");
     if !root.exists(&dir) {
