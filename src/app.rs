@@ -236,6 +236,7 @@ fn dispatch(
         // -- audit (issue 5) --
 
         // -- firstboot (issue 6) --
+        Command::Firstboot(args) => crate::firstboot::run(&cli.global, args, runner, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

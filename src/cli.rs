@@ -130,6 +130,9 @@ pub enum Command {
     // -- audit (issue 5): audit, checks, install-units --
 
     // -- firstboot (issue 6): firstboot --
+    /// First boot: read instance data (NoCloud, ConfigDrive, Hetzner/OpenStack/EC2 metadata)
+    /// and provision this instance once (profile, host keys, network, marker).
+    Firstboot(crate::firstboot::FirstbootArgs),
     /// Print shell completions.
     Completions {
         /// The shell.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod etcdb;
 pub mod exec;
 pub mod facts;
+pub mod firstboot;
 pub mod modules;
 pub mod profile;
 pub mod root;

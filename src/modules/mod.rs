@@ -4,6 +4,7 @@
 //! ones will write (e.g. the lockout guard reads the planned `etc/passwd` and
 //! `authorized_keys`). Cross-module safety checks run after all modules planned.
 
+pub mod firstboot;
 pub mod host;
 pub mod lockout;
 pub mod sshd;
@@ -58,6 +59,9 @@ pub fn all() -> Vec<&'static dyn Module> {
     // -- services (issue 4) --
 
     // -- OS hardening (issue 7) --
+
+    // -- firstboot (issue 6): write_files last, so owners may be users created above --
+    m.push(&firstboot::Firstboot);
 
     m
 }

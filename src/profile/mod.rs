@@ -51,7 +51,9 @@ pub struct Profile {
     // -- audit (issue 5) --
 
     // -- firstboot (issue 6) --
-
+    /// First boot: files and commands from instance user-data (`write_files`, `runcmd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firstboot: Option<crate::modules::firstboot::FirstbootSection>,
     // -- OS hardening (issue 7) --
 }
 
@@ -60,6 +62,9 @@ const KEYED_ARRAYS: &[(&str, &str)] = &[
     ("users", "name"),
     ("groups", "name"),
     // -- services (issue 4) --
+
+    // -- firstboot (issue 6) --
+    ("firstboot.write_files", "path"),
 ];
 /// Arrays merged as a union (path with `[]` standing for "any element of a keyed array").
 const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
@@ -176,6 +181,24 @@ impl ProfileError {
         self
     }
 
+    /// An error at a known position of a source that is not a profile file (e.g. user-data
+    /// converted to a profile), for callers outside this module.
+    pub fn located(
+        source: &str,
+        position: Option<(usize, usize)>,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> ProfileError {
+        ProfileError(Box::new(ProfileErrorDetail {
+            source: source.to_string(),
+            position,
+            key,
+            message: message.into(),
+            hint: None,
+            excerpt: None,
+        }))
+    }
+
     /// Adds a hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> ProfileError {
         self.hint = Some(hint.into());
@@ -238,17 +261,53 @@ fn looks_like_path(spec: &str) -> bool {
 /// A [`ProfileError`] for unreadable files, TOML syntax errors, unknown keys, invalid values,
 /// `extends` cycles and semantic errors, each with file position and hint.
 pub fn load(spec: &str) -> Result<Loaded, ProfileError> {
-    let mut layers = Vec::new();
+    load_chain(None, Some(spec.to_string()), None)
+}
+
+/// Loads a profile from text that is not a file (instance user-data, a profile generated from
+/// `#cloud-config`), named `name` in messages (`user-data:3:1: …`). Without an `extends` key the
+/// text extends `default_extends` (e.g. `baseline`); relative `extends` paths are resolved from
+/// the current directory.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_text(
+    name: &str,
+    text: &str,
+    default_extends: Option<&str>,
+) -> Result<Loaded, ProfileError> {
+    load_chain(
+        Some((Source::File(PathBuf::from(name)), text.to_string())),
+        None,
+        default_extends,
+    )
+}
+
+fn load_chain(
+    first: Option<(Source, String)>,
+    spec: Option<String>,
+    default_extends: Option<&str>,
+) -> Result<Loaded, ProfileError> {
+    let mut layers: Vec<Layer> = Vec::new();
     let mut seen = BTreeSet::new();
-    let mut next = Some((spec.to_string(), None::<PathBuf>));
-    while let Some((spec, base_dir)) = next.take() {
-        if layers.len() >= 8 {
-            return Err(ProfileError::new(
-                &Source::Builtin(spec),
-                "`extends` chain is deeper than 8 profiles",
-            ));
-        }
-        let (source, text) = read_source(&spec, base_dir.as_deref(), layers.last())?;
+    let mut first = first;
+    let mut next = spec.map(|s| (s, None::<PathBuf>));
+    while first.is_some() || next.is_some() {
+        let (source, text) = match first.take() {
+            Some(f) => f,
+            None => {
+                let Some((spec, base_dir)) = next.take() else {
+                    break;
+                };
+                if layers.len() >= 8 {
+                    return Err(ProfileError::new(
+                        &Source::Builtin(spec),
+                        "`extends` chain is deeper than 8 profiles",
+                    ));
+                }
+                read_source(&spec, base_dir.as_deref(), layers.last())?
+            }
+        };
         let ident = source.to_string();
         if !seen.insert(ident.clone()) {
             return Err(
@@ -264,6 +323,10 @@ pub fn load(spec: &str) -> Result<Loaded, ProfileError> {
                 Source::Builtin(_) => None,
             };
             next = Some((ext.to_string(), dir));
+        } else if layers.is_empty()
+            && let Some(d) = default_extends
+        {
+            next = Some((d.to_string(), None));
         }
         layers.push(layer);
     }
@@ -610,6 +673,11 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     // -- services (issue 4) --
 
     // -- OS hardening (issue 7) --
+
+    // -- firstboot (issue 6) --
+    if let Some(f) = &p.firstboot {
+        crate::modules::firstboot::check_profile(f, layers)?;
+    }
 
     Ok(())
 }

@@ -1,0 +1,890 @@
+//! `bollwerk firstboot`: instance data → merged profile → per-instance actions → apply →
+//! report → marker, once per instance-id.
+//!
+//! * [`datasource`] finds instance data (NoCloud, ConfigDrive, Hetzner/OpenStack/EC2).
+//! * User-data is a bollwerk TOML profile (merged over `baseline` unless it names another
+//!   profile in `extends`) or `#cloud-config` ([`cloudconfig`] turns it into a profile layer).
+//! * [`netcfg`] turns network-config into systemd-networkd or netplan files.
+//! * Per-instance actions go through the same Planner/journal as every module: new SSH host
+//!   keys for a new instance, a new `/etc/machine-id` for a clone, network files, clear-text
+//!   passwords (`chpasswd`, never written to a profile), `runcmd` (opt-in), and the marker
+//!   `var/lib/bollwerk/instance-id` as the last change.
+//! * Failure policy: when instance data cannot be read or the profile is invalid, nothing is
+//!   applied and the exit code is non-zero; when apply fails midway, the run is rolled back, so
+//!   sshd keeps its previous configuration. The unit never blocks sshd from starting.
+
+pub mod cloudconfig;
+pub mod datasource;
+pub mod netcfg;
+pub mod yaml;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::engine::journal::{self, RunKind, RunStatus};
+use crate::engine::{Context, Level, Options, Plan, Planner, Visibility};
+use crate::error::{Error, ExitStatus, Result};
+use crate::exec::{Cmd, Runner};
+use crate::profile::{self, Loaded, ProfileError};
+use crate::root::{Entry, Perms, RelPath, Root};
+use datasource::{Discovery, Found, InstanceData, Kind, NetworkText};
+
+/// The marker: the instance-id the host was last provisioned for.
+pub const MARKER: &str = "var/lib/bollwerk/instance-id";
+/// The saved first-boot report (JSON, `bollwerk.firstboot/v1`).
+pub const REPORT: &str = "var/lib/bollwerk/firstboot/report.json";
+/// The unit started by the local stage when only a metadata service can provide instance data.
+pub const NETWORK_UNIT: &str = "bollwerk-firstboot-network.service";
+
+/// SSH host key files `ssh-keygen -A` creates.
+const HOST_KEYS: &[&str] = &[
+    "etc/ssh/ssh_host_rsa_key",
+    "etc/ssh/ssh_host_ecdsa_key",
+    "etc/ssh/ssh_host_ed25519_key",
+    "etc/ssh/ssh_host_dsa_key",
+];
+
+/// Which datasources a run may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Stage {
+    /// Local sources, then metadata services (manual runs).
+    #[default]
+    All,
+    /// Local sources only (early boot, before the network); hands over to
+    /// `bollwerk-firstboot-network.service` when only a metadata service can help.
+    Local,
+    /// Everything, network included (the network unit).
+    Network,
+}
+
+/// Arguments of `bollwerk firstboot`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FirstbootArgs {
+    /// Read instance data from this directory (NoCloud `meta-data`/`user-data`/`network-config`,
+    /// or a ConfigDrive tree with `openstack/latest/`) instead of discovering it.
+    #[arg(long, value_name = "DIR")]
+    pub seed: Option<PathBuf>,
+    /// Use only this datasource (default: discover).
+    #[arg(long, value_enum)]
+    pub datasource: Option<Kind>,
+    /// Base URL of metadata services.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BOLLWERK_METADATA_URL",
+        default_value = datasource::DEFAULT_METADATA_URL
+    )]
+    pub metadata_url: String,
+    /// Which datasources this run may use.
+    #[arg(long, value_enum, default_value_t)]
+    pub stage: Stage,
+    /// Run `runcmd` from user-data (off by default: user-data is then data, not code).
+    #[arg(long, env = "BOLLWERK_ALLOW_RUNCMD")]
+    pub allow_runcmd: bool,
+    /// Provision even when the marker says this instance is done.
+    #[arg(long)]
+    pub force: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: crate::cli::Format,
+}
+
+fn w(out: &mut dyn Write, s: &str) -> Result<()> {
+    out.write_all(s.as_bytes())
+        .map_err(|e| Error::io("writing output", "stdout", e))
+}
+
+/// Everything user-data and network-config turned into, before anything is planned.
+pub struct Prepared {
+    /// The merged, validated profile.
+    pub loaded: Loaded,
+    /// Warnings (unsupported keys, skipped values).
+    pub warnings: Vec<String>,
+    /// Clear-text passwords for `chpasswd`.
+    pub clear_passwords: Vec<(String, String)>,
+    /// Users whose password expires (`chpasswd.expire`).
+    pub expire: Vec<String>,
+    /// Network configuration, if the instance data has one.
+    pub network: Option<netcfg::NetworkConfig>,
+    /// What user-data was (`toml`, `cloud-config`, `none`).
+    pub user_data_kind: &'static str,
+}
+
+/// The name of the distro's cloud default user.
+fn default_user(facts: &crate::facts::Facts) -> &'static str {
+    if facts.os.is_ubuntu() {
+        "ubuntu"
+    } else if facts.os.id == "debian" {
+        "debian"
+    } else {
+        "cloud-user"
+    }
+}
+
+/// Follows a `$ref` in the profile schema.
+fn schema_has(path: &[&str]) -> bool {
+    let s = profile::schema();
+    let mut cur = &s;
+    for key in path {
+        let mut node = cur;
+        for _ in 0..4 {
+            if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
+                let name = r.rsplit('/').next().unwrap_or("");
+                node = &s["$defs"][name];
+            } else if let Some(any) = node.get("anyOf").and_then(|a| a.as_array()) {
+                node = any.iter().find(|v| v.get("$ref").is_some()).unwrap_or(node);
+                if node.get("$ref").is_none() {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        match node.get("properties").and_then(|p| p.get(*key)) {
+            Some(v) => cur = v,
+            None => return false,
+        }
+    }
+    true
+}
+
+fn user_data_error(message: impl Into<String>, hint: &str) -> Error {
+    Error::Profile(ProfileError::located("user-data", None, None, message).with_hint(hint))
+}
+
+/// Turns instance data into a profile and network configuration.
+///
+/// # Errors
+/// [`Error::Profile`] (exit 2) for invalid user-data or network-config.
+pub fn prepare(data: &InstanceData, facts: &crate::facts::Facts) -> Result<Prepared> {
+    let mut raw = data.user_data.clone().unwrap_or_default();
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        raw = cloudconfig::gunzip(&raw)
+            .map_err(|e| user_data_error(e, "user-data looked gzip-compressed"))?;
+    }
+    let text = String::from_utf8(raw).map_err(|_| {
+        user_data_error(
+            "user-data is not UTF-8 text",
+            "give a TOML profile or #cloud-config",
+        )
+    })?;
+    let trimmed = text.trim_start();
+    let first = trimmed.lines().next().unwrap_or("").trim();
+    let mut warnings = Vec::new();
+    let (loaded, clear, expire, kind) = if first.starts_with("#cloud-config") || trimmed.is_empty()
+    {
+        let c = cloudconfig::convert(
+            &text,
+            &data.meta,
+            cloudconfig::Defaults {
+                user: default_user(facts),
+                packages_install: schema_has(&["packages", "install"]),
+            },
+        )
+        .map_err(|e| {
+            Error::Profile(
+                ProfileError::located(
+                    "user-data",
+                    e.position,
+                    Some(e.key.clone()),
+                    e.message.clone(),
+                )
+                .with_hint("see docs/firstboot.md for the supported #cloud-config subset"),
+            )
+        })?;
+        warnings.extend(c.warnings.iter().cloned());
+        let loaded =
+            profile::load_text("user-data (from #cloud-config)", &c.toml, Some("baseline"))
+                .map_err(|mut e| {
+                    e.hint = Some(format!(
+                        "the profile generated from #cloud-config is:\n{}",
+                        c.toml
+                    ));
+                    Error::Profile(e)
+                })?;
+        let kind = if trimmed.is_empty() {
+            "none"
+        } else {
+            "cloud-config"
+        };
+        (loaded, c.clear_passwords, c.expire, kind)
+    } else if first.starts_with("#!") {
+        return Err(user_data_error(
+            "user-data is a shell script; bollwerk does not run scripts",
+            "give a bollwerk TOML profile or #cloud-config (runcmd runs with --allow-runcmd)",
+        ));
+    } else if first.starts_with("#include")
+        || first.starts_with("## template")
+        || first.to_ascii_lowercase().starts_with("content-type:")
+        || first.starts_with("#cloud-boothook")
+        || first.starts_with("#part-handler")
+    {
+        return Err(user_data_error(
+            format!("user-data of type `{first}` is not supported"),
+            "give a bollwerk TOML profile or a single #cloud-config document",
+        ));
+    } else {
+        let mut loaded = profile::load_text("user-data", &text, Some("baseline"))?;
+        if loaded.profile.host.hostname.is_none()
+            && let Some(h) = &data.meta.local_hostname
+        {
+            match crate::profile::types::Hostname::try_from(h.clone()) {
+                Ok(h) => {
+                    loaded.profile.host.hostname = Some(h);
+                    loaded.digest = crate::root::sha256_hex(
+                        serde_json::to_string(&loaded.profile)
+                            .unwrap_or_default()
+                            .as_bytes(),
+                    );
+                }
+                Err(e) => warnings.push(format!("meta-data local-hostname not used: {e}")),
+            }
+        }
+        if !data.meta.public_keys.is_empty() {
+            warnings.push(format!(
+                "{} public key(s) from meta-data are not used: a TOML profile names its users' keys itself",
+                data.meta.public_keys.len()
+            ));
+        }
+        (loaded, Vec::new(), Vec::new(), "toml")
+    };
+    let network = match &data.network {
+        None => None,
+        Some(n) => {
+            let parsed =
+                match n {
+                    NetworkText::Yaml(t) => netcfg::parse_yaml(t),
+                    NetworkText::Eni(t) => netcfg::parse_eni(t).map(Some),
+                    NetworkText::OpenStack(t) => netcfg::parse_openstack(t).map(Some),
+                    NetworkText::YamlKey(t, key) => yaml::parse(t)
+                        .map_err(|e| e.to_string())
+                        .and_then(|d| match d.as_ref().and_then(|d| d.get(key)) {
+                            Some(n) => netcfg::parse_node(n),
+                            None => Ok(None),
+                        }),
+                };
+            let nc = parsed.map_err(|e| {
+                Error::Profile(
+                    ProfileError::located("network-config", None, None, e)
+                        .with_hint("network-config v1/v2 as cloud-init documents it"),
+                )
+            })?;
+            if let Some(nc) = &nc
+                && !nc.unsupported.is_empty()
+            {
+                warnings.push(format!(
+                    "network-config: not applied: {}",
+                    nc.unsupported.join(", ")
+                ));
+            }
+            nc
+        }
+    };
+    Ok(Prepared {
+        loaded,
+        warnings,
+        clear_passwords: clear,
+        expire,
+        network,
+        user_data_kind: kind,
+    })
+}
+
+/// Which renderer the image uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renderer {
+    Netplan,
+    Networkd,
+}
+
+fn renderer(root: &Root) -> Renderer {
+    if root.exists(&RelPath::lit("usr/sbin/netplan")) {
+        Renderer::Netplan
+    } else {
+        Renderer::Networkd
+    }
+}
+
+fn has_network_config(root: &Root) -> Result<bool> {
+    for dir in ["etc/systemd/network", "etc/netplan"] {
+        let rel = RelPath::new(dir).map_err(Error::Runtime)?;
+        if root
+            .list_dir(&rel)?
+            .iter()
+            .any(|f| f.ends_with(".network") || f.ends_with(".yaml"))
+        {
+            return Ok(true);
+        }
+    }
+    let eni = root
+        .read_string(&RelPath::lit("etc/network/interfaces"))?
+        .unwrap_or_default();
+    Ok(eni
+        .lines()
+        .any(|l| l.trim_start().starts_with("iface ") && !l.contains(" lo ")))
+}
+
+/// Plans network files for the instance's configuration (or DHCP when there is none and the
+/// image has no network configuration of its own).
+fn plan_network(cx: &Context, plan: &mut Plan, nc: Option<&netcfg::NetworkConfig>) -> Result<()> {
+    let fallback;
+    let nc = match nc {
+        Some(n) => n,
+        None => {
+            if has_network_config(&cx.root)? {
+                return Ok(());
+            }
+            fallback = netcfg::dhcp_fallback();
+            &fallback
+        }
+    };
+    let mut p = Planner::new("firstboot", plan);
+    for i in nc
+        .ifaces
+        .iter()
+        .filter(|i| i.set_name.is_some() && i.mac.is_some())
+    {
+        p.note(
+            Level::Info,
+            format!(
+                "network: the NIC with MAC {} is matched by MAC, not renamed to {}",
+                i.mac.as_deref().unwrap_or(""),
+                i.set_name.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    match renderer(&cx.root) {
+        Renderer::Netplan => {
+            let rel = RelPath::lit("etc/netplan/50-bollwerk.yaml");
+            if p.file(
+                &cx.root,
+                &rel,
+                netcfg::render_netplan(nc),
+                Perms::root(0o600),
+                "network configuration (netplan)",
+            )? {
+                p.handler(Cmd::in_root("/usr/sbin/netplan", &["generate"]));
+                p.handler(Cmd::in_root(
+                    "/usr/bin/systemctl",
+                    &["try-reload-or-restart", "systemd-networkd.service"],
+                ));
+            }
+        }
+        Renderer::Networkd => {
+            let mut changed = false;
+            for (name, content) in netcfg::render_networkd(nc) {
+                let rel =
+                    RelPath::new(&format!("etc/systemd/network/{name}")).map_err(Error::Runtime)?;
+                changed |= p.file(
+                    &cx.root,
+                    &rel,
+                    content,
+                    Perms::root(0o644),
+                    format!("network configuration {name} (systemd-networkd)"),
+                )?;
+            }
+            let wants =
+                RelPath::lit("etc/systemd/system/multi-user.target.wants/systemd-networkd.service");
+            if !cx.root.exists(&wants)
+                && cx
+                    .root
+                    .exists(&RelPath::lit("lib/systemd/system/systemd-networkd.service"))
+            {
+                p.note(
+                    Level::Warning,
+                    "network: systemd-networkd is not enabled in this image; the .network files take effect once it is",
+                );
+            }
+            if changed {
+                p.handler(Cmd::in_root(
+                    "/usr/bin/systemctl",
+                    &["try-reload-or-restart", "systemd-networkd.service"],
+                ));
+            }
+        }
+    }
+    let resolv = RelPath::lit("etc/resolv.conf");
+    let static_dns = nc.ifaces.iter().any(|i| !i.addresses.is_empty());
+    if static_dns
+        && matches!(cx.root.entry(&resolv)?, Entry::File { .. } | Entry::Absent)
+        && let Some(text) = netcfg::render_resolv_conf(nc)
+    {
+        p.file(
+            &cx.root,
+            &resolv,
+            text,
+            Perms::root(0o644),
+            "DNS servers in /etc/resolv.conf",
+        )?;
+    }
+    Ok(())
+}
+
+/// A fresh random machine id (32 lower-case hex digits, a version 4 UUID as systemd makes).
+fn new_machine_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .map_err(|e| Error::io("reading", "/dev/urandom", e))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(hex::encode(b))
+}
+
+/// The previous report, if any.
+fn previous_report(root: &Root) -> Option<serde_json::Value> {
+    root.read(&RelPath::lit(REPORT))
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+fn read_trim(root: &Root, p: &'static str) -> Result<Option<String>> {
+    Ok(root
+        .read_string(&RelPath::lit(p))?
+        .map(|s| s.trim().to_string()))
+}
+
+/// What happened to per-instance state.
+#[derive(Debug, Default, serde::Serialize)]
+struct InstanceActions {
+    host_keys_regenerated: bool,
+    machine_id_regenerated: bool,
+    network: Option<String>,
+}
+
+/// Plans per-instance actions that come before the profile's changes.
+fn plan_instance_pre(
+    cx: &Context,
+    plan: &mut Plan,
+    prep: &Prepared,
+    previous: Option<&serde_json::Value>,
+    actions: &mut InstanceActions,
+) -> Result<()> {
+    let regen = cx
+        .profile
+        .profile
+        .firstboot
+        .as_ref()
+        .and_then(|f| f.regenerate_host_keys)
+        .unwrap_or(true);
+    let keygen = RelPath::lit("usr/bin/ssh-keygen");
+    if regen && cx.root.exists(&keygen) {
+        let mut p = Planner::new("firstboot", plan);
+        let mut watch = Vec::new();
+        for k in HOST_KEYS {
+            for suffix in ["", ".pub"] {
+                let rel = RelPath::new(&format!("{k}{suffix}")).map_err(Error::Runtime)?;
+                p.remove(
+                    &cx.root,
+                    &rel,
+                    format!("remove the template's SSH host key {rel}"),
+                )?;
+                watch.push(rel);
+            }
+        }
+        p.run(
+            Cmd::in_root("/usr/bin/ssh-keygen", &["-A"]),
+            watch,
+            "generate new SSH host keys for this instance",
+        );
+        actions.host_keys_regenerated = true;
+    }
+    // A clone: the previous instance's machine-id is still here.
+    let mid = read_trim(&cx.root, "etc/machine-id")?.unwrap_or_default();
+    let prev_mid = previous
+        .and_then(|r| r["machine_id"].as_str())
+        .unwrap_or_default();
+    if !mid.is_empty() && mid != "uninitialized" && mid == prev_mid {
+        let id = new_machine_id()?;
+        let mut p = Planner::new("firstboot", plan);
+        p.file_with(
+            &cx.root,
+            &RelPath::lit("etc/machine-id"),
+            format!("{id}\n").into_bytes(),
+            Perms::root(0o444),
+            "new /etc/machine-id (this instance is a clone)".into(),
+            Visibility::Plain,
+            None,
+        )?;
+        let dbus = RelPath::lit("var/lib/dbus/machine-id");
+        if let Entry::File { perms, .. } = cx.root.entry(&dbus)? {
+            p.file(
+                &cx.root,
+                &dbus,
+                format!("{id}\n"),
+                perms,
+                "new D-Bus machine id",
+            )?;
+        }
+        actions.machine_id_regenerated = true;
+    }
+    let before = plan.changes.len();
+    plan_network(cx, plan, prep.network.as_ref())?;
+    if plan.changes.len() > before {
+        actions.network = Some(
+            match (prep.network.is_some(), renderer(&cx.root)) {
+                (false, _) => "dhcp fallback",
+                (true, Renderer::Netplan) => "netplan",
+                (true, Renderer::Networkd) => "systemd-networkd",
+            }
+            .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Plans per-instance actions after the profile's changes: passwords, runcmd, marker.
+fn plan_instance_post(
+    cx: &Context,
+    plan: &mut Plan,
+    prep: &Prepared,
+    instance_id: &str,
+    allow_runcmd: bool,
+) -> Result<()> {
+    let shadow = vec![RelPath::lit("etc/shadow")];
+    if !prep.clear_passwords.is_empty() {
+        let input: String = prep
+            .clear_passwords
+            .iter()
+            .map(|(u, pw)| format!("{u}:{pw}\n"))
+            .collect();
+        let users: Vec<&str> = prep
+            .clear_passwords
+            .iter()
+            .map(|(u, _)| u.as_str())
+            .collect();
+        Planner::new("firstboot", plan).run(
+            Cmd::in_root("/usr/sbin/chpasswd", &[]).stdin(input),
+            shadow.clone(),
+            format!(
+                "set the clear-text password(s) of {} from user-data",
+                users.join(", ")
+            ),
+        );
+    }
+    for u in &prep.expire {
+        Planner::new("firstboot", plan).run(
+            Cmd::in_root("/usr/bin/chage", &["-d", "0", u]),
+            shadow.clone(),
+            format!("expire the password of {u} (chpasswd.expire)"),
+        );
+    }
+    let runcmd = cx
+        .profile
+        .profile
+        .firstboot
+        .as_ref()
+        .map(|f| f.runcmd.clone())
+        .unwrap_or_default();
+    if !runcmd.is_empty() {
+        if allow_runcmd {
+            crate::modules::firstboot::plan_runcmd(cx, plan, &runcmd)?;
+        } else {
+            Planner::new("firstboot", plan).note(
+                Level::Warning,
+                format!(
+                    "runcmd: {} command(s) not run (user-data is treated as data; pass --allow-runcmd or set BOLLWERK_ALLOW_RUNCMD=1 in the unit)",
+                    runcmd.len()
+                ),
+            );
+        }
+    }
+    Planner::new("firstboot", plan).file(
+        &cx.root,
+        &RelPath::lit(MARKER),
+        format!("{instance_id}\n"),
+        Perms::root(0o644),
+        format!("mark instance {instance_id} as provisioned"),
+    )?;
+    Ok(())
+}
+
+/// `systemctl` handlers must not wait for jobs at boot: the first-boot unit is ordered before
+/// sshd and the network, so a blocking reload of a unit queued after it would deadlock.
+fn no_block_handlers(plan: &mut Plan) {
+    for h in &mut plan.handlers {
+        if h.cmd.program.ends_with("/systemctl")
+            && h.cmd.args.first().map(String::as_str) != Some("--no-block")
+        {
+            h.cmd.args.insert(0, "--no-block".into());
+        }
+    }
+}
+
+fn describe_found(f: &Found) -> &'static str {
+    match f {
+        Found::Data(_) => "data",
+        Found::NeedsNetwork(_) => "needs-network",
+        Found::Nothing => "nothing",
+    }
+}
+
+/// Runs `bollwerk firstboot`.
+///
+/// # Errors
+/// Profile errors (exit 2), unreadable instance data and failed applies (exit 3).
+pub fn run(
+    global: &crate::cli::GlobalArgs,
+    args: &FirstbootArgs,
+    runner: &dyn Runner,
+    out: &mut dyn Write,
+) -> Result<ExitStatus> {
+    let started = Instant::now();
+    let started_at = journal::now_rfc3339();
+    let root = Root::new(&global.root)?;
+    let live_root = root.is_host();
+    let allow_network = args.stage != Stage::Local;
+    let disc = Discovery {
+        root: &root,
+        runner,
+        seed: args.seed.clone(),
+        force: args.datasource,
+        metadata_url: args.metadata_url.clone(),
+        allow_network,
+        scan_devices: live_root,
+        timeout: Duration::from_secs(5),
+        attempts: 3,
+    };
+    let found = disc.discover()?;
+    let t_discovered = started.elapsed();
+    tracing::info!(found = describe_found(&found), "instance data discovery");
+    let data = match found {
+        Found::Nothing => {
+            w(
+                out,
+                "firstboot: no instance data (no NoCloud seed, cidata/config-2 volume, ds=nocloud, or metadata service of a known cloud); nothing to do\n",
+            )?;
+            return Ok(ExitStatus::Ok);
+        }
+        Found::NeedsNetwork(kind) => {
+            let facts = crate::facts::Facts::gather(&root, runner)?;
+            if facts.live && args.stage == Stage::Local {
+                runner.run_ok(
+                    &root,
+                    &Cmd::in_root("/usr/bin/systemctl", &["--no-block", "start", NETWORK_UNIT]),
+                )?;
+                w(
+                    out,
+                    &format!(
+                        "firstboot: no local instance data; {kind:?} metadata service indicated, handing over to {NETWORK_UNIT}\n"
+                    ),
+                )?;
+            } else {
+                w(
+                    out,
+                    &format!(
+                        "firstboot: no local instance data; the {kind:?} metadata service needs the network (run with --stage network)\n"
+                    ),
+                )?;
+            }
+            return Ok(ExitStatus::Ok);
+        }
+        Found::Data(d) => *d,
+    };
+    let instance_id = data
+        .meta
+        .instance_id
+        .clone()
+        .filter(|i| !i.trim().is_empty())
+        .ok_or_else(|| {
+            Error::Runtime(format!(
+                "instance data from {} has no instance-id; nothing applied",
+                data.source
+            ))
+        })?;
+    if instance_id.contains(['\n', '\0']) || instance_id.len() > 256 {
+        return Err(Error::Runtime(format!(
+            "instance-id from {} is not a single line; nothing applied",
+            data.source
+        )));
+    }
+    let marker = read_trim(&root, MARKER)?;
+    if marker.as_deref() == Some(instance_id.as_str()) && !args.force {
+        let msg = format!(
+            "firstboot: instance {instance_id} is already provisioned ({}); nothing to do ({:.2} s)\n",
+            MARKER,
+            started.elapsed().as_secs_f64()
+        );
+        if args.format == crate::cli::Format::Json {
+            w(
+                out,
+                &format!(
+                    "{:#}\n",
+                    json!({"schema": "bollwerk.firstboot/v1", "instance_id": instance_id, "status": "already-provisioned"})
+                ),
+            )?;
+        } else {
+            w(out, &msg)?;
+        }
+        return Ok(ExitStatus::Ok);
+    }
+    let facts = crate::facts::Facts::gather(&root, runner)?;
+    let prep = prepare(&data, &facts)?;
+    for wmsg in &prep.warnings {
+        tracing::warn!("{wmsg}");
+    }
+    let _lock = journal::lock(&root)?;
+    let cx = Context::new(root.clone(), runner, &prep.loaded, Options { force: false })?;
+    let previous = previous_report(&root);
+    let mut actions = InstanceActions::default();
+    let mut pre = Plan::default();
+    plan_instance_pre(&cx, &mut pre, &prep, previous.as_ref(), &mut actions)?;
+    let modules_plan = crate::modules::plan_all(&cx)?;
+    let mut plan = pre;
+    plan.changes.extend(modules_plan.changes);
+    for h in modules_plan.handlers {
+        if !plan.handlers.contains(&h) {
+            plan.handlers.push(h);
+        }
+    }
+    plan.notes.extend(modules_plan.notes);
+    plan.refusals.extend(modules_plan.refusals);
+    plan.ssh_access = modules_plan.ssh_access;
+    plan.requested_packages = modules_plan.requested_packages;
+    plan_instance_post(&cx, &mut plan, &prep, &instance_id, args.allow_runcmd)?;
+    no_block_handlers(&mut plan);
+    if let Some(r) = plan.refusals.first() {
+        return Err(Error::Unsafe {
+            reason: format!(
+                "{}\n  nothing was changed; sshd keeps its current configuration",
+                r.reason
+            ),
+            hint: r.hint.clone(),
+        });
+    }
+    for n in plan.notes.iter().filter(|n| n.level == Level::Warning) {
+        tracing::warn!(module = n.module, "{}", n.message);
+    }
+    let t_planned = started.elapsed();
+    let runs_before: Vec<String> = journal::list_runs(&root)?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let report = match crate::engine::apply::apply(&cx, &plan) {
+        Ok(r) => r,
+        Err(e) => {
+            // Roll back whatever a failed run changed, so sshd keeps its configuration.
+            let failed = journal::list_runs(&root)?.into_iter().find(|m| {
+                !runs_before.contains(&m.id)
+                    && m.kind == RunKind::Apply
+                    && m.status == RunStatus::Failed
+                    && !m.entries.is_empty()
+            });
+            let mut msg = format!("firstboot for instance {instance_id} failed: {e}");
+            if let Some(m) = failed {
+                match journal::rollback(&root, &m.id, true) {
+                    Ok(rb) => msg.push_str(&format!(
+                        "\n  run {} was rolled back ({} paths restored); the host is as before",
+                        m.id,
+                        rb.restored.len()
+                    )),
+                    Err(re) => {
+                        msg.push_str(&format!("\n  rolling back run {} failed too: {re}", m.id))
+                    }
+                }
+            } else {
+                msg.push_str("\n  nothing was changed");
+            }
+            return Err(Error::Runtime(msg));
+        }
+    };
+    let t_applied = started.elapsed();
+    // Verify like `apply`: converged, and modules' live checks.
+    let cx2 = cx.fresh()?;
+    let verify_plan = crate::modules::plan_all(&cx2)?;
+    let mut findings: Vec<String> = verify_plan
+        .changes
+        .iter()
+        .map(|c| format!("not converged: {}: {}", c.module, c.summary))
+        .collect();
+    findings.extend(
+        crate::modules::verify_all(&cx2)?
+            .into_iter()
+            .map(|f| format!("{}: {}", f.module, f.message)),
+    );
+    // -- audit (issue 5): run the audit on the provisioned host here and save its report next
+    //    to the first-boot report (`var/lib/bollwerk/firstboot/`); record its path and summary
+    //    under "audit" in the report below. --
+    let elapsed = started.elapsed();
+    let mid = read_trim(&root, "etc/machine-id")?.unwrap_or_default();
+    let doc = json!({
+        "schema": "bollwerk.firstboot/v1",
+        "status": if findings.is_empty() { "provisioned" } else { "provisioned-with-findings" },
+        "instance_id": instance_id,
+        "datasource": data.source,
+        "user_data": prep.user_data_kind,
+        "profile": {"name": prep.loaded.name(), "digest": prep.loaded.digest},
+        "run_id": report.run_id,
+        "changes": report.applied.len(),
+        "instance": actions,
+        "machine_id": mid,
+        "warnings": prep.warnings,
+        "notes": plan.notes,
+        "findings": findings,
+        "handlers": report.handlers.iter().map(|(c, r)| json!({"command": c, "ok": r.is_ok(), "error": r.as_ref().err()})).collect::<Vec<_>>(),
+        "audit": serde_json::Value::Null,
+        "started": started_at,
+        "duration_ms": elapsed.as_millis() as u64,
+        "phases_ms": {
+            "discover": t_discovered.as_millis() as u64,
+            "prepare_and_plan": (t_planned - t_discovered).as_millis() as u64,
+            "apply": (t_applied - t_planned).as_millis() as u64,
+            "verify": (elapsed - t_applied).as_millis() as u64,
+        },
+    });
+    let dir = RelPath::lit("var/lib/bollwerk/firstboot");
+    if !root.exists(&dir) {
+        root.create_dir(&dir, Perms::root(0o700))?;
+    }
+    root.write_atomic(
+        &RelPath::lit(REPORT),
+        format!("{doc:#}\n").as_bytes(),
+        Perms::root(0o600),
+    )?;
+    match args.format {
+        crate::cli::Format::Json => w(out, &format!("{doc:#}\n"))?,
+        crate::cli::Format::Text => {
+            let mut s = String::new();
+            for wmsg in &prep.warnings {
+                s.push_str(&format!("warning: {wmsg}\n"));
+            }
+            for n in plan.notes.iter().filter(|n| n.level == Level::Warning) {
+                s.push_str(&format!("warning [{}]: {}\n", n.module, n.message));
+            }
+            for (m, summary) in &report.applied {
+                s.push_str(&format!("[{m}] {summary}\n"));
+            }
+            for (c, r) in &report.handlers {
+                if let Err(e) = r {
+                    s.push_str(&format!("failed: {c}: {e}\n"));
+                }
+            }
+            for f in &findings {
+                s.push_str(&format!("finding: {f}\n"));
+            }
+            s.push_str(&format!(
+                "firstboot: instance {instance_id} from {} provisioned: {} change{} (run {}) in {:.2} s; report {}\n",
+                data.source,
+                report.applied.len(),
+                if report.applied.len() == 1 { "" } else { "s" },
+                report.run_id.as_deref().unwrap_or("-"),
+                elapsed.as_secs_f64(),
+                REPORT
+            ));
+            w(out, &s)?;
+        }
+    }
+    if findings.is_empty() {
+        Ok(ExitStatus::Ok)
+    } else {
+        Err(Error::Runtime(format!(
+            "instance {instance_id} provisioned (run {}), but verification found:\n  {}",
+            report.run_id.unwrap_or_default(),
+            findings.join("\n  ")
+        )))
+    }
+}

@@ -1,0 +1,435 @@
+#!/bin/bash
+# QEMU first-boot harness: proves `bollwerk firstboot` from outside a real Debian 12 VM.
+#
+# Builds a bootable disk image from the testbed rootfs (tests/testbed/build-rootfs.sh, with
+# linux-image-amd64) with bollwerk and its units installed, attaches NoCloud seed ISOs
+# (cloud-localds) and boots it with QEMU (TCG unless KVM really works), user-mode networking
+# (restrict=on) forwarded to 127.0.0.1 ports chosen free at run time. Scenarios:
+#   1. TOML user-data: admin user with a test key, SSH on 2222 (+ firewall: 2222/tcp and 443/tcp
+#      only, when this build has [firewall]). Key login works; password and root logins are
+#      refused; host keys are new; marker and report are there; audit report (when `bollwerk
+#      audit` exists); first-boot time from the journal and boot-to-SSH time are printed.
+#   2. Second boot of the same disk: the marker makes first boot a no-op.
+#   3. A copy of that disk booted with a new instance-id (a clone): new SSH host keys, new
+#      machine-id.
+#   4. Proxmox-shaped #cloud-config + Proxmox network-config v1 with a static address
+#      (10.0.2.15/24, gateway 10.0.2.2): reachable, and the same users/sudo/sshd state as 1.
+#
+# Usage: vagrant/qemu-firstboot.sh [--bin PATH] [--keep]
+#   --bin PATH  the bollwerk binary for the guest (default: the static musl release build,
+#               built if missing)
+#   --keep      keep the work directory (images, serial logs)
+# Env: BOLLWERK_TESTBED_CACHE (default target/testbed), BOLLWERK_REQUIRE_SYSTEM_TESTS=1 (a missing
+#      prerequisite fails instead of skipping), BOLLWERK_VM_WORK (work dir), BOLLWERK_VM_ACCEL
+#      (tcg|kvm, default: detected).
+# Exit: 0 all passed, 1 a check failed, 77 skipped (prerequisite missing).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+bin="" keep=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --bin) bin=$2; shift 2 ;;
+        --keep) keep=1; shift ;;
+        *) echo "usage: $0 [--bin PATH] [--keep]" >&2; exit 2 ;;
+    esac
+done
+
+skip() {
+    echo "SKIPPED: qemu-firstboot: $*" >&2
+    if [ "${BOLLWERK_REQUIRE_SYSTEM_TESTS:-0}" = 1 ]; then
+        echo "FAIL: BOLLWERK_REQUIRE_SYSTEM_TESTS=1 and a prerequisite is missing" >&2
+        exit 1
+    fi
+    exit 77
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root (overlay mount, mkfs.ext4 -d with owners)"
+for t in qemu-system-x86_64 cloud-localds mkfs.ext4 ssh ssh-keygen ssh-keyscan sshpass python3 zstd tar; do
+    command -v "$t" >/dev/null || skip "$t is not installed (run vagrant/install-deps.sh)"
+done
+grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
+grep -qw overlay /proc/filesystems || skip "no overlayfs"
+
+cache=${BOLLWERK_TESTBED_CACHE:-$repo/target/testbed}
+"$repo/tests/testbed/build-rootfs.sh" "$cache" >&2 || skip "the testbed rootfs could not be built"
+tarball=$(readlink -f "$cache/rootfs.tar.zst")
+key=$(basename "$tarball" .tar.zst); key=${key#rootfs-}
+lower=$cache/lower-$key
+if [ ! -d "$lower" ]; then
+    tmp=$(mktemp -d "$cache/lower-tmp.XXXX")
+    zstd -dc "$tarball" | tar -C "$tmp" --numeric-owner --xattrs --xattrs-include='*' -xf - || skip "cannot extract $tarball"
+    mv "$tmp" "$lower" 2>/dev/null || rm -rf "$tmp"
+fi
+kernel=$(ls "$lower"/boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)
+initrd=$(ls "$lower"/boot/initrd.img-* 2>/dev/null | sort -V | tail -1)
+[ -n "$kernel" ] && [ -n "$initrd" ] || skip "the rootfs has no kernel (linux-image-amd64)"
+
+if [ -z "$bin" ]; then
+    bin=$repo/target/x86_64-unknown-linux-musl/release/bollwerk
+    if [ ! -x "$bin" ]; then
+        (cd "$repo" && CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --target x86_64-unknown-linux-musl >&2) \
+            || skip "cannot build the static binary"
+    fi
+fi
+[ -x "$bin" ] || skip "no bollwerk binary at $bin"
+
+# KVM only where it really runs guests (not kvm_pvm, which has no vmx/svm).
+accel=${BOLLWERK_VM_ACCEL:-}
+if [ -z "$accel" ]; then
+    accel=tcg
+    if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo && ! grep -qw kvm_pvm /proc/modules 2>/dev/null; then
+        accel=kvm
+    fi
+fi
+if [ "$accel" = kvm ]; then qemu_accel=(-accel kvm -cpu host,-arch-capabilities); else qemu_accel=(-accel tcg,thread=multi -cpu max); fi
+
+work=${BOLLWERK_VM_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/bollwerk-vm.XXXX")}
+mkdir -p "$work"
+mnt=$work/merged
+qemu_pids=()
+cleanup() {
+    for p in "${qemu_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    mountpoint -q "$mnt" && umount "$mnt"
+    if [ "$keep" = 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+failures=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+
+now() { date +%s.%N; }
+secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---------------------------------------------------------------------------------------------
+# The base image
+# ---------------------------------------------------------------------------------------------
+t0=$(now)
+ssh-keygen -q -t ed25519 -N '' -C bollwerk-vm-test -f "$work/key"
+pub=$(cat "$work/key.pub")
+mkdir -p "$work/upper" "$work/ovl-work" "$mnt"
+mount -t overlay overlay -o "lowerdir=$lower,upperdir=$work/upper,workdir=$work/ovl-work" "$mnt" || skip "overlay mount failed"
+chmod 0755 "$work/upper"
+chr() { unshare -m --propagation private sh -c 'mount -t proc proc "$1/proc" && shift && exec chroot "$@"' sh "$mnt" "$mnt" "$@"; }
+echo template > "$mnt/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\ttemplate\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$mnt/etc/hosts"
+rm -f "$mnt/etc/resolv.conf"; echo 'nameserver 10.0.2.3' > "$mnt/etc/resolv.conf"
+: > "$mnt/etc/machine-id"
+rm -f "$mnt"/etc/ssh/ssh_host_* "$mnt/usr/sbin/policy-rc.d"
+chr ssh-keygen -A >/dev/null           # the template's host keys: first boot must replace them
+echo '/dev/vda / ext4 defaults 0 1' > "$mnt/etc/fstab"
+printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n' > "$mnt/etc/systemd/network/80-dhcp.network"
+install -m 0755 "$bin" "$mnt/usr/local/sbin/bollwerk"
+install -m 0644 "$repo"/units/bollwerk-firstboot.service "$repo"/units/bollwerk-firstboot-network.service "$mnt/etc/systemd/system/"
+chr systemctl enable systemd-networkd.service bollwerk-firstboot.service >/dev/null 2>&1 \
+    || { echo "systemctl enable failed" >&2; exit 1; }
+# Keep the boot short: services the scenarios do not need.
+chr systemctl mask postgresql.service fail2ban.service unattended-upgrades.service apt-daily.timer \
+    apt-daily-upgrade.timer man-db.timer e2scrub_reap.service cron.service >/dev/null 2>&1 || true
+# The units must pass systemd's own checks inside the image they ship in.
+verify=$(chr systemd-analyze verify --man=no /etc/systemd/system/bollwerk-firstboot.service \
+    /etc/systemd/system/bollwerk-firstboot-network.service 2>&1)
+check "systemd-analyze verify of the units in the rootfs" test -z "$verify"
+[ -n "$verify" ] && echo "$verify"
+cp "$kernel" "$work/vmlinuz"; cp "$initrd" "$work/initrd.img"
+truncate -s 4G "$work/base.img"
+mkfs.ext4 -q -F -L root -d "$mnt" "$work/base.img" || { echo "mkfs.ext4 -d failed" >&2; exit 1; }
+umount "$mnt"
+template_fp=$(ssh-keygen -lf "$work/upper/etc/ssh/ssh_host_ed25519_key.pub" | awk '{print $2}')
+echo "image built in $(secs "$t0" "$(now)") s (template host key $template_fp)"
+
+has_cmd() { "$bin" --help | grep -qE "^  $1( |$)"; }
+has_key() { "$bin" schema | python3 -c "import json,sys; sys.exit(0 if '$1' in json.load(sys.stdin).get('properties',{}) else 1)"; }
+firewall=0; has_key firewall && firewall=1
+audit=0; has_cmd audit && audit=1
+
+# ---------------------------------------------------------------------------------------------
+# Seeds, boots, SSH
+# ---------------------------------------------------------------------------------------------
+HASH='$5$rounds=5000$bollwerkvmtest$WPmL1iBn3G2hYZ8hCm7L8qfK2cdfEkH8CAjkv3S0WY2'
+
+toml_user_data() {
+    cat <<EOF
+extends = "baseline"
+[host]
+hostname = "vm-toml"
+fqdn = "vm-toml.example.org"
+
+[[users]]
+name = "admin"
+shell = "/bin/bash"
+groups = ["sudo"]
+sudo = "nopasswd"
+ssh_keys = ["$pub"]
+password_hash = "$HASH"
+
+[[users]]
+name = "root"
+ssh_keys = ["$pub"]
+
+[ssh]
+port = 2222
+EOF
+    # -- firewall (issue 3): the section below activates when this build has [firewall].
+    #    Adjust the keys to the firewall module's schema when it lands. --
+    if [ "$firewall" = 1 ]; then
+        printf '\n[firewall]\nallow = ["2222/tcp", "443/tcp"]\n'
+    fi
+}
+
+proxmox_user_data() {
+    # Exactly the shape of Proxmox VE's generator (PVE::QemuServer::Cloudinit::cloudinit_userdata).
+    cat <<EOF
+#cloud-config
+hostname: vm-pve
+manage_etc_hosts: true
+fqdn: vm-pve.example.org
+user: admin
+password: $HASH
+ssh_authorized_keys:
+  - $pub
+chpasswd:
+  expire: False
+users:
+  - default
+package_upgrade: true
+EOF
+}
+
+proxmox_network_v1() {
+    # Proxmox VE's nocloud_network for ipconfig0 ip=10.0.2.15/24,gw=10.0.2.2 (QEMU user net).
+    cat <<'EOF'
+version: 1
+config:
+    - type: physical
+      name: eth0
+      mac_address: '52:54:00:12:34:56'
+      subnets:
+      - type: static
+        address: '10.0.2.15'
+        netmask: '255.255.255.0'
+        gateway: '10.0.2.2'
+    - type: nameserver
+      address:
+      - '10.0.2.3'
+EOF
+}
+
+make_seed() { # name instance-id user-data-fn [network-fn]
+    local d=$work/seed-$1
+    mkdir -p "$d"
+    printf 'instance-id: %s\nlocal-hostname: from-meta-data\n' "$2" > "$d/meta-data"
+    "$3" > "$d/user-data"
+    if [ -n "${4:-}" ]; then
+        "$4" > "$d/network-config"
+        cloud-localds --network-config="$d/network-config" "$work/$1.iso" "$d/user-data" "$d/meta-data"
+    else
+        cloud-localds "$work/$1.iso" "$d/user-data" "$d/meta-data"
+    fi
+}
+
+SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
+          -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3)
+vm_ssh() { # port user cmd...
+    local port=$1 user=$2; shift 2
+    timeout 60 ssh "${SSH_OPTS[@]}" -o BatchMode=yes -o IdentitiesOnly=yes -i "$work/key" -p "$port" "$user@127.0.0.1" "$@"
+}
+
+# boot NAME DISK SEED GUEST_SSH_PORT: starts the VM; sets P_SSH P_22 P_443 P_8080, BOOT_START.
+boot() {
+    local name=$1 disk=$2 seed=$3
+    P_SSH=$(free_port); P_22=$(free_port); P_443=$(free_port); P_8080=$(free_port)
+    local fwd="hostfwd=tcp:127.0.0.1:$P_SSH-:$4,hostfwd=tcp:127.0.0.1:$P_22-:22"
+    fwd="$fwd,hostfwd=tcp:127.0.0.1:$P_443-:443,hostfwd=tcp:127.0.0.1:$P_8080-:8080"
+    BOOT_START=$(now)
+    timeout 900 qemu-system-x86_64 "${qemu_accel[@]}" -m 1024 -smp 2 -machine q35 -nodefaults \
+        -display none -no-reboot -serial "file:$work/$name.serial.log" \
+        -kernel "$work/vmlinuz" -initrd "$work/initrd.img" \
+        -append 'root=/dev/vda rw console=ttyS0 panic=-1' \
+        -drive "file=$disk,if=virtio,format=raw,cache=unsafe" \
+        -drive "file=$seed,if=virtio,format=raw,readonly=on" \
+        -netdev "user,id=n0,restrict=on,$fwd" -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56 &
+    QEMU_PID=$!
+    qemu_pids+=("$QEMU_PID")
+}
+
+# wait_ssh PORT USER: waits for a key login; sets BOOT_TO_SSH.
+wait_ssh() {
+    local deadline=$(( $(date +%s) + 420 ))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        if ! kill -0 "$QEMU_PID" 2>/dev/null; then return 1; fi
+        if vm_ssh "$1" "$2" true 2>/dev/null; then
+            BOOT_TO_SSH=$(secs "$BOOT_START" "$(now)")
+            return 0
+        fi
+        sleep 2
+    done
+    return 1
+}
+
+shutdown_vm() { # port user
+    vm_ssh "$1" "$2" sudo systemctl poweroff >/dev/null 2>&1
+    local i
+    for i in $(seq 1 90); do kill -0 "$QEMU_PID" 2>/dev/null || { wait "$QEMU_PID" 2>/dev/null; return 0; }; sleep 1; done
+    kill -9 "$QEMU_PID" 2>/dev/null; wait "$QEMU_PID" 2>/dev/null
+}
+
+host_fp() { ssh-keyscan -T 10 -t ed25519 -p "$1" 127.0.0.1 2>/dev/null | ssh-keygen -lf - 2>/dev/null | awk '{print $2}' | head -1; }
+
+# Time of the first-boot unit inside the guest, from the journal: ExecMainStart → ExecMainExit.
+firstboot_time() {
+    vm_ssh "$1" admin "systemctl show bollwerk-firstboot.service -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic" \
+        | python3 -c "import sys; d=dict(l.strip().split('=',1) for l in sys.stdin if '=' in l); print(f\"{(int(d['ExecMainExitTimestampMonotonic'])-int(d['ExecMainStartTimestampMonotonic']))/1e6:.2f}\")"
+}
+
+password_refused() { # port user
+    local out
+    out=$(timeout 60 sshpass -p 'wrong-or-right-does-not-matter' ssh "${SSH_OPTS[@]}" -o PubkeyAuthentication=no \
+        -o PreferredAuthentications=password,keyboard-interactive -p "$1" "$2@127.0.0.1" true 2>&1)
+    [ $? -ne 0 ] && grep -q 'Permission denied (publickey)' <<<"$out"
+}
+
+# The security-relevant state two provisioning runs must agree on.
+state_of() { # port
+    vm_ssh "$1" admin 'set -e
+        getent passwd admin | cut -d: -f1,6,7
+        id -nG admin | tr " " "\n" | sort | tr "\n" " "; echo
+        sudo -n true && echo "sudo: nopasswd"
+        sudo cat /etc/sudoers.d/bollwerk
+        sudo awk -F: "\$1==\"admin\" {print \$2}" /etc/shadow
+        sudo cat /home/admin/.ssh/authorized_keys
+        sudo sshd -T 2>/dev/null | grep -E "^(permitrootlogin|passwordauthentication|kbdinteractiveauthentication|pubkeyauthentication|allowgroups|maxauthtries|x11forwarding|ciphers|kexalgorithms|macs) " | sort'
+}
+
+echo "accelerator: $accel; firewall module: $([ $firewall = 1 ] && echo yes || echo 'not in this build')"\
+"; audit command: $([ $audit = 1 ] && echo yes || echo 'not in this build')"
+
+# ---------------------------------------------------------------------------------------------
+# 1. TOML user-data
+# ---------------------------------------------------------------------------------------------
+make_seed toml iid-vm-1 toml_user_data
+cp --sparse=always "$work/base.img" "$work/vm1.img"
+boot toml "$work/vm1.img" "$work/toml.iso" 2222
+if wait_ssh "$P_SSH" admin; then
+    pass "1: key login as admin on port 2222 (boot to SSH: $BOOT_TO_SSH s)"
+    boot_to_ssh_1=$BOOT_TO_SSH
+    check "1: password login refused" password_refused "$P_SSH" admin
+    check "1: root login with a valid key refused" sh -c "! ssh ${SSH_OPTS[*]} -o BatchMode=yes -o IdentitiesOnly=yes -i '$work/key' -p $P_SSH root@127.0.0.1 true 2>/dev/null"
+    check "1: nothing listens on port 22 any more" sh -c "! timeout 20 ssh ${SSH_OPTS[*]} -o BatchMode=yes -i '$work/key' -p $P_22 admin@127.0.0.1 true 2>/dev/null"
+    fp1=$(host_fp "$P_SSH")
+    check "1: SSH host key is new, not the template's ($fp1)" test -n "$fp1" -a "$fp1" != "$template_fp"
+    check "1: marker holds the instance-id" test "$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/instance-id)" = iid-vm-1
+    report=$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/firstboot/report.json)
+    check "1: first-boot report saved, status provisioned, no findings" python3 -c "
+import json,sys; r=json.loads(sys.argv[1]); assert r['status']=='provisioned' and r['findings']==[] and r['user_data']=='toml', r" "$report"
+    check "1: host name from user-data" test "$(vm_ssh "$P_SSH" admin hostname)" = vm-toml
+    python3 -c "import json,sys; r=json.loads(sys.argv[1]); print('first-boot phases (ms):', r.get('phases_ms'))" "$report"
+    fb1=$(firstboot_time "$P_SSH"); echo "first-boot unit wall time (journal): $fb1 s"
+    vm_ssh "$P_SSH" admin "sudo journalctl -b -u bollwerk-firstboot --no-pager -o cat" > "$work/toml.journal" 2>&1
+    grep -q "provisioned" "$work/toml.journal" && pass "1: journal has the first-boot summary" || fail "1: journal has the first-boot summary"
+    grep "firstboot: instance" "$work/toml.journal" | tail -1
+    if [ "$firewall" = 1 ]; then
+        vm_ssh "$P_SSH" admin "sudo systemd-run --unit=probe8080 python3 -m http.server 8080 >/dev/null 2>&1; sleep 2"
+        check "1: a port the firewall does not allow (8080) is unreachable" \
+            sh -c "! timeout 10 python3 -c 'import socket; s=socket.create_connection((\"127.0.0.1\", $P_8080), 5); s.send(b\"GET / HTTP/1.0\r\n\r\n\"); assert s.recv(10)'"
+    else
+        echo "PENDING (issue 3, firewall): 'a port the firewall does not allow is unreachable' — this build has no [firewall]"
+    fi
+    if [ "$audit" = 1 ]; then
+        check "1: saved audit report exists" vm_ssh "$P_SSH" admin 'sudo ls /var/lib/bollwerk/firstboot/ | grep -q audit'
+    else
+        echo "PENDING (issue 5, audit): 'the saved audit report exists and the profile-covered checks pass' — this build has no audit command"
+    fi
+    state_toml=$(state_of "$P_SSH")
+    shutdown_vm "$P_SSH" admin
+else
+    fail "1: key login as admin on port 2222 (see $work/toml.serial.log)"
+    tail -40 "$work/toml.serial.log"
+    kill -9 "$QEMU_PID" 2>/dev/null
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. Second boot: nothing to do
+# ---------------------------------------------------------------------------------------------
+boot second "$work/vm1.img" "$work/toml.iso" 2222
+if wait_ssh "$P_SSH" admin; then
+    pass "2: second boot reachable (boot to SSH: $BOOT_TO_SSH s)"
+    j=$(vm_ssh "$P_SSH" admin "sudo journalctl -b -u bollwerk-firstboot --no-pager -o cat")
+    check "2: first boot did nothing (marker)" grep -q "instance iid-vm-1 is already provisioned" <<<"$j"
+    fb2=$(firstboot_time "$P_SSH"); echo "first-boot unit wall time on the second boot: $fb2 s"
+    check "2: host key unchanged" test "$(host_fp "$P_SSH")" = "${fp1:-none}"
+    check "2: one apply run in the journal" test "$(vm_ssh "$P_SSH" admin sudo bollwerk runs | grep -c ' apply ')" = 1
+    mid1=$(vm_ssh "$P_SSH" admin cat /etc/machine-id)
+    shutdown_vm "$P_SSH" admin
+else
+    fail "2: second boot reachable"
+    kill -9 "$QEMU_PID" 2>/dev/null
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. A clone with a new instance-id
+# ---------------------------------------------------------------------------------------------
+make_seed clone iid-vm-2 toml_user_data
+cp --sparse=always "$work/vm1.img" "$work/vm3.img"
+boot clone "$work/vm3.img" "$work/clone.iso" 2222
+if wait_ssh "$P_SSH" admin; then
+    pass "3: clone reachable (boot to SSH: $BOOT_TO_SSH s)"
+    fp3=$(host_fp "$P_SSH")
+    check "3: clone has new SSH host keys ($fp3)" test -n "$fp3" -a "$fp3" != "${fp1:-none}"
+    check "3: clone has a new machine-id" test "$(vm_ssh "$P_SSH" admin cat /etc/machine-id)" != "${mid1:-none}"
+    check "3: marker holds the new instance-id" test "$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/instance-id)" = iid-vm-2
+    shutdown_vm "$P_SSH" admin
+else
+    fail "3: clone reachable"
+    kill -9 "$QEMU_PID" 2>/dev/null
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. Proxmox-shaped cloud-config with a static address
+# ---------------------------------------------------------------------------------------------
+make_seed pve iid-vm-pve proxmox_user_data proxmox_network_v1
+cp --sparse=always "$work/base.img" "$work/vm4.img"
+boot pve "$work/vm4.img" "$work/pve.iso" 22
+if wait_ssh "$P_SSH" admin; then
+    pass "4: Proxmox cloud-config + static network-config: key login as admin (boot to SSH: $BOOT_TO_SSH s)"
+    boot_to_ssh_4=$BOOT_TO_SSH
+    addr=$(vm_ssh "$P_SSH" admin "ip -4 -o addr show scope global")
+    is_static() { grep -q 'inet 10.0.2.15/24' <<<"$addr" && ! grep -q dynamic <<<"$addr"; }
+    check "4: static 10.0.2.15/24, not a DHCP lease" is_static
+    netfile=$(vm_ssh "$P_SSH" admin 'dev=$(ip -o -4 route show default | awk "{print \$5}"); networkctl status --no-pager "$dev" | grep -m1 "Network File"')
+    check "4: configured by bollwerk's networkd file ($netfile)" grep -q "10-bollwerk-eth0.network" <<<"$netfile"
+    route=$(vm_ssh "$P_SSH" admin "ip -4 route show default")
+    check "4: default route via 10.0.2.2 ($route)" grep -q "via 10.0.2.2" <<<"$route"
+    check "4: password login refused" password_refused "$P_SSH" admin
+    check "4: root login refused" sh -c "! ssh ${SSH_OPTS[*]} -o BatchMode=yes -o IdentitiesOnly=yes -i '$work/key' -p $P_SSH root@127.0.0.1 true 2>/dev/null"
+    check "4: host name from user-data" test "$(vm_ssh "$P_SSH" admin hostname)" = vm-pve
+    state_pve=$(state_of "$P_SSH")
+    if [ -n "${state_toml:-}" ]; then
+        if [ "$state_pve" = "$state_toml" ]; then
+            pass "4: same users, sudo, keys, password hash and sshd settings as the TOML user-data"
+        else
+            fail "4: same state as the TOML user-data"
+            diff <(echo "$state_toml") <(echo "$state_pve")
+        fi
+    fi
+    shutdown_vm "$P_SSH" admin
+else
+    fail "4: Proxmox cloud-config + static network: key login (see $work/pve.serial.log)"
+    tail -40 "$work/pve.serial.log"
+    kill -9 "$QEMU_PID" 2>/dev/null
+fi
+
+echo
+echo "== figures ($accel) =="
+echo "first-boot unit wall time (unit start → done, journal): ${fb1:-?} s; second boot (marker): ${fb2:-?} s"
+echo "boot to SSH: TOML ${boot_to_ssh_1:-?} s, Proxmox cloud-config ${boot_to_ssh_4:-?} s"
+echo "total: $(secs "$t0" "$(now)") s"
+if [ "$failures" -gt 0 ]; then
+    echo "$failures check(s) FAILED"
+    exit 1
+fi
+echo "all checks passed"
