@@ -38,6 +38,10 @@ echo "static binary: $size bytes"
 (( size <= 8 * 1024 * 1024 )) || { echo "static binary larger than 8 MiB" >&2; exit 1; }
 "$bin" --version
 
+step "VM tests: first boot under QEMU (prints first-boot and boot-to-SSH times)"
+vagrant/install-deps.sh
+vagrant/qemu-firstboot.sh --bin "$bin"
+
 step "benchmarks (figures, not pass/fail on time)"
 cargo bench --bench core
 
