@@ -141,6 +141,8 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// A run id that sorts by time: `YYYYMMDDTHHMMSSZ-` plus the microseconds within that second
+/// (so runs started in the same second still sort in order).
 fn new_run_id() -> String {
     let now = SystemTime::now();
     let ts: String = humantime::format_rfc3339_seconds(now)
@@ -148,11 +150,11 @@ fn new_run_id() -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .collect();
-    let nanos = now
+    let micros = now
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
+        .map(|d| d.subsec_micros())
         .unwrap_or(0);
-    format!("{ts}-{:04x}", (nanos ^ std::process::id()) & 0xffff)
+    format!("{ts}-{micros:06}")
 }
 
 /// Holds the exclusive lock on a root's state directory.
@@ -581,4 +583,27 @@ fn restore(
 /// The host path of a run directory (for messages).
 pub fn run_dir(root: &Root, id: &str) -> PathBuf {
     root.resolve(&RelPath::lit(RUNS_DIR)).join(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time_within_a_second() {
+        let ids: Vec<String> = (0..50)
+            .map(|_| {
+                std::thread::sleep(std::time::Duration::from_micros(3));
+                new_run_id()
+            })
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert!(
+            ids[0].len() == "20261124T221348Z-123456".len(),
+            "{}",
+            ids[0]
+        );
+    }
 }
