@@ -232,6 +232,33 @@ fn dispatch(
             Ok(ExitStatus::Ok)
         }
         // -- network (issue 3) --
+        Command::SysctlLoad { files } => {
+            let root = Root::new(root_path)?;
+            if !root.is_host() {
+                return Err(Error::Usage(
+                    "sysctl-load changes the running kernel and works only with --root /".into(),
+                ));
+            }
+            let mut s = String::new();
+            for f in files {
+                let rel = crate::root::RelPath::new(f).map_err(Error::Usage)?;
+                let text = root
+                    .read_string(&rel)?
+                    .ok_or_else(|| Error::Usage(format!("{rel} does not exist")))?;
+                let r = crate::modules::sysctl::load_live(&text)?;
+                for (k, v) in &r.set {
+                    s.push_str(&format!("set {k} = {v}\n"));
+                }
+                for k in &r.missing {
+                    s.push_str(&format!("warning: the running kernel has no {k}\n"));
+                }
+                for (k, e) in &r.denied {
+                    s.push_str(&format!("warning: {k} cannot be set here: {e}\n"));
+                }
+            }
+            w(out, &s)?;
+            Ok(ExitStatus::Ok)
+        }
 
         // -- audit (issue 5) --
 

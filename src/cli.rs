@@ -126,6 +126,13 @@ pub enum Command {
         format: Format,
     },
     // -- network (issue 3): confirm --
+    /// Load kernel parameters from sysctl.d-format files into the running kernel (the handler
+    /// `apply` runs on live systems; only with `--root /`).
+    #[command(hide = true)]
+    SysctlLoad {
+        /// Files, as paths inside the root.
+        files: Vec<String>,
+    },
 
     // -- audit (issue 5): audit, checks, install-units --
 

@@ -10,6 +10,8 @@ pub mod sshd;
 pub mod users;
 
 // -- network modules (issue 3) --
+pub mod netcommon;
+pub mod sysctl;
 
 // -- services modules (issue 4) --
 
@@ -54,6 +56,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&sshd::Sshd);
 
     // -- network (issue 3) --
+    m.push(&sysctl::Sysctl);
 
     // -- services (issue 4) --
 

@@ -45,7 +45,9 @@ pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshSection>,
     // -- network (issue 3): firewall, fail2ban, sysctl --
-
+    /// Kernel parameters (`etc/sysctl.d/60-bollwerk.conf`). Absent: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysctl: Option<crate::modules::sysctl::SysctlSection>,
     // -- services (issue 4): packages, updates, postgres, logs, journald, files --
 
     // -- audit (issue 5) --
@@ -606,6 +608,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
 
     // -- network (issue 3) --
+    if let Some(s) = &p.sysctl {
+        crate::modules::sysctl::check_profile(s, layers)?;
+    }
 
     // -- services (issue 4) --
 

@@ -1,0 +1,143 @@
+//! Helpers shared by the network modules (sysctl, firewall, fail2ban): what else runs on the
+//! host (Docker), whether this process may change kernel network state here (containers,
+//! capabilities), and enabling systemd units inside a root.
+
+use crate::engine::{Context, Planner};
+use crate::error::{Error, Result};
+use crate::exec::Cmd;
+use crate::root::RelPath;
+
+/// Packages and binaries that mean "Docker (or a compatible engine) runs containers here".
+const DOCKER_PACKAGES: &[&str] = &["docker-ce", "docker.io", "moby-engine", "podman-docker"];
+const DOCKER_BINARIES: &[&str] = &["usr/bin/dockerd", "usr/sbin/dockerd"];
+
+/// True when Docker is installed in the target (package or `dockerd` binary).
+pub fn docker_installed(cx: &Context) -> bool {
+    DOCKER_PACKAGES
+        .iter()
+        .any(|p| cx.facts.package(p).is_some())
+        || DOCKER_BINARIES
+            .iter()
+            .any(|b| cx.root.exists(&RelPath::lit(b)))
+}
+
+/// Linux capability number of `CAP_NET_ADMIN`.
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Whether this process holds `CAP_NET_ADMIN` (effective set), from `/proc/self/status`.
+/// `None` when it cannot be read.
+pub fn has_net_admin() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
+    let bits = u64::from_str_radix(hex, 16).ok()?;
+    Some(bits & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// Why the kernel's network state (firewall, `net.*` sysctls) cannot be changed from here, if
+/// it cannot: only judged for the live root (`/`), where bollwerk would act on the running
+/// kernel. `None` means "go ahead".
+pub fn net_admin_denied(cx: &Context) -> Option<String> {
+    if !cx.root.is_host() {
+        return None;
+    }
+    match has_net_admin() {
+        Some(false) => Some(format!(
+            "this process lacks CAP_NET_ADMIN{} (an unprivileged container or one sharing a network namespace it may not configure)",
+            match &cx.facts.container {
+                Some(c) => format!(" inside a {c} container"),
+                None => String::new(),
+            }
+        )),
+        _ => None,
+    }
+}
+
+/// Where a unit file lives in the root (`/lib/systemd/system/x.service` …), as seen inside it.
+pub fn unit_path(cx: &Context, unit: &str) -> Option<String> {
+    for dir in [
+        "etc/systemd/system",
+        "usr/lib/systemd/system",
+        "lib/systemd/system",
+    ] {
+        let rel = RelPath::new(&format!("{dir}/{unit}")).ok()?;
+        if matches!(cx.root.entry(&rel), Ok(e) if e.exists()) {
+            return Some(rel.absolute());
+        }
+    }
+    None
+}
+
+/// The `WantedBy=` targets of a unit file's `[Install]` section.
+pub fn wanted_by(text: &str) -> Vec<String> {
+    let mut in_install = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_install = l == "[Install]";
+            continue;
+        }
+        if in_install && let Some(v) = l.strip_prefix("WantedBy=") {
+            out.extend(v.split_whitespace().map(str::to_string));
+        }
+    }
+    out
+}
+
+/// Plans enabling `unit` in the root the way `systemctl enable` does: a symlink in each
+/// `<target>.wants/` of its `WantedBy=`. When the unit is not installed yet (its package is
+/// installed by this run), plans `systemctl enable` instead, watching `etc/systemd/system` so
+/// rollback restores the links. Returns true when something was planned.
+///
+/// # Errors
+/// When the root cannot be read.
+pub fn enable_unit(cx: &Context, p: &mut Planner, unit: &str) -> Result<bool> {
+    let Some(path) = unit_path(cx, unit) else {
+        p.run(
+            Cmd::in_root("/usr/bin/systemctl", &["enable", unit]),
+            vec![RelPath::lit("etc/systemd/system")],
+            format!("enable {unit} (installed in this run)"),
+        );
+        return Ok(true);
+    };
+    let rel = RelPath::new(&path).map_err(Error::Runtime)?;
+    let text = cx.root.read_string(&rel)?.unwrap_or_default();
+    let mut changed = false;
+    for target in wanted_by(&text) {
+        let link = RelPath::new(&format!("etc/systemd/system/{target}.wants/{unit}"))
+            .map_err(Error::Runtime)?;
+        if let Some(parent) = link.parent() {
+            p.dirs(&cx.root, &parent, crate::root::Perms::root(0o755))?;
+        }
+        changed |= p.symlink(&cx.root, &link, &path, format!("enable {unit} ({target})"))?;
+    }
+    Ok(changed)
+}
+
+/// True when `unit` is enabled in the root (a link in some `*.wants/` directory).
+pub fn unit_enabled(cx: &Context, unit: &str) -> bool {
+    let dir = RelPath::lit("etc/systemd/system");
+    let Ok(names) = cx.root.list_dir(&dir) else {
+        return false;
+    };
+    names.iter().filter(|n| n.ends_with(".wants")).any(|n| {
+        dir.join(&format!("{n}/{unit}"))
+            .map(|p| cx.root.exists(&p))
+            .unwrap_or(false)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_section() {
+        let unit = "[Unit]\nWantedBy=nope\n[Service]\nExecStart=x\n[Install]\nWantedBy=sysinit.target multi-user.target\nAlias=y\n";
+        assert_eq!(wanted_by(unit), vec!["sysinit.target", "multi-user.target"]);
+        assert!(wanted_by("[Service]\n").is_empty());
+    }
+}

@@ -1,0 +1,183 @@
+//! Tree tests of the network modules (sysctl, fail2ban, firewall with the nftables and ufw
+//! backends) against the Debian 12 / Ubuntu 22.04 fixture roots, in-process with a fake
+//! runner: rendered files (snapshots), idempotence, rollback, anti-lockout refusals and
+//! container awareness. The real tools check the same files in `network_system.rs`.
+
+mod common;
+
+use bollwerk::ExitStatus;
+use common::tree::{Tree, fake_runner};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHPci/6iPPKNm3TqnlFNu0Zy6jtqtz5kw0YO3RjFH01v alice@laptop";
+
+/// A site profile with an admin user (so the SSH lockout guard is satisfied) plus `extra`.
+fn site(extra: &str) -> String {
+    format!(
+        "extends = \"baseline\"\n[[users]]\nname = \"deploy\"\ngroups = [\"sudo\"]\nsudo = \"nopasswd\"\nssh_keys = [\"{KEY}\"]\n\n{extra}"
+    )
+}
+
+fn redact(t: &Tree, s: &str) -> String {
+    s.replace(
+        &t.root()
+            .with_extension("site.toml")
+            .to_string_lossy()
+            .to_string(),
+        "[PROFILE]",
+    )
+    .replace(&t.root().to_string_lossy().to_string(), "[ROOT]")
+}
+
+/// Only the lines of a plan that belong to `module` (its changes with diffs, and its notes).
+fn module_part(plan: &str, module: &str) -> String {
+    let tag = format!("[{module}]");
+    let mut out = String::new();
+    let mut on = false;
+    for line in plan.lines() {
+        if line.starts_with('[') {
+            on = line.starts_with(&tag);
+        } else if line.starts_with("note [") || line.starts_with("warning [") {
+            on = line.contains(&tag);
+        } else if line.is_empty() || line.ends_with("pending.") {
+            on = false;
+        }
+        if on {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// sysctl
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sysctl_cis_preset_plan_apply_reapply_rollback() {
+    let t = Tree::fixture("debian12");
+    let p = t.profile("site", &site("[sysctl]\npreset = \"cis\"\n"));
+    let before = t.snapshot();
+    let runner = fake_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    insta::assert_snapshot!("sysctl_cis_plan", module_part(&redact(&t, &plan), "sysctl"));
+
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let conf = t.read("etc/sysctl.d/60-bollwerk.conf");
+    assert_eq!(t.meta("etc/sysctl.d/60-bollwerk.conf"), (0o644, 0, 0));
+    for line in [
+        "net.ipv4.conf.all.send_redirects = 0\n",
+        "net.ipv4.tcp_syncookies = 1\n",
+        "net.ipv4.conf.all.log_martians = 1\n",
+        "net.ipv4.ip_forward = 0\n",
+        "kernel.randomize_va_space = 2\n",
+        "fs.suid_dumpable = 0\n",
+        "kernel.yama.ptrace_scope = 1\n",
+    ] {
+        assert!(conf.contains(line), "missing {line:?} in\n{conf}");
+    }
+    assert!(!conf.contains("accept_ra"), "SLAAC is opt-in:\n{conf}");
+    assert!(
+        !runner.log().iter().any(|c| c.contains("sysctl-load")),
+        "never live on a tree: {:?}",
+        runner.log()
+    );
+
+    let after = t.snapshot_with_mtime(true);
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
+    assert_eq!(t.snapshot_with_mtime(true), after);
+
+    let (st, out) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn sysctl_opt_ins_overrides_and_docker() {
+    let t = Tree::fixture("debian12");
+    // Docker installed: forwarding stays as it is unless the profile decides.
+    t.write("usr/bin/dockerd", "");
+    // A later file overriding one of our keys is reported.
+    t.write("etc/sysctl.conf", "net.ipv4.conf.all.log_martians=0\n");
+    std::fs::create_dir_all(t.path("etc/sysctl.d")).unwrap();
+    std::os::unix::fs::symlink("../sysctl.conf", t.path("etc/sysctl.d/99-sysctl.conf")).unwrap();
+    let p = t.profile(
+        "site",
+        &site("[sysctl]\npreset = \"cis\"\naccept_ra = false\nsettings = { \"vm.swappiness\" = 10, \"net.ipv4.tcp_rmem\" = \"4096 87380 6291456\" }\n"),
+    );
+    let (st, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(plan.contains("+net.ipv6.conf.all.accept_ra = 0"), "{plan}");
+    assert!(
+        plan.contains("no SLAAC"),
+        "the trade-off is explained in the file: {plan}"
+    );
+    assert!(!plan.contains("+net.ipv4.ip_forward"), "{plan}");
+    assert!(
+        plan.contains("Docker is installed: forwarding is left as it is"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("/etc/sysctl.d/99-sysctl.conf sets net.ipv4.conf.all.log_martians = 0 after"),
+        "{plan}"
+    );
+    assert!(plan.contains("+vm.swappiness = 10\n"), "{plan}");
+    assert!(
+        plan.contains("+net.ipv4.tcp_rmem = 4096 87380 6291456\n"),
+        "{plan}"
+    );
+    // Opting in to forwarding on a Docker host.
+    let p = t.profile(
+        "site",
+        &site("[sysctl]\npreset = \"cis\"\nip_forward = true\n"),
+    );
+    let (_, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert!(plan.contains("+net.ipv4.ip_forward = 1"), "{plan}");
+}
+
+#[test]
+fn sysctl_in_a_container_writes_only_network_keys() {
+    let t = Tree::fixture("debian12");
+    t.write("run/systemd/container", "lxc\n");
+    let p = t.profile("site", &site("[sysctl]\npreset = \"cis\"\n"));
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let conf = t.read("etc/sysctl.d/60-bollwerk.conf");
+    assert!(conf.contains("net.ipv4.tcp_syncookies = 1"), "{conf}");
+    assert!(!conf.contains("kernel."), "{conf}");
+    assert!(!conf.contains("fs."), "{conf}");
+    let (_, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("not applicable here (kernel-wide key, read-only inside a lxc container"),
+        "{plan}"
+    );
+    assert!(plan.contains("kernel.randomize_va_space"), "{plan}");
+}
+
+#[test]
+fn sysctl_bad_keys_and_values_are_profile_errors() {
+    let t = Tree::fixture("debian12");
+    for (bad, want) in [
+        (
+            "[sysctl]\nsettings = { \"../etc/passwd\" = 1 }\n",
+            "not a sysctl key",
+        ),
+        (
+            "[sysctl]\nsettings = { \"vm.swappiness\" = \"\" }\n",
+            "one non-empty line",
+        ),
+        ("[sysctl]\npreset = \"nsa\"\n", "invalid value"),
+    ] {
+        let p = t.profile("bad", bad);
+        let (st, _) = t.run(&fake_runner(), &["validate", "--profile", &p]);
+        assert_eq!(st, ExitStatus::Refused, "{bad}");
+        let e = bollwerk::profile::load(&p).unwrap_err();
+        assert!(e.to_string().contains(want), "{bad}: {e}");
+        assert!(e.position.is_some(), "{e}");
+    }
+}
