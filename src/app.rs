@@ -296,7 +296,15 @@ fn apply(
     let loaded: Loaded = profile::load(spec)?;
     let root = Root::new(root_path)?;
     let _lock = journal::lock(&root)?;
-    let cx = Context::new(root.clone(), runner, &loaded, Options { force })?;
+    let cx = Context::new(
+        root.clone(),
+        runner,
+        &loaded,
+        Options {
+            force,
+            ..Options::default()
+        },
+    )?;
     let plan = crate::modules::plan_all(&cx)?;
     if !plan.refusals.is_empty() {
         if !force {
@@ -319,7 +327,8 @@ fn apply(
     let report = crate::engine::apply::apply(&cx, &plan)?;
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
     let (verify_plan, findings) = if report.run_id.is_some() {
-        let cx2 = cx.fresh()?;
+        let mut cx2 = cx.fresh()?;
+        cx2.options.converging = true;
         (
             Some(crate::modules::plan_all(&cx2)?),
             crate::modules::verify_all(&cx2)?,

@@ -181,3 +181,156 @@ fn sysctl_bad_keys_and_values_are_profile_errors() {
         assert!(e.position.is_some(), "{e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// fixtures with fail2ban, nftables and ufw installed
+// ---------------------------------------------------------------------------------------------
+
+fn copy_into(src: &std::path::Path, dst: &std::path::Path) {
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        let ft = e.file_type().unwrap();
+        if ft.is_symlink() {
+            let _ = std::fs::remove_file(&to);
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &to).unwrap();
+        } else if ft.is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            copy_into(&e.path(), &to);
+        } else if e.file_name() != "dpkg-status-extra" {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+/// A fixture root with fail2ban, nftables and ufw (config files, binaries as stand-ins,
+/// dpkg entries) from `tests/fixtures/network/`.
+fn net_tree(base: &str) -> Tree {
+    let t = Tree::fixture(base);
+    let extra = common::tree::fixtures().join("network");
+    copy_into(&extra, t.root());
+    let status = t.read("var/lib/dpkg/status");
+    let more = std::fs::read_to_string(extra.join("dpkg-status-extra")).unwrap();
+    t.write(
+        "var/lib/dpkg/status",
+        &format!("{}\n\n{more}", status.trim_end()),
+    );
+    t
+}
+
+// ---------------------------------------------------------------------------------------------
+// fail2ban
+// ---------------------------------------------------------------------------------------------
+
+const F2B: &str = "[fail2ban]\njails = [\"sshd\", \"recidive\", \"nginx-http-auth\", \"nginx-limit-req\"]\nbantime = \"1h\"\nfindtime = \"10m\"\nmaxretry = 3\nbantime_increment = true\nignoreip = [\"203.0.113.7\"]\n";
+
+#[test]
+fn fail2ban_debian12_uses_the_journal_and_skips_absent_services() {
+    let t = net_tree("debian12");
+    let p = t.profile("site", &site(F2B));
+    let before = t.snapshot();
+    let runner = fake_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    insta::assert_snapshot!(
+        "fail2ban_debian12_plan",
+        module_part(&redact(&t, &plan), "fail2ban")
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let f = t.read("etc/fail2ban/jail.d/bollwerk.local");
+    assert!(f.contains("[sshd]\n# the journal (/var/log/auth.log does not exist: no rsyslog)\nenabled = true\nport = 22\nbackend = systemd\n"), "{f}");
+    assert!(
+        f.contains(
+            "[recidive]\n# log file /var/log/fail2ban.log\nenabled = true\nbackend = auto\n"
+        ),
+        "{f}"
+    );
+    assert!(!f.contains("[nginx"), "{f}");
+    assert!(f.contains("bantime = 3600\nfindtime = 600\nmaxretry = 3\nbantime.increment = true\nignoreip = 127.0.0.1/8 ::1 203.0.113.7\n"), "{f}");
+    assert!(
+        f.contains("banaction = nftables-multiport\nbanaction_allports = nftables-allports\n"),
+        "{f}"
+    );
+    assert!(
+        runner.log().iter().any(|c| c
+            .starts_with("/usr/bin/fail2ban-client -c /var/lib/bollwerk/tmp/")
+            && c.ends_with("/fail2ban -t")),
+        "{:?}",
+        runner.log()
+    );
+    let after = t.snapshot_with_mtime(true);
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
+    assert_eq!(t.snapshot_with_mtime(true), after);
+    let (st, _) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn fail2ban_auth_log_variant_follows_the_ssh_port_and_ufw() {
+    let t = net_tree("ubuntu2204");
+    t.write("var/log/auth.log", "");
+    t.write("var/log/nginx/error.log", "");
+    t.write(
+        "etc/ufw/ufw.conf",
+        &t.read("etc/ufw/ufw.conf")
+            .replace("ENABLED=no", "ENABLED=yes"),
+    );
+    let p = t.profile("site", &site(&format!("[ssh]\nport = 2222\n{F2B}")));
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let f = t.read("etc/fail2ban/jail.d/bollwerk.local");
+    // The port moves: the jail watches both until the old port is closed.
+    assert!(
+        f.contains(
+            "[sshd]\n# log file /var/log/auth.log\nenabled = true\n# old ssh ports, kept open until the next run: 22\nport = 22,2222\nbackend = auto\n"
+        ),
+        "{f}"
+    );
+    // A later run: sshd listens on 2222 only now, and the jail follows.
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let f = t.read("etc/fail2ban/jail.d/bollwerk.local");
+    assert!(
+        f.contains("enabled = true\nport = 2222\nbackend = auto\n"),
+        "{f}"
+    );
+    assert!(f.contains("[nginx-http-auth]\n# log file /var/log/nginx/*error.log\nenabled = true\nbackend = auto\n"), "{f}");
+    assert!(
+        f.contains("banaction = ufw\nbanaction_allports = ufw\n"),
+        "{f}"
+    );
+}
+
+#[test]
+fn fail2ban_unknown_jail_is_a_profile_error_and_missing_sshd_disables_the_distro_jail() {
+    let t = net_tree("debian12");
+    let p = t.profile(
+        "site",
+        &site("[fail2ban]\njails = [\"sshd\", \"nginx-htp-auth\"]\n"),
+    );
+    let before = t.snapshot_with_mtime(true);
+    let (st, _) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Refused);
+    let e = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert_eq!(e.0, ExitStatus::Refused);
+    let mut now = t.snapshot_with_mtime(true);
+    now.retain(|k, _| !k.starts_with("var"));
+    let mut b = before;
+    b.retain(|k, _| !k.starts_with("var"));
+    assert_eq!(now, b);
+    // No sshd: the Debian default `[sshd] enabled = true` would stop fail2ban.
+    let t = net_tree("debian12");
+    std::fs::remove_file(t.path("usr/sbin/sshd")).unwrap();
+    let p = t.profile("site", "[fail2ban]\njails = [\"recidive\"]\n");
+    let (st, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("+[sshd]\n+# enabled elsewhere, but /usr/sbin/sshd is not installed: it would stop fail2ban\n+enabled = false\n"),
+        "{plan}"
+    );
+    assert!(plan.contains("+enabled = false"), "{plan}");
+}

@@ -10,6 +10,8 @@ pub mod sshd;
 pub mod users;
 
 // -- network modules (issue 3) --
+pub mod fail2ban;
+pub mod firewall;
 pub mod netcommon;
 pub mod sysctl;
 
@@ -57,6 +59,8 @@ pub fn all() -> Vec<&'static dyn Module> {
 
     // -- network (issue 3) --
     m.push(&sysctl::Sysctl);
+    m.push(&firewall::Firewall);
+    m.push(&fail2ban::Fail2ban);
 
     // -- services (issue 4) --
 

@@ -130,6 +130,134 @@ pub fn unit_enabled(cx: &Context, unit: &str) -> bool {
     })
 }
 
+/// An IPv4 or IPv6 address or network (`203.0.113.7`, `10.0.0.0/8`, `2001:db8::/32`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    prefix: u8,
+    text: String,
+}
+
+impl Cidr {
+    /// The network address as written.
+    pub fn addr(&self) -> std::net::IpAddr {
+        self.addr
+    }
+
+    /// Prefix length (32/128 for a single address).
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// True for IPv6.
+    pub fn is_v6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
+
+    /// True when `ip` lies inside this network.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        match (self.addr, ip) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.prefix))
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.prefix))
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            (std::net::IpAddr::V6(_), std::net::IpAddr::V4(a)) => {
+                self.contains(std::net::IpAddr::V6(a.to_ipv6_mapped()))
+            }
+            (std::net::IpAddr::V4(_), std::net::IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+                Some(v4) => self.contains(std::net::IpAddr::V4(v4)),
+                None => false,
+            },
+        }
+    }
+
+    /// `addr/prefix` (the prefix always written).
+    pub fn network(&self) -> String {
+        format!("{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{s}` is not an IP address or network like 203.0.113.7, 10.0.0.0/8 or 2001:db8::/32"
+            )
+        };
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.as_str(), None),
+        };
+        let addr: std::net::IpAddr = a.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv6() { 128 } else { 32 };
+        let prefix = match p {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr {
+            addr,
+            prefix,
+            text: s.trim().to_string(),
+        })
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.text
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::fmt::Debug for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl schemars::JsonSchema for Cidr {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cidr".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "description": "IP address or network: 203.0.113.7, 10.0.0.0/8, 2001:db8::/32"})
+    }
+}
+
+/// True when ufw is installed and enabled in the root (`ENABLED=yes` in `etc/ufw/ufw.conf`,
+/// what `ufw.service` reads at boot and `ufw enable` writes).
+pub fn ufw_active(cx: &Context) -> bool {
+    cx.root.exists(&RelPath::lit("usr/sbin/ufw"))
+        && cx
+            .root
+            .read_string(&RelPath::lit("etc/ufw/ufw.conf"))
+            .ok()
+            .flatten()
+            .is_some_and(|t| {
+                t.lines()
+                    .any(|l| l.trim().trim_matches('"') == "ENABLED=yes")
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +267,20 @@ mod tests {
         let unit = "[Unit]\nWantedBy=nope\n[Service]\nExecStart=x\n[Install]\nWantedBy=sysinit.target multi-user.target\nAlias=y\n";
         assert_eq!(wanted_by(unit), vec!["sysinit.target", "multi-user.target"]);
         assert!(wanted_by("[Service]\n").is_empty());
+    }
+
+    #[test]
+    fn cidrs() {
+        let c = Cidr::try_from("10.0.0.0/8".to_string()).unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let c = Cidr::try_from("2001:db8::/32".to_string()).unwrap();
+        assert!(c.is_v6() && c.contains("2001:db8:1::5".parse().unwrap()));
+        let c = Cidr::try_from("203.0.113.7".to_string()).unwrap();
+        assert_eq!(c.network(), "203.0.113.7/32");
+        for bad in ["10.0.0.0/33", "x", "10.0.0", "::/129", "1.2.3.4/"] {
+            assert!(Cidr::try_from(bad.to_string()).is_err(), "{bad}");
+        }
     }
 }
