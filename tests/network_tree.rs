@@ -18,6 +18,15 @@ fn site(extra: &str) -> String {
     )
 }
 
+/// The run id in `apply`'s output ("… (run ID; undo with …").
+fn run_id(out: &str) -> String {
+    out.split("(run ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or_else(|| panic!("no run id in {out}"))
+        .to_string()
+}
+
 fn redact(t: &Tree, s: &str) -> String {
     s.replace(
         &t.root()
@@ -333,4 +342,221 @@ fn fail2ban_unknown_jail_is_a_profile_error_and_missing_sshd_disables_the_distro
         "{plan}"
     );
     assert!(plan.contains("+enabled = false"), "{plan}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// firewall
+// ---------------------------------------------------------------------------------------------
+
+const FW: &str = "[firewall]\nbackend = \"nftables\"\ndefault_incoming = \"deny\"\nallow = [\"80/tcp\", \"443/tcp\", { port = \"5432/tcp\", from = \"10.0.0.0/8\", comment = \"app network\" }]\nlimit = [\"ssh\"]\nipv6 = true\n";
+
+#[test]
+fn firewall_nftables_plan_apply_reapply_rollback() {
+    let t = net_tree("debian12");
+    let p = t.profile("site", &site(FW));
+    let before = t.snapshot();
+    let runner = fake_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    insta::assert_snapshot!(
+        "firewall_nftables_plan",
+        module_part(&redact(&t, &plan), "firewall")
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let rs = t.read("etc/nftables.d/bollwerk.nft");
+    for want in [
+        "table inet bollwerk\ndelete table inet bollwerk\n",
+        "policy drop;",
+        "iif \"lo\" accept",
+        "ct state established,related accept",
+        "nd-neighbor-solicit",
+        "tcp dport 22 ct state new update @limit_v4",
+        "tcp dport 22 accept comment \"bollwerk: ssh (always open)\"",
+        "tcp dport 443 accept",
+        "ip saddr 10.0.0.0/8 tcp dport 5432 accept comment \"bollwerk: app network\"",
+    ] {
+        assert!(rs.contains(want), "missing {want:?} in\n{rs}");
+    }
+    assert!(
+        t.read("etc/nftables.conf")
+            .ends_with("include \"/etc/nftables.d/bollwerk.nft\"\n")
+    );
+    assert_eq!(
+        std::fs::read_link(t.path("etc/systemd/system/sysinit.target.wants/nftables.service"))
+            .unwrap()
+            .to_string_lossy(),
+        "/lib/systemd/system/nftables.service"
+    );
+    let log = runner.log();
+    assert!(
+        log.iter()
+            .filter(|c| c.starts_with("/usr/sbin/nft -c -f /var/lib/bollwerk/tmp/"))
+            .count()
+            >= 2,
+        "the file and the main config are both checked: {log:?}"
+    );
+    assert!(
+        !log.iter().any(|c| c.starts_with("/usr/sbin/nft -f")),
+        "never loaded on a tree: {log:?}"
+    );
+    let after = t.snapshot_with_mtime(true);
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
+    assert_eq!(t.snapshot_with_mtime(true), after);
+    let (st, _) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn firewall_ssh_port_move_opens_the_new_port_first_and_closes_the_old_one_later() {
+    let t = net_tree("debian12");
+    let p = t.profile("site", &site(&format!("[ssh]\nport = 2222\n{FW}")));
+    let (st, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("SSH moves to port 2222: port 22 stays open until a later run"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let rs = t.read("etc/nftables.d/bollwerk.nft");
+    assert!(rs.contains("tcp dport 2222 accept"), "{rs}");
+    assert!(
+        rs.contains(
+            "tcp dport 22 accept comment \"bollwerk: old ssh port, closed on the next run\""
+        ),
+        "{rs}"
+    );
+    // The next run closes the old port.
+    let (st, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(plan.contains("-\t\ttcp dport 22 accept"), "{plan}");
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let rs = t.read("etc/nftables.d/bollwerk.nft");
+    assert!(!rs.contains("dport 22 "), "{rs}");
+    assert!(rs.contains("tcp dport 2222 accept"), "{rs}");
+    let (st, _) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok);
+}
+
+#[test]
+fn firewall_refuses_when_another_table_drops_the_ssh_port() {
+    let t = net_tree("debian12");
+    t.write(
+        "etc/nftables.conf",
+        "#!/usr/sbin/nft -f\nflush ruleset\ntable inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t\ttcp dport 443 accept\n\t}\n}\n",
+    );
+    let p = t.profile("site", &site(FW));
+    let before = t.snapshot_with_mtime(true);
+    let (st, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Refused, "{plan}");
+    assert!(plan.contains("REFUSED: table inet filter chain input in /etc/nftables.conf drops incoming traffic by default and never accepts the SSH port 22"), "{plan}");
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Refused, "{out}");
+    let mut now = t.snapshot_with_mtime(true);
+    now.retain(|k, _| !k.starts_with("var"));
+    let mut before = before;
+    before.retain(|k, _| !k.starts_with("var"));
+    assert_eq!(now, before, "nothing changed");
+}
+
+#[test]
+fn firewall_ufw_rules_idempotent_foreign_rules_reported_and_exclusive() {
+    let t = net_tree("ubuntu2204");
+    // An operator's own rule, added with `ufw deny 23/tcp`.
+    let rules = t.read("etc/ufw/user.rules").replace(
+        "### RULES ###\n",
+        "### RULES ###\n\n### tuple ### deny tcp 23 0.0.0.0/0 any 0.0.0.0/0 in\n-A ufw-user-input -p tcp --dport 23 -j DROP\n\n### END RULES ###\n",
+    );
+    t.write("etc/ufw/user.rules", &rules);
+    t.write("usr/bin/dockerd", "");
+    let fw = FW.replace("backend = \"nftables\"", "backend = \"ufw\"");
+    let p = t.profile("site", &site(&fw));
+    let before = t.snapshot();
+    let runner = fake_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    insta::assert_snapshot!(
+        "firewall_ufw_plan",
+        module_part(&redact(&t, &plan), "firewall")
+    );
+    assert!(
+        plan.contains("ufw rule not created by bollwerk kept (IPv4): deny in tcp 23 from anywhere"),
+        "{plan}"
+    );
+    assert!(plan.contains("(docker run -p) bypass ufw"), "{plan}");
+    let (st, first) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{first}");
+    let r4 = t.read("etc/ufw/user.rules");
+    assert!(
+        r4.contains("### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment="),
+        "{r4}"
+    );
+    assert!(
+        r4.contains("-A ufw-user-input -p tcp --dport 5432 -s 10.0.0.0/8 -j ACCEPT\n"),
+        "{r4}"
+    );
+    assert!(
+        r4.contains("-A ufw-user-input -p tcp --dport 23 -j DROP\n"),
+        "kept: {r4}"
+    );
+    let r6 = t.read("etc/ufw/user6.rules");
+    assert!(
+        r6.contains("-A ufw6-user-input -p tcp --dport 443 -j ACCEPT\n"),
+        "{r6}"
+    );
+    assert!(
+        !r6.contains("5432"),
+        "an IPv4 source stays in user.rules: {r6}"
+    );
+    assert!(t.read("etc/ufw/ufw.conf").contains("\nENABLED=yes\n"));
+    assert!(
+        t.read("etc/default/ufw")
+            .contains("\nDEFAULT_INPUT_POLICY=\"DROP\"\n")
+    );
+    // Idempotent: no duplicate rule, nothing touched.
+    let after = t.snapshot_with_mtime(true);
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
+    assert_eq!(t.snapshot_with_mtime(true), after);
+    // exclusive = true removes the foreign rule.
+    let p2 = t.profile("a", &site(&format!("{fw}exclusive = true\n")));
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p2]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(!t.read("etc/ufw/user.rules").contains("--dport 23 "));
+    // Roll back newest first (run ids are named explicitly: two runs in the same second do
+    // not sort by time).
+    for o in [&out, &first] {
+        let (st, msg) = t.run(&runner, &["rollback", &run_id(o)]);
+        assert_eq!(st, ExitStatus::Ok, "{msg}");
+    }
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn firewall_profile_errors() {
+    let t = Tree::fixture("debian12");
+    for (bad, want) in [
+        ("[firewall]\nallow = [\"80/icmp\"]\n", "unknown protocol"),
+        (
+            "[firewall]\nallow = [{ port = \"22/tcp\", from = \"10.0.0.0/33\" }]\n",
+            "not an IP address",
+        ),
+        (
+            "[firewall]\nipv6 = false\nallow = [{ port = \"443/tcp\", from = \"2001:db8::/32\" }]\n",
+            "ipv6 = false",
+        ),
+        ("[firewall]\nssh_from = []\n", "nobody could reach SSH"),
+        ("[firewall]\ndefault_incoming = \"drop\"\n", "invalid value"),
+    ] {
+        let p = t.profile("bad", bad);
+        let e = bollwerk::profile::load(&p).unwrap_err();
+        assert!(e.to_string().contains(want), "{bad}: {e}");
+        assert!(e.position.is_some(), "{e}");
+    }
 }
