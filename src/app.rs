@@ -91,10 +91,12 @@ fn dispatch(
             profile,
             format,
             force,
+            confirm,
         } => apply(
             root_path,
             &profile.profile,
             *force,
+            *confirm,
             *format,
             runner,
             out,
@@ -232,6 +234,16 @@ fn dispatch(
             Ok(ExitStatus::Ok)
         }
         // -- network (issue 3) --
+        Command::Confirm { revert } => {
+            let root = Root::new(root_path)?;
+            let msg = if *revert {
+                crate::modules::firewall::confirm::revert(&root, runner)?
+            } else {
+                crate::modules::firewall::confirm::confirm(&root, runner)?
+            };
+            w(out, &msg)?;
+            Ok(ExitStatus::Ok)
+        }
         Command::SysctlLoad { files } => {
             let root = Root::new(root_path)?;
             if !root.is_host() {
@@ -284,10 +296,12 @@ fn dispatch(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply(
     root_path: &std::path::Path,
     spec: &str,
     force: bool,
+    confirm: Option<std::time::Duration>,
     format: Format,
     runner: &dyn Runner,
     out: &mut dyn Write,
@@ -324,7 +338,22 @@ fn apply(
     for n in plan.notes.iter().filter(|n| n.level == Level::Warning) {
         tracing::warn!(module = n.module, "{}", n.message);
     }
-    let report = crate::engine::apply::apply(&cx, &plan)?;
+    // `--confirm`: arm the revert timer before anything changes (network, issue 3).
+    let mut armed = match confirm {
+        Some(d) => crate::modules::firewall::confirm::arm(&cx, &plan, d)?,
+        None => None,
+    };
+    let report = crate::engine::apply::apply(&cx, &plan);
+    if let Some(a) = armed.as_mut() {
+        if let Err(Error::Validation { .. }) = &report {
+            // Nothing was activated: nothing to revert.
+            crate::modules::firewall::confirm::confirm(&cx.root, runner)?;
+        } else {
+            let id = report.as_ref().ok().and_then(|r| r.run_id.clone());
+            a.record(&cx.root, id)?;
+        }
+    }
+    let report = report?;
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
     let (verify_plan, findings) = if report.run_id.is_some() {
         let mut cx2 = cx.fresh()?;
@@ -350,6 +379,9 @@ fn apply(
             w(out, &format!("{v:#}\n"))?;
         }
         Format::Text => w(out, &apply_text(&report, &plan, color))?,
+    }
+    if let (Some(a), Format::Text) = (&armed, format) {
+        w(out, &a.message())?;
     }
     if let Some(vp) = verify_plan
         && !vp.is_empty()

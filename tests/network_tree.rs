@@ -560,3 +560,24 @@ fn firewall_profile_errors() {
         assert!(e.position.is_some(), "{e}");
     }
 }
+
+#[test]
+fn confirm_needs_the_live_host_and_something_pending() {
+    let t = net_tree("debian12");
+    let p = t.profile("site", &site(FW));
+    let before = t.snapshot_with_mtime(true);
+    let (st, out) = t.run(
+        &fake_runner(),
+        &["apply", "--confirm", "30s", "--profile", &p],
+    );
+    assert_eq!(st, ExitStatus::Refused, "{out}");
+    let mut now = t.snapshot_with_mtime(true);
+    now.retain(|k, _| !k.starts_with("var"));
+    let mut b = before;
+    b.retain(|k, _| !k.starts_with("var"));
+    assert_eq!(now, b, "nothing applied");
+    let (st, _) = t.run(&fake_runner(), &["confirm"]);
+    assert_eq!(st, ExitStatus::Refused);
+    let (st, _) = t.run(&fake_runner(), &["confirm", "--revert"]);
+    assert_eq!(st, ExitStatus::Refused);
+}

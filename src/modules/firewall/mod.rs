@@ -4,6 +4,7 @@
 //! listen on are always open, a port move keeps the old port open until a later run, and
 //! `apply --confirm` restores the previous ruleset unless `bollwerk confirm` follows in time.
 
+pub mod confirm;
 pub mod nft;
 pub mod rules;
 pub mod ufw;
