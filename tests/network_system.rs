@@ -355,3 +355,57 @@ fn sysctl_net_keys_apply_in_a_fresh_network_namespace() {
         );
     }
 }
+
+/// Timing of plan and apply with the network modules on the testbed rootfs (run by hand:
+/// `cargo test --release --test network_system -- --ignored --nocapture bench`; figures in
+/// docs/network.md). The same steps without the network sections show their share.
+#[test]
+#[ignore]
+fn bench_network_plan_and_apply() {
+    let Some(tb) = testbed_or_skip("bench_network_plan_and_apply") else {
+        return;
+    };
+    let network = site(&format!(
+        "{FW}\n[sysctl]\npreset = \"cis\"\n\n[fail2ban]\njails = [\"sshd\", \"recidive\", \"nginx-http-auth\"]\nbantime = \"1h\"\nmaxretry = 3\n"
+    ));
+    let core = site("");
+    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+    for _ in 0..3 {
+        for (kind, prof) in [
+            ("core + firewall + sysctl + fail2ban", &network),
+            ("core only (baseline + a user)", &core),
+        ] {
+            let inst = tb.instance();
+            for (step, args) in [
+                ("plan, fresh root", "plan"),
+                ("apply, fresh root", "apply"),
+                ("plan, converged", "plan"),
+                ("apply, converged (0 changes)", "apply"),
+            ] {
+                let t = std::time::Instant::now();
+                let out = bollwerk(&inst, &[args], prof);
+                let secs = t.elapsed().as_secs_f64();
+                assert!(
+                    out.status.code().is_some_and(|c| c <= 1),
+                    "{}",
+                    describe(&out)
+                );
+                let label = format!("{step}: {kind}");
+                match rows.iter_mut().find(|(l, _)| *l == label) {
+                    Some((_, v)) => v.push(secs),
+                    None => rows.push((label, vec![secs])),
+                }
+            }
+        }
+    }
+    eprintln!("| step | median of 3 (s) | min | max |\n|---|---|---|---|");
+    for (label, mut v) in rows {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        eprintln!(
+            "| {label} | {:.2} | {:.2} | {:.2} |",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1]
+        );
+    }
+}

@@ -420,6 +420,10 @@ fn firewall_ssh_port_move_opens_the_new_port_first_and_closes_the_old_one_later(
         plan.contains("SSH moves to port 2222: port 22 stays open until a later run"),
         "{plan}"
     );
+    // On a live host the firewall opens the new port before sshd is reloaded onto it.
+    let nft = plan.find("/usr/sbin/nft -f /etc/nftables.d/bollwerk.nft").expect("nft handler");
+    let ssh = plan.find("/usr/bin/systemctl reload ssh.service").expect("sshd handler");
+    assert!(nft < ssh, "{plan}");
     let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
     assert_eq!(st, ExitStatus::Ok, "{out}");
     let rs = t.read("etc/nftables.d/bollwerk.nft");

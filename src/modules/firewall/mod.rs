@@ -502,6 +502,13 @@ impl Module for Firewall {
             }
         };
         let _ = changed;
+        // Open the new SSH port before sshd moves to it: the firewall's handlers run first.
+        let (mut fw, rest): (Vec<_>, Vec<_>) = plan
+            .handlers
+            .drain(..)
+            .partition(|h| h.module == "firewall");
+        fw.extend(rest);
+        plan.handlers = fw;
         Ok(())
     }
 
