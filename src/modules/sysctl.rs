@@ -559,13 +559,6 @@ impl Module for Sysctl {
         "sysctl"
     }
 
-    fn required_packages(&self, cx: &Context) -> Vec<String> {
-        match cx.profile.profile.sysctl {
-            Some(_) => vec!["procps".into()],
-            None => Vec::new(),
-        }
-    }
-
     fn plan(&self, cx: &Context, plan: &mut Plan) -> Result<()> {
         let Some(s) = cx.profile.profile.sysctl.as_ref() else {
             return Ok(());
