@@ -26,11 +26,15 @@ fn site(extra: &str) -> String {
 
 const FW: &str = "[firewall]\nbackend = \"nftables\"\ndefault_incoming = \"deny\"\nallow = [\"80/tcp\", \"443/tcp\", { port = \"5432/tcp\", from = \"10.0.0.0/8\", comment = \"app network\" }, \"53\", \"6000:6007/udp\"]\nlimit = [\"ssh\"]\nipv6 = true\n";
 
-/// Runs the bollwerk binary against the instance with a profile written next to it.
+/// Runs the bollwerk binary against the instance with a profile written next to it
+/// (`BOLLWERK_BENCH_BIN` picks another binary, e.g. the release build, for the benchmark).
 fn bollwerk(inst: &Instance, args: &[&str], profile: &str) -> Output {
     let p = inst.dir().join("profile.toml");
     std::fs::write(&p, profile).unwrap();
-    let mut c = Command::new(bollwerk_bin());
+    let bin = std::env::var_os("BOLLWERK_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(bollwerk_bin);
+    let mut c = Command::new(bin);
     c.args(args)
         .arg("--profile")
         .arg(&p)
@@ -357,7 +361,8 @@ fn sysctl_net_keys_apply_in_a_fresh_network_namespace() {
 }
 
 /// Timing of plan and apply with the network modules on the testbed rootfs (run by hand:
-/// `cargo test --release --test network_system -- --ignored --nocapture bench`; figures in
+/// `BOLLWERK_BENCH_BIN=target/release/bollwerk cargo test --test network_system -- --ignored
+/// --nocapture bench`; figures in
 /// docs/network.md). The same steps without the network sections show their share.
 #[test]
 #[ignore]

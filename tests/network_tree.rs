@@ -421,8 +421,12 @@ fn firewall_ssh_port_move_opens_the_new_port_first_and_closes_the_old_one_later(
         "{plan}"
     );
     // On a live host the firewall opens the new port before sshd is reloaded onto it.
-    let nft = plan.find("/usr/sbin/nft -f /etc/nftables.d/bollwerk.nft").expect("nft handler");
-    let ssh = plan.find("/usr/bin/systemctl reload ssh.service").expect("sshd handler");
+    let nft = plan
+        .find("/usr/sbin/nft -f /etc/nftables.d/bollwerk.nft")
+        .expect("nft handler");
+    let ssh = plan
+        .find("/usr/bin/systemctl reload ssh.service")
+        .expect("sshd handler");
     assert!(nft < ssh, "{plan}");
     let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
     assert_eq!(st, ExitStatus::Ok, "{out}");
