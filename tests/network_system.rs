@@ -295,6 +295,12 @@ fn fail2ban_client_accepts_the_jails_with_journal_and_with_auth_log() {
         &inst.chroot(&["fail2ban-client", "-t"]),
         "fail2ban-client -t (journal)",
     );
+    let again = bollwerk(&inst, &["apply"], &profile);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("0 changes"),
+        "the distro's fail2ban.service link is kept, nothing else changes: {}",
+        describe(&again)
+    );
     // The stock Debian configuration fails the same test: this is what bollwerk fixes.
     let stock = tb.instance();
     let out = stock.chroot(&["fail2ban-client", "-t"]);

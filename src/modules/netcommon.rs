@@ -57,10 +57,11 @@ pub fn net_admin_denied(cx: &Context) -> Option<String> {
 
 /// Where a unit file lives in the root (`/lib/systemd/system/x.service` …), as seen inside it.
 pub fn unit_path(cx: &Context, unit: &str) -> Option<String> {
+    // `/lib/systemd/system` first: that is the path Debian's `systemctl enable` links to.
     for dir in [
         "etc/systemd/system",
-        "usr/lib/systemd/system",
         "lib/systemd/system",
+        "usr/lib/systemd/system",
     ] {
         let rel = RelPath::new(&format!("{dir}/{unit}")).ok()?;
         if matches!(cx.root.entry(&rel), Ok(e) if e.exists()) {
@@ -109,6 +110,12 @@ pub fn enable_unit(cx: &Context, p: &mut Planner, unit: &str) -> Result<bool> {
     for target in wanted_by(&text) {
         let link = RelPath::new(&format!("etc/systemd/system/{target}.wants/{unit}"))
             .map_err(Error::Runtime)?;
+        // A link that is already there (to /lib/… or /usr/lib/…) means enabled: leave it.
+        if let crate::root::Entry::Symlink { target: t, .. } = cx.root.entry(&link)?
+            && t.ends_with(&format!("/{unit}"))
+        {
+            continue;
+        }
         if let Some(parent) = link.parent() {
             p.dirs(&cx.root, &parent, crate::root::Perms::root(0o755))?;
         }
