@@ -548,3 +548,76 @@ impl Module for Firewall {
 fn join(v: &[u16]) -> String {
     v.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(toml_text: &str) -> FirewallSection {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn ssh_rules_come_first_follow_ssh_from_and_keep_old_ports() {
+        let s = section(
+            "allow = [\"443/tcp\", \"ssh\", { port = \"5432/tcp\", from = \"10.0.0.0/8\" }]\nlimit = [\"ssh\"]\nssh_from = [\"198.51.100.0/24\", \"2001:db8::/32\"]\n",
+        );
+        let ssh = SshPorts {
+            wanted: vec![2222],
+            transition: vec![22],
+        };
+        let r = build_rules(&s, Some(&ssh));
+        let ssh_rules: Vec<_> = r.iter().filter(|r| r.lo == 22 || r.lo == 2222).collect();
+        assert_eq!(ssh_rules.len(), 4, "two ports x two admin networks: {r:?}");
+        assert!(ssh_rules.iter().all(|r| r.from.is_some()));
+        assert!(
+            r.iter().any(|r| r.lo == 2222 && r.limit),
+            "the new port is rate-limited"
+        );
+        assert!(
+            r.iter()
+                .any(|r| r.lo == 22 && !r.limit && r.comment == UFW_TRANSITION_COMMENT),
+            "the old port stays open, marked: {r:?}"
+        );
+        assert!(
+            r[..4].iter().all(|r| r.lo == 22 || r.lo == 2222),
+            "SSH first: {r:?}"
+        );
+        assert!(r.iter().any(|r| r.lo == 443 && r.from.is_none()));
+        assert!(r.iter().any(|r| {
+            r.lo == 5432
+                && r.from
+                    .as_ref()
+                    .is_some_and(|f| f.to_string() == "10.0.0.0/8")
+        }));
+        // Without ssh_from: open from anywhere; no sshd: no SSH rule at all.
+        let s = section("allow = [\"443/tcp\", \"443/tcp\"]\n");
+        let r = build_rules(
+            &s,
+            Some(&SshPorts {
+                wanted: vec![22],
+                transition: vec![],
+            }),
+        );
+        assert_eq!(r.len(), 2, "duplicates dropped: {r:?}");
+        assert!(r[0].from.is_none() && r[0].lo == 22);
+        assert_eq!(build_rules(&s, None).len(), 1);
+    }
+
+    #[test]
+    fn listen_addresses_with_ports_count() {
+        let mut eff = std::collections::BTreeMap::new();
+        eff.insert("port".to_string(), vec!["22".to_string()]);
+        eff.insert(
+            "listenaddress".to_string(),
+            vec![
+                "0.0.0.0:2200".into(),
+                "[::]:2201".into(),
+                "192.0.2.1".into(),
+                "::1".into(),
+            ],
+        );
+        assert_eq!(ports_of(&eff), vec![22, 2200, 2201]);
+        assert_eq!(ports_of(&std::collections::BTreeMap::new()), vec![22]);
+    }
+}
