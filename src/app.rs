@@ -91,10 +91,12 @@ fn dispatch(
             profile,
             format,
             force,
+            confirm,
         } => apply(
             root_path,
             &profile.profile,
             *force,
+            *confirm,
             *format,
             runner,
             out,
@@ -232,6 +234,43 @@ fn dispatch(
             Ok(ExitStatus::Ok)
         }
         // -- network (issue 3) --
+        Command::Confirm { revert } => {
+            let root = Root::new(root_path)?;
+            let msg = if *revert {
+                crate::modules::firewall::confirm::revert(&root, runner)?
+            } else {
+                crate::modules::firewall::confirm::confirm(&root, runner)?
+            };
+            w(out, &msg)?;
+            Ok(ExitStatus::Ok)
+        }
+        Command::SysctlLoad { files } => {
+            let root = Root::new(root_path)?;
+            if !root.is_host() {
+                return Err(Error::Usage(
+                    "sysctl-load changes the running kernel and works only with --root /".into(),
+                ));
+            }
+            let mut s = String::new();
+            for f in files {
+                let rel = crate::root::RelPath::new(f).map_err(Error::Usage)?;
+                let text = root
+                    .read_string(&rel)?
+                    .ok_or_else(|| Error::Usage(format!("{rel} does not exist")))?;
+                let r = crate::modules::sysctl::load_live(&text)?;
+                for (k, v) in &r.set {
+                    s.push_str(&format!("set {k} = {v}\n"));
+                }
+                for k in &r.missing {
+                    s.push_str(&format!("warning: the running kernel has no {k}\n"));
+                }
+                for (k, e) in &r.denied {
+                    s.push_str(&format!("warning: {k} cannot be set here: {e}\n"));
+                }
+            }
+            w(out, &s)?;
+            Ok(ExitStatus::Ok)
+        }
 
         // -- audit (issue 5) --
 
@@ -258,10 +297,12 @@ fn dispatch(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply(
     root_path: &std::path::Path,
     spec: &str,
     force: bool,
+    confirm: Option<std::time::Duration>,
     format: Format,
     runner: &dyn Runner,
     out: &mut dyn Write,
@@ -270,7 +311,15 @@ fn apply(
     let loaded: Loaded = profile::load(spec)?;
     let root = Root::new(root_path)?;
     let _lock = journal::lock(&root)?;
-    let cx = Context::new(root.clone(), runner, &loaded, Options { force })?;
+    let cx = Context::new(
+        root.clone(),
+        runner,
+        &loaded,
+        Options {
+            force,
+            ..Options::default()
+        },
+    )?;
     let plan = crate::modules::plan_all(&cx)?;
     if !plan.refusals.is_empty() {
         if !force {
@@ -290,10 +339,26 @@ fn apply(
     for n in plan.notes.iter().filter(|n| n.level == Level::Warning) {
         tracing::warn!(module = n.module, "{}", n.message);
     }
-    let report = crate::engine::apply::apply(&cx, &plan)?;
+    // `--confirm`: arm the revert timer before anything changes (network, issue 3).
+    let mut armed = match confirm {
+        Some(d) => crate::modules::firewall::confirm::arm(&cx, &plan, d)?,
+        None => None,
+    };
+    let report = crate::engine::apply::apply(&cx, &plan);
+    if let Some(a) = armed.as_mut() {
+        if let Err(Error::Validation { .. }) = &report {
+            // Nothing was activated: nothing to revert.
+            crate::modules::firewall::confirm::confirm(&cx.root, runner)?;
+        } else {
+            let id = report.as_ref().ok().and_then(|r| r.run_id.clone());
+            a.record(&cx.root, id)?;
+        }
+    }
+    let report = report?;
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
     let (verify_plan, findings) = if report.run_id.is_some() {
-        let cx2 = cx.fresh()?;
+        let mut cx2 = cx.fresh()?;
+        cx2.options.converging = true;
         (
             Some(crate::modules::plan_all(&cx2)?),
             crate::modules::verify_all(&cx2)?,
@@ -315,6 +380,9 @@ fn apply(
             w(out, &format!("{v:#}\n"))?;
         }
         Format::Text => w(out, &apply_text(&report, &plan, color))?,
+    }
+    if let (Some(a), Format::Text) = (&armed, format) {
+        w(out, &a.message())?;
     }
     if let Some(vp) = verify_plan
         && !vp.is_empty()

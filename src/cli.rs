@@ -93,6 +93,10 @@ pub enum Command {
         /// Apply even when a safety check (lockout guard) refuses.
         #[arg(long)]
         force: bool,
+        /// Live host only: restore the previous state unless `bollwerk confirm` runs within
+        /// this time ("120s", "5m"), like a confirmed commit (network, issue 3).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        confirm: Option<std::time::Duration>,
     },
     /// Restore every file of a run byte-identically (default: the latest apply run that
     /// changed something and is not rolled back yet).
@@ -126,6 +130,20 @@ pub enum Command {
         format: Format,
     },
     // -- network (issue 3): confirm --
+    /// Keep what `apply --confirm` applied (stops the revert timer); `--revert` restores the
+    /// previous state now (what the timer does at the deadline).
+    Confirm {
+        /// Restore the previous state now instead of keeping the new one.
+        #[arg(long)]
+        revert: bool,
+    },
+    /// Load kernel parameters from sysctl.d-format files into the running kernel (the handler
+    /// `apply` runs on live systems; only with `--root /`).
+    #[command(hide = true)]
+    SysctlLoad {
+        /// Files, as paths inside the root.
+        files: Vec<String>,
+    },
 
     // -- audit (issue 5): audit, checks, install-units --
 

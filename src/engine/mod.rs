@@ -259,6 +259,10 @@ impl Plan {
 pub struct Options {
     /// Apply even when a safety check refuses.
     pub force: bool,
+    /// True for the convergence re-plan right after an apply, in the same run: a module that
+    /// spreads a change over two runs (the firewall keeps an old SSH port open until a later
+    /// run) keeps its first stage instead of reporting the second as pending.
+    pub converging: bool,
 }
 
 /// Everything a module plans against.

@@ -11,6 +11,10 @@ pub mod sshd;
 pub mod users;
 
 // -- network modules (issue 3) --
+pub mod fail2ban;
+pub mod firewall;
+pub mod netcommon;
+pub mod sysctl;
 
 // -- services modules (issue 4) --
 
@@ -55,6 +59,9 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&sshd::Sshd);
 
     // -- network (issue 3) --
+    m.push(&sysctl::Sysctl);
+    m.push(&firewall::Firewall);
+    m.push(&fail2ban::Fail2ban);
 
     // -- services (issue 4) --
 

@@ -45,7 +45,15 @@ pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshSection>,
     // -- network (issue 3): firewall, fail2ban, sysctl --
-
+    /// Kernel parameters (`etc/sysctl.d/60-bollwerk.conf`). Absent: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysctl: Option<crate::modules::sysctl::SysctlSection>,
+    /// Host firewall (nftables or ufw). Absent: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<crate::modules::firewall::FirewallSection>,
+    /// fail2ban jails (`etc/fail2ban/jail.d/bollwerk.local`). Absent: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail2ban: Option<crate::modules::fail2ban::Fail2banSection>,
     // -- services (issue 4): packages, updates, postgres, logs, journald, files --
 
     // -- audit (issue 5) --
@@ -669,6 +677,15 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
 
     // -- network (issue 3) --
+    if let Some(s) = &p.sysctl {
+        crate::modules::sysctl::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.firewall {
+        crate::modules::firewall::rules::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.fail2ban {
+        crate::modules::fail2ban::check_profile(s, layers)?;
+    }
 
     // -- services (issue 4) --
 
