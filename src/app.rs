@@ -357,8 +357,7 @@ fn apply(
     let report = report?;
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
     let (verify_plan, findings) = if report.run_id.is_some() {
-        let mut cx2 = cx.fresh()?;
-        cx2.options.converging = true;
+        let cx2 = cx.verifier()?;
         (
             Some(crate::modules::plan_all(&cx2)?),
             crate::modules::verify_all(&cx2)?,

@@ -206,7 +206,7 @@ fn copy_into(src: &std::path::Path, dst: &std::path::Path) {
         } else if ft.is_dir() {
             std::fs::create_dir_all(&to).unwrap();
             copy_into(&e.path(), &to);
-        } else if e.file_name() != "dpkg-status-extra" {
+        } else if e.file_name() != "dpkg-status-extra" && e.file_name() != ".perms" {
             std::fs::copy(e.path(), &to).unwrap();
         }
     }
@@ -218,6 +218,21 @@ fn net_tree(base: &str) -> Tree {
     let t = Tree::fixture(base);
     let extra = common::tree::fixtures().join("network");
     copy_into(&extra, t.root());
+    // git keeps no modes beyond the exec bit: `.perms` says what the packages ship.
+    for line in std::fs::read_to_string(extra.join(".perms"))
+        .unwrap()
+        .lines()
+    {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() == 2 && !line.starts_with('#') {
+            let mode = u32::from_str_radix(w[1], 8).unwrap();
+            std::fs::set_permissions(
+                t.path(w[0]),
+                std::os::unix::fs::PermissionsExt::from_mode(mode),
+            )
+            .unwrap();
+        }
+    }
     let status = t.read("var/lib/dpkg/status");
     let more = std::fs::read_to_string(extra.join("dpkg-status-extra")).unwrap();
     t.write(

@@ -323,6 +323,18 @@ impl<'a> Context<'a> {
         Ok(cx)
     }
 
+    /// The context for verifying right after an apply: fresh facts, and `converging` set (so
+    /// modules do not report intentionally deferred work, like closing an old SSH port on a
+    /// later run, as "not converged").
+    ///
+    /// # Errors
+    /// When facts cannot be read.
+    pub fn verifier(&self) -> Result<Context<'a>> {
+        let mut cx = self.fresh()?;
+        cx.options.converging = true;
+        Ok(cx)
+    }
+
     /// True when changes may touch the running system (services, kernel): the root is `/` and
     /// systemd runs as init.
     pub fn live(&self) -> bool {

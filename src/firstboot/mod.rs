@@ -728,7 +728,7 @@ pub fn run(
         tracing::warn!("{wmsg}");
     }
     let _lock = journal::lock(&root)?;
-    let cx = Context::new(root.clone(), runner, &prep.loaded, Options { force: false })?;
+    let cx = Context::new(root.clone(), runner, &prep.loaded, Options::default())?;
     let previous = previous_report(&root);
     let mut actions = InstanceActions::default();
     let mut pre = Plan::default();
@@ -794,7 +794,7 @@ pub fn run(
     };
     let t_applied = started.elapsed();
     // Verify like `apply`: converged, and modules' live checks.
-    let cx2 = cx.fresh()?;
+    let cx2 = cx.verifier()?;
     let verify_plan = crate::modules::plan_all(&cx2)?;
     let mut findings: Vec<String> = verify_plan
         .changes
