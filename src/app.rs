@@ -144,6 +144,12 @@ fn dispatch(
                         report.restored.len(),
                         if report.restored.len() == 1 { "" } else { "s" }
                     ));
+                    for c in &report.not_undone {
+                        s.push_str(&format!(
+                            "not undone: [{}] {} (`{}`; rollback restores files only)\n",
+                            c.module, c.summary, c.command
+                        ));
+                    }
                     w(out, &s)?;
                 }
             }
@@ -291,12 +297,32 @@ fn apply(
     }
     let report = crate::engine::apply::apply(&cx, &plan)?;
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
+    let mut follow_up: Option<(ApplyReport, Plan)> = None;
     let (verify_plan, findings) = if report.run_id.is_some() {
-        let cx2 = cx.fresh()?;
-        (
-            Some(crate::modules::plan_all(&cx2)?),
-            crate::modules::verify_all(&cx2)?,
-        )
+        let mut cx2 = cx.fresh()?;
+        let mut vp = crate::modules::plan_all(&cx2)?;
+        // -- packages (issue 4) --
+        // Software this run installed (a PostgreSQL cluster, a tool's configuration directory)
+        // could not be planned for before it existed: configure it now, as a second run.
+        if crate::modules::packages::changes_software(&plan) && !vp.is_empty() {
+            if !vp.refusals.is_empty() && !force {
+                let r = &vp.refusals[0];
+                return Err(Error::Unsafe {
+                    reason: format!(
+                        "packages were changed (run {}), but configuring them is refused: {}",
+                        report.run_id.clone().unwrap_or_default(),
+                        r.reason
+                    ),
+                    hint: r.hint.clone(),
+                });
+            }
+            let second = crate::engine::apply::apply(&cx2, &vp)?;
+            follow_up = Some((second, vp));
+            cx2 = cx2.fresh()?;
+            vp = crate::modules::plan_all(&cx2)?;
+        }
+        let findings = crate::modules::verify_all(&cx2)?;
+        (Some(vp), findings)
     } else {
         (None, Vec::new())
     };
@@ -310,10 +336,26 @@ fn apply(
                 "handlers_skipped": report.handlers_skipped,
                 "findings": findings,
                 "notes": plan.notes,
+                "follow_up": follow_up.as_ref().map(|(r, p)| json!({
+                    "run_id": r.run_id,
+                    "changes": r.applied.iter().map(|(m, s)| json!({"module": m, "summary": s})).collect::<Vec<_>>(),
+                    "handlers": r.handlers.iter().map(|(c, r)| json!({"command": c, "ok": r.is_ok(), "error": r.as_ref().err()})).collect::<Vec<_>>(),
+                    "handlers_skipped": r.handlers_skipped,
+                    "notes": p.notes,
+                })),
             });
             w(out, &format!("{v:#}\n"))?;
         }
-        Format::Text => w(out, &apply_text(&report, &plan, color))?,
+        Format::Text => {
+            w(out, &apply_text(&report, &plan, color))?;
+            if let Some((r, p)) = &follow_up {
+                w(
+                    out,
+                    "configuring what the packages installed (second run):\n",
+                )?;
+                w(out, &apply_text(r, p, color))?;
+            }
+        }
     }
     if let Some(vp) = verify_plan
         && !vp.is_empty()

@@ -91,6 +91,20 @@ pub struct JournalHandler {
     pub args: Vec<String>,
 }
 
+/// A command a run executed. Rollback restores the command's watched paths, nothing else: what
+/// the command did beyond them (packages installed or removed) stays, and rollback says so.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JournalCommand {
+    /// Module.
+    pub module: String,
+    /// Human summary.
+    pub summary: String,
+    /// The command line.
+    pub command: String,
+    /// True when it exited 0.
+    pub ok: bool,
+}
+
 /// The manifest of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -126,6 +140,9 @@ pub struct Manifest {
     pub handlers: Vec<JournalHandler>,
     /// Changed paths.
     pub entries: Vec<JournalEntry>,
+    /// Commands the run executed (effects outside their watched paths are not undone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<JournalCommand>,
 }
 
 /// The profile a run applied.
@@ -260,6 +277,7 @@ impl Journal {
             error: None,
             handlers: Vec::new(),
             entries: Vec::new(),
+            commands: Vec::new(),
         };
         let j = Journal {
             root: root.clone(),
@@ -428,6 +446,9 @@ pub struct RollbackReport {
     pub restored: Vec<(RelPath, String)>,
     /// Handlers to run (live systems).
     pub handlers: Vec<JournalHandler>,
+    /// Commands of the rolled-back run whose effects beyond their watched paths rollback does
+    /// not undo (e.g. `apt-get install`: the packages stay installed).
+    pub not_undone: Vec<JournalCommand>,
 }
 
 /// Picks the run a bare `bollwerk rollback` undoes: the latest apply run that changed
@@ -524,6 +545,7 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
         run_id: journal.id().to_string(),
         restored,
         handlers: target.handlers,
+        not_undone: target.commands.into_iter().filter(|c| c.ok).collect(),
     })
 }
 

@@ -12,6 +12,7 @@ pub mod users;
 // -- network modules (issue 3) --
 
 // -- services modules (issue 4) --
+pub mod packages;
 
 // -- OS hardening modules (issue 7) --
 
@@ -48,6 +49,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     let mut m: Vec<&'static dyn Module> = Vec::new();
 
     // -- packages (issue 4) --
+    m.push(&packages::Packages);
 
     m.push(&host::Host);
     m.push(&users::Users);

@@ -47,7 +47,10 @@ pub struct Profile {
     // -- network (issue 3): firewall, fail2ban, sysctl --
 
     // -- services (issue 4): packages, updates, postgres, logs, journald, files --
-
+    /// Packages to install and remove (apt). Packages other sections need are installed
+    /// without being listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<crate::modules::packages::PackagesSection>,
     // -- audit (issue 5) --
 
     // -- firstboot (issue 6) --
@@ -608,6 +611,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     // -- network (issue 3) --
 
     // -- services (issue 4) --
+    if let Some(s) = &p.packages {
+        crate::modules::packages::check_profile(s, layers)?;
+    }
 
     // -- OS hardening (issue 7) --
 

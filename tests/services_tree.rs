@@ -1,0 +1,205 @@
+//! Tree tests of the services modules (packages, files, logs, journald, updates, postgres)
+//! against the `debian12-services` and `ubuntu2204-services` fixture roots, in-process with a
+//! fake runner: plans, apply results, idempotence, rollback, refusals. The real tools run in
+//! `tests/services_system.rs`.
+
+mod common;
+
+use bollwerk::ExitStatus;
+use bollwerk::exec::{Cmd, Output};
+use bollwerk::root::Root;
+use common::tree::{Tree, fake_runner};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHPci/6iPPKNm3TqnlFNu0Zy6jtqtz5kw0YO3RjFH01v alice@laptop";
+
+/// An admin user with a key, so the lockout guard is satisfied.
+fn admin() -> String {
+    format!(
+        "[[users]]\nname = \"deploy\"\ngroups = [\"sudo\"]\nsudo = \"nopasswd\"\nssh_keys = [\"{KEY}\"]\n"
+    )
+}
+
+fn ok_output(stdout: &str) -> Output {
+    Output {
+        code: 0,
+        stdout: stdout.into(),
+        stderr: String::new(),
+    }
+}
+
+/// A stand-in for apt-get: `install` appends the packages to the root's dpkg status, `remove`
+/// and `purge` drop them, `update` does nothing. Everything else of the fake runner stays.
+fn services_runner() -> bollwerk::exec::FakeRunner {
+    let f = fake_runner();
+    f.respond_with("/usr/bin/apt-get", fake_apt);
+    f
+}
+
+fn fake_apt(root: &Root, cmd: &Cmd) -> Output {
+    let status = root.path().join("var/lib/dpkg/status");
+    let text = std::fs::read_to_string(&status).unwrap_or_default();
+    let verb = cmd
+        .args
+        .iter()
+        .position(|a| ["install", "remove", "purge", "update"].contains(&a.as_str()));
+    let Some(i) = verb else {
+        return ok_output("");
+    };
+    let names: Vec<&str> = cmd.args[i + 1..]
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let new = match cmd.args[i].as_str() {
+        "install" => {
+            let mut t = text.clone();
+            for n in &names {
+                t.push_str(&format!(
+                    "Package: {n}\nStatus: install ok installed\nVersion: 1.0\n\n"
+                ));
+            }
+            t
+        }
+        "remove" | "purge" => text
+            .split("\n\n")
+            .filter(|p| {
+                !names
+                    .iter()
+                    .any(|n| p.lines().any(|l| l == format!("Package: {n}")))
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        _ => text.clone(),
+    };
+    std::fs::write(&status, new).unwrap();
+    ok_output(&format!("fake apt-get {}\n", cmd.args[i]))
+}
+
+fn apt_lines(runner: &bollwerk::exec::FakeRunner) -> Vec<String> {
+    runner
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("/usr/bin/apt-get"))
+        .collect()
+}
+
+#[test]
+fn packages_install_missing_remove_present_and_converge() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile(
+        "site",
+        &format!(
+            "[packages]\ninstall = [\"tree\", \"postgresql-15\", \"postgresql-contrib-15\"]\nremove = [\"netcat-openbsd\", \"telnet\"]\n{}",
+            admin()
+        ),
+    );
+    let runner = services_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    // Only what is missing is installed (postgresql-contrib-15 is provided by postgresql-15),
+    // only what is installed is removed (telnet is not).
+    assert!(
+        plan.contains("run: /usr/bin/apt-get -q -y -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends tree\n"),
+        "{plan}"
+    );
+    assert!(plan.contains(" remove netcat-openbsd\n"), "{plan}");
+    assert!(plan.contains(" update\n"), "{plan}");
+    assert!(
+        plan.contains("+exit 101"),
+        "policy-rc.d in the plan:\n{plan}"
+    );
+    assert!(plan.contains("rollback restores files only"), "{plan}");
+    assert!(apt_lines(&runner).is_empty(), "plan runs no apt");
+
+    let before = t.snapshot();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let apt = apt_lines(&runner);
+    assert_eq!(apt.len(), 3, "{apt:?}");
+    assert!(apt[0].ends_with(" update"));
+    assert!(apt[1].ends_with(" install --no-install-recommends tree"));
+    assert!(apt[2].ends_with(" remove netcat-openbsd"));
+    assert!(
+        !t.exists("usr/sbin/policy-rc.d"),
+        "policy-rc.d removed again"
+    );
+    let status = t.read("var/lib/dpkg/status");
+    assert!(status.contains("Package: tree\n"));
+    assert!(!status.contains("Package: netcat-openbsd\n"));
+
+    // Converged: nothing to do, no apt run.
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
+    assert_eq!(apt_lines(&runner).len(), 3);
+
+    // The journal lists the commands; rollback restores files and says what it did not undo.
+    let (_, runs) = t.run(&runner, &["runs", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    let cmds = v["runs"][0]["commands"].as_array().unwrap();
+    assert_eq!(cmds.len(), 3, "{runs}");
+    let (st, out) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("not undone: [packages] install tree"), "{out}");
+    let mut after = t.snapshot();
+    let mut before = before;
+    // dpkg's database is not rolled back (packages stay installed): that is the point.
+    after.remove("var/lib/dpkg/status");
+    before.remove("var/lib/dpkg/status");
+    assert_eq!(after, before);
+}
+
+#[test]
+fn packages_on_the_live_root_write_no_policy_file_and_wait_for_locks() {
+    // A held lock makes apt fail with "Could not get lock"; bollwerk waits and tries again.
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile(
+        "site",
+        &format!(
+            "[packages]\ninstall = [\"tree\"]\nlock_timeout = \"20s\"\n{}",
+            admin()
+        ),
+    );
+    let runner = services_runner();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let m = n.clone();
+    runner.respond_with("/usr/bin/apt-get -q -y -o DPkg::Lock::Timeout=20 -o Acquire::Retries=3 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold update", move |_, _| {
+        if m.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Output { code: 100, stdout: String::new(), stderr: "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 812 (apt-get)\nE: Unable to lock directory /var/lib/apt/lists/\n".into() }
+        } else {
+            ok_output("")
+        }
+    });
+    let start = std::time::Instant::now();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert_eq!(
+        n.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "retried once"
+    );
+    assert!(start.elapsed() >= std::time::Duration::from_millis(900));
+    // Every apt command carries the lock wait for dpkg's own lock too.
+    assert!(
+        apt_lines(&runner)
+            .iter()
+            .all(|l| l.contains("DPkg::Lock::Timeout=20"))
+    );
+}
+
+#[test]
+fn packages_conflicts_are_refused_or_rejected() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile(
+        "bad",
+        "[packages]\ninstall = [\"tree\"]\nremove = [\"tree\"]\n",
+    );
+    let e = bollwerk::profile::load(&p).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("packages.remove"));
+    assert!(e.message.contains("both"), "{e}");
+    let p = t.profile("bad", "[packages]\ninstall = [\"Not A Package\"]\n");
+    let e = bollwerk::profile::load(&p).unwrap_err();
+    assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+    assert!(e.message.contains("not a Debian package name"), "{e}");
+}
