@@ -203,3 +203,102 @@ fn packages_conflicts_are_refused_or_rejected() {
     assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
     assert!(e.message.contains("not a Debian package name"), "{e}");
 }
+
+/// Every file under the root's journal directory, as text.
+fn journal_texts(t: &Tree) -> Vec<(String, String)> {
+    fn walk(p: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                let b = std::fs::read(e.path()).unwrap();
+                out.push((
+                    e.path().display().to_string(),
+                    String::from_utf8_lossy(&b).into_owned(),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&t.path("var/lib/bollwerk"), &mut out);
+    out
+}
+
+#[test]
+fn secret_files_get_permissions_and_their_content_never_shows() {
+    let t = Tree::fixture("debian12-services");
+    let secret = "s3cr3t-fixture";
+    let content = t.read("srv/app/.env");
+    let hash = bollwerk::root::sha256_hex(content.as_bytes());
+    let p = t.profile(
+        "site",
+        &format!(
+            "{}\n[[files]]\npath = \"/srv/app/.env\"\nmode = \"0600\"\nowner = \"deploy\"\ngroup = \"deploy\"\nensure = \"permissions\"\n\n[[files]]\npath = \"/srv/app/missing.env\"\nmode = \"0600\"\n",
+            admin()
+        ),
+    );
+    let runner = services_runner();
+    let before = t.snapshot();
+    for fmt in ["text", "json"] {
+        let (st, plan) = t.run(&runner, &["plan", "--format", fmt, "--profile", &p]);
+        assert_eq!(st, ExitStatus::Pending, "{plan}");
+        assert!(!plan.contains(secret) && !plan.contains(&hash), "{plan}");
+        assert!(plan.contains("/srv/app/.env"), "{plan}");
+    }
+    let (_, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("/srv/app/missing.env does not exist: nothing to do"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(!out.contains(secret));
+    // deploy is created by the users module in the same run (uid 1000).
+    assert_eq!(t.meta("srv/app/.env"), (0o600, 1000, 1000));
+    assert_eq!(t.read("srv/app/.env"), content, "content untouched");
+    assert!(!t.exists("srv/app/missing.env"), "never created");
+    for (path, text) in journal_texts(&t) {
+        assert!(!text.contains(secret), "secret in {path}");
+        assert!(!text.contains(&hash), "hash of the secret in {path}");
+    }
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert!(out.contains("0 changes"), "{out}");
+    // Rollback restores the permissions (and everything else), not the content.
+    let (st, out) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        out.contains("/srv/app/.env: permissions restored (secret)"),
+        "{out}"
+    );
+    assert_eq!(t.snapshot(), before);
+    for (path, text) in journal_texts(&t) {
+        assert!(!text.contains(secret) && !text.contains(&hash), "{path}");
+    }
+}
+
+#[test]
+fn secret_files_reject_world_readable_modes_and_unknown_owners() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile(
+        "bad",
+        "[[files]]\npath = \"/srv/app/.env\"\nmode = \"0644\"\n",
+    );
+    let e = bollwerk::profile::load(&p).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("files./srv/app/.env.mode"), "{e}");
+    assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+    let p = t.profile(
+        "site",
+        &format!(
+            "{}[[files]]\npath = \"/srv/app/.env\"\nowner = \"nobody-here\"\n",
+            admin()
+        ),
+    );
+    let (st, out) = t.run(&services_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Refused, "{out}");
+    assert!(
+        out.contains("owner nobody-here of /srv/app/.env does not exist"),
+        "{out}"
+    );
+}

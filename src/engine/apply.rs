@@ -317,7 +317,11 @@ fn execute(
             "{path} changed since the plan was computed; re-run"
         )));
     }
-    let seq = journal.begin(change.module, &change.summary, path, None)?;
+    let seq = if change.secret {
+        journal.begin_secret(change.module, &change.summary, path)?
+    } else {
+        journal.begin(change.module, &change.summary, path, None)?
+    };
     failpoint("apply.after-backup");
     match &change.action {
         Action::WriteFile { content, perms, .. } => root.write_atomic(path, content, *perms)?,

@@ -78,6 +78,22 @@ pub struct JournalEntry {
     /// The command that caused it, for effects of commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The path holds a secret: `before`/`after` carry permissions only (no content hash),
+    /// no backup exists, and rollback restores the permissions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+}
+
+/// An entry as recorded for a secret path: kind and permissions, never a content hash.
+fn secret_entry(e: Entry) -> Entry {
+    match e {
+        Entry::File { perms, .. } => Entry::File {
+            sha256: "secret".into(),
+            size: 0,
+            perms,
+        },
+        other => other,
+    }
 }
 
 /// A handler recorded in the journal so rollback can re-run it.
@@ -324,6 +340,29 @@ impl Journal {
             after: None,
             state: EntryState::Pending,
             command,
+            secret: false,
+        });
+        self.save()?;
+        Ok(seq)
+    }
+
+    /// Records a pending permission change of a secret path: no backup, no content hash.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn begin_secret(&mut self, module: &str, summary: &str, path: &RelPath) -> Result<usize> {
+        let before = secret_entry(self.root.entry(path)?);
+        let seq = self.manifest.entries.len() + 1;
+        self.manifest.entries.push(JournalEntry {
+            seq,
+            module: module.to_string(),
+            summary: summary.to_string(),
+            path: path.clone(),
+            before,
+            after: None,
+            state: EntryState::Pending,
+            command: None,
+            secret: true,
         });
         self.save()?;
         Ok(seq)
@@ -336,7 +375,10 @@ impl Journal {
     pub fn finish(&mut self, seq: usize) -> Result<()> {
         let idx = seq - 1;
         let path = self.manifest.entries[idx].path.clone();
-        let after = self.root.entry(&path)?;
+        let mut after = self.root.entry(&path)?;
+        if self.manifest.entries[idx].secret {
+            after = secret_entry(after);
+        }
         let e = &mut self.manifest.entries[idx];
         e.after = Some(after);
         e.state = EntryState::Done;
@@ -484,7 +526,10 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
     // Conflicts first: nothing is touched when any path changed since the run.
     let mut conflicts = Vec::new();
     for e in target.entries.iter().rev() {
-        let cur = root.entry(&e.path)?;
+        let mut cur = root.entry(&e.path)?;
+        if e.secret {
+            cur = secret_entry(cur);
+        }
         let ok = match (&e.state, &e.after) {
             (EntryState::Done, Some(after)) => same(&cur, after) || same(&cur, &e.before),
             _ => true, // interrupted: either old or new; restore old
@@ -492,7 +537,9 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
         if !ok {
             conflicts.push(format!("{} changed since run {id}", e.path));
         }
-        if let Entry::File { sha256, .. } = &e.before {
+        if let Entry::File { sha256, .. } = &e.before
+            && !e.secret
+        {
             let b = backup_dir.join(sha256).map_err(Error::Runtime)?;
             match root.read(&b)? {
                 Some(bytes) if crate::root::sha256_hex(&bytes) == *sha256 => {}
@@ -527,8 +574,25 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
     journal.manifest.rollback_of = Some(id.to_string());
     let mut restored = Vec::new();
     for e in target.entries.iter().rev() {
-        let cur = root.entry(&e.path)?;
+        let mut cur = root.entry(&e.path)?;
+        if e.secret {
+            cur = secret_entry(cur);
+        }
         if same(&cur, &e.before) {
+            continue;
+        }
+        if e.secret {
+            // Permissions only: the content was never recorded and is not touched.
+            let summary = format!("restore permissions of {}", e.path);
+            let seq = journal.begin_secret(&e.module, &summary, &e.path)?;
+            match &e.before {
+                Entry::File { perms, .. } | Entry::Dir { perms } => {
+                    root.set_perms(&e.path, *perms)?
+                }
+                _ => {}
+            }
+            journal.finish(seq)?;
+            restored.push((e.path.clone(), "permissions restored (secret)".to_string()));
             continue;
         }
         let seq = journal.begin(&e.module, &format!("restore {}", e.path), &e.path, None)?;

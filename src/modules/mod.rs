@@ -12,6 +12,7 @@ pub mod users;
 // -- network modules (issue 3) --
 
 // -- services modules (issue 4) --
+pub mod files;
 pub mod packages;
 
 // -- OS hardening modules (issue 7) --
@@ -58,6 +59,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     // -- network (issue 3) --
 
     // -- services (issue 4) --
+    m.push(&files::Files);
 
     // -- OS hardening (issue 7) --
 

@@ -51,6 +51,9 @@ pub struct Profile {
     /// without being listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<crate::modules::packages::PackagesSection>,
+    /// Files holding secrets (`.env`): mode and owner only, contents never shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::modules::files::FileSpec>,
     // -- audit (issue 5) --
 
     // -- firstboot (issue 6) --
@@ -63,6 +66,7 @@ const KEYED_ARRAYS: &[(&str, &str)] = &[
     ("users", "name"),
     ("groups", "name"),
     // -- services (issue 4) --
+    ("files", "path"),
 ];
 /// Arrays merged as a union (path with `[]` standing for "any element of a keyed array").
 const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
@@ -614,6 +618,7 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     if let Some(s) = &p.packages {
         crate::modules::packages::check_profile(s, layers)?;
     }
+    crate::modules::files::check_profile(p, layers)?;
 
     // -- OS hardening (issue 7) --
 
