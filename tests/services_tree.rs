@@ -302,3 +302,130 @@ fn secret_files_reject_world_readable_modes_and_unknown_owners() {
         "{out}"
     );
 }
+
+const LOGS: &str = "[[users]]\nname = \"app\"\nsystem = true\n\n[[logs]]\nname = \"app\"\npath = \"/var/log/app\"\nowner = \"app\"\ngroup = \"app\"\nmode = \"0750\"\n[logs.rotate]\nfrequency = \"daily\"\nkeep = 52\ncompress = true\ndelaycompress = true\nnotifempty = true\nmissingok = true\ncreate = \"0640 app app\"\nmaxsize = \"100M\"\npostrotate = \"systemctl reload app\"\n\n[journald]\npersistent = true\nmax_use = \"1G\"\n";
+
+#[test]
+fn logs_directories_rotation_and_journald() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile("site", &format!("{}{LOGS}", admin()));
+    let runner = services_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("write /etc/logrotate.d/bollwerk-app (0644 0:0), checked with `logrotate -d` before activation"),
+        "{plan}"
+    );
+    assert!(plan.contains("+    su app app\n"), "{plan}");
+    assert!(
+        plan.contains("/usr/bin/systemctl restart systemd-journald.service"),
+        "{plan}"
+    );
+    let before = t.snapshot();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    // app is a new system user (the highest free uid below 1000) with its own group.
+    let passwd = t.read("etc/passwd");
+    let app = passwd.lines().find(|l| l.starts_with("app:")).unwrap();
+    let uid: u32 = app.split(':').nth(2).unwrap().parse().unwrap();
+    let gid: u32 = app.split(':').nth(3).unwrap().parse().unwrap();
+    assert_eq!(t.meta("var/log/app"), (0o750, uid, gid));
+    assert_eq!(t.meta("etc/logrotate.d/bollwerk-app"), (0o644, 0, 0));
+    assert!(
+        t.read("etc/logrotate.d/bollwerk-app")
+            .contains("    create 0640 app app\n")
+    );
+    assert_eq!(
+        t.read("etc/systemd/journald.conf.d/50-bollwerk.conf"),
+        "# Managed by bollwerk — local edits are overwritten\n[Journal]\nStorage=persistent\nSystemMaxUse=1G\n"
+    );
+    // logrotate -d ran on a copy where the not yet existing app user reads as root.
+    let check = runner
+        .log()
+        .into_iter()
+        .find(|l| l.starts_with("/usr/sbin/logrotate -d -s /var/lib/bollwerk/tmp/"))
+        .expect("logrotate -d ran");
+    assert!(check.ends_with("bollwerk-app.check"), "{check}");
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert!(out.contains("0 changes"), "{out}");
+    // Dropping the entry removes our logrotate file (the directory stays: it holds logs).
+    let p2 = t.profile(
+        "a",
+        &format!(
+            "{}[[logs]]\nname = \"other\"\npath = \"/var/log/other\"\n",
+            admin()
+        ),
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p2]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(!t.exists("etc/logrotate.d/bollwerk-app"));
+    assert!(t.exists("var/log/app"));
+    for _ in 0..2 {
+        let (st, out) = t.run(&runner, &["rollback"]);
+        assert_eq!(st, ExitStatus::Ok, "{out}");
+    }
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn logrotate_rejection_stops_the_apply() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile("site", &format!("{}{LOGS}", admin()));
+    let runner = services_runner();
+    // What logrotate 3.21 prints for a bad line (exit 1, like a merely missing log).
+    runner.respond_with("/usr/sbin/logrotate -d", |_, cmd| Output {
+        code: 1,
+        stdout: String::new(),
+        stderr: format!(
+            "reading config file {0}\nerror: {0}:3 unknown option 'dailyx' -- ignoring line\n",
+            cmd.args.last().unwrap()
+        ),
+    });
+    let before = t.snapshot();
+    let (st, _) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Failure);
+    assert_eq!(t.snapshot(), before, "nothing activated");
+    // A missing log is not a configuration error.
+    runner.respond_with("/usr/sbin/logrotate -d", |_, _| Output {
+        code: 1,
+        stdout: String::new(),
+        stderr: "error: stat of /var/log/app/*.log failed: No such file or directory\n".into(),
+    });
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+}
+
+#[test]
+fn logs_profile_errors() {
+    let t = Tree::fixture("debian12-services");
+    for (bad, key) in [
+        (
+            "[[logs]]\nname = \"Bad Name\"\npath = \"/var/log/x\"\n",
+            "logs.Bad Name.name",
+        ),
+        (
+            "[[logs]]\nname = \"x\"\npath = \"/var/log\"\n",
+            "logs.x.path",
+        ),
+        (
+            "[[logs]]\nname = \"x\"\npath = \"/var/log/x\"\nrotate = { create = \"0640 a b c\" }\n",
+            "logs.x.rotate",
+        ),
+        (
+            "[[logs]]\nname = \"x\"\npath = \"/var/log/x\"\nrotate = { delaycompress = true }\n",
+            "logs.x.rotate",
+        ),
+    ] {
+        let p = t.profile("bad", bad);
+        let e = bollwerk::profile::load(&p).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.position.is_some(), "{e}");
+    }
+    let p = t.profile(
+        "bad",
+        "[[logs]]\nname = \"x\"\npath = \"/var/log/x\"\nrotate = { maxsize = \"1.5G\" }\n",
+    );
+    let e = bollwerk::profile::load(&p).unwrap_err();
+    assert!(e.message.contains("size `1.5G`"), "{e}");
+}

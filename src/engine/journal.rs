@@ -186,7 +186,12 @@ fn new_run_id() -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{ts}-{:04x}", (nanos ^ std::process::id()) & 0xffff)
+    // The suffix is the fraction of the second (1/65536 s steps), so ids sort in time order
+    // even for runs within the same second (an apply and its follow-up run, fast tests).
+    format!(
+        "{ts}-{:04x}",
+        (u64::from(nanos) * 65536 / 1_000_000_000) & 0xffff
+    )
 }
 
 /// Holds the exclusive lock on a root's state directory.

@@ -13,7 +13,9 @@ pub mod users;
 
 // -- services modules (issue 4) --
 pub mod files;
+pub mod logs;
 pub mod packages;
+pub mod sizes;
 
 // -- OS hardening modules (issue 7) --
 
@@ -60,6 +62,7 @@ pub fn all() -> Vec<&'static dyn Module> {
 
     // -- services (issue 4) --
     m.push(&files::Files);
+    m.push(&logs::Logs);
 
     // -- OS hardening (issue 7) --
 

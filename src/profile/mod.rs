@@ -54,6 +54,12 @@ pub struct Profile {
     /// Files holding secrets (`.env`): mode and owner only, contents never shown.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<crate::modules::files::FileSpec>,
+    /// Log directories and their rotation (`etc/logrotate.d/bollwerk-<name>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<crate::modules::logs::LogSpec>,
+    /// systemd-journald settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journald: Option<crate::modules::logs::JournaldSection>,
     // -- audit (issue 5) --
 
     // -- firstboot (issue 6) --
@@ -67,6 +73,7 @@ const KEYED_ARRAYS: &[(&str, &str)] = &[
     ("groups", "name"),
     // -- services (issue 4) --
     ("files", "path"),
+    ("logs", "name"),
 ];
 /// Arrays merged as a union (path with `[]` standing for "any element of a keyed array").
 const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
@@ -619,6 +626,7 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
         crate::modules::packages::check_profile(s, layers)?;
     }
     crate::modules::files::check_profile(p, layers)?;
+    crate::modules::logs::check_profile(p, layers)?;
 
     // -- OS hardening (issue 7) --
 
