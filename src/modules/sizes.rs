@@ -25,7 +25,7 @@ impl ByteSize {
     /// takes `k`, `M` and `G`; a plain number is bytes).
     pub fn logrotate(self) -> String {
         for (suffix, div) in [("G", K * K * K), ("M", K * K), ("k", K)] {
-            if self.0 >= div && self.0 % div == 0 {
+            if self.0 >= div && self.0.is_multiple_of(div) {
                 return format!("{}{suffix}", self.0 / div);
             }
         }
@@ -40,7 +40,7 @@ impl ByteSize {
             ("M", K * K),
             ("K", K),
         ] {
-            if self.0 >= div && self.0 % div == 0 {
+            if self.0 >= div && self.0.is_multiple_of(div) {
                 return format!("{}{suffix}", self.0 / div);
             }
         }
