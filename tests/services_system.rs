@@ -168,3 +168,60 @@ fn apt_installs_and_removes_for_real_and_validates_a_tool_it_installed() {
         "{text}"
     );
 }
+
+#[test]
+fn unattended_upgrade_and_systemd_accept_the_update_configuration() {
+    let Some(tb) =
+        testbed_or_skip("unattended_upgrade_and_systemd_accept_the_update_configuration")
+    else {
+        return;
+    };
+    let inst = tb.instance();
+    let dir = TempDir::new("updates");
+    let profile = write_profile(
+        &dir,
+        &format!(
+            "{}[updates]\nunattended = true\norigins = [\"security\"]\nreboot = true\nreboot_time = \"03:00\"\nwindow = \"03:00\"\nremove_unused = true\nmail = \"ops@example.org\"\n",
+            admin()
+        ),
+    );
+    let out = apply_ok(&inst, &profile);
+    assert!(
+        out.contains("[updates] unattended upgrades: security for Debian GNU/Linux 12"),
+        "{out}"
+    );
+    assert_converged(&inst, &profile);
+
+    // unattended-upgrade reads the configuration and allows exactly the security origin.
+    let out = inst.sh_ok("unattended-upgrade --dry-run -d 2>&1");
+    let allowed = out
+        .lines()
+        .find(|l| l.starts_with("Allowed origins are:"))
+        .unwrap_or_else(|| panic!("no origins line:\n{out}"));
+    assert_eq!(
+        allowed,
+        "Allowed origins are: origin=Debian,codename=bookworm-security,label=Debian-Security"
+    );
+    let dump = inst.sh_ok("apt-config dump Unattended-Upgrade APT::Periodic");
+    for line in [
+        "Unattended-Upgrade::Automatic-Reboot \"true\";",
+        "Unattended-Upgrade::Automatic-Reboot-Time \"03:00\";",
+        "Unattended-Upgrade::Remove-Unused-Dependencies \"true\";",
+        "Unattended-Upgrade::Mail \"ops@example.org\";",
+        "APT::Periodic::Unattended-Upgrade \"1\";",
+    ] {
+        assert!(dump.contains(line), "{line} missing:\n{dump}");
+    }
+    // systemd accepts the timers with the drop-ins and computes the window.
+    let out = inst.sh_ok(
+        "systemd-analyze verify --man=no apt-daily.timer apt-daily-upgrade.timer 2>&1; \
+         systemd-analyze cat-config systemd/system/apt-daily-upgrade.timer | grep OnCalendar; \
+         systemd-analyze calendar \"$(sed -n 's/^OnCalendar=\\(.\\+\\)$/\\1/p' /etc/systemd/system/apt-daily-upgrade.timer.d/50-bollwerk.conf)\"",
+    );
+    assert!(!out.contains("rror"), "{out}");
+    assert!(
+        out.contains("OnCalendar=*-*-* 6:00\nOnCalendar=\nOnCalendar=*-*-* 03:00:00\n"),
+        "{out}"
+    );
+    assert!(out.contains("Normalized form: *-*-* 03:00:00"), "{out}");
+}

@@ -33,7 +33,31 @@ fn ok_output(stdout: &str) -> Output {
 fn services_runner() -> bollwerk::exec::FakeRunner {
     let f = fake_runner();
     f.respond_with("/usr/bin/apt-get", fake_apt);
+    f.respond_with("/usr/bin/apt-config dump", fake_apt_config_dump);
     f
+}
+
+/// A stand-in for `apt-config dump`: the origin lists of bollwerk's drop-in, as apt prints them.
+fn fake_apt_config_dump(root: &Root, _: &Cmd) -> Output {
+    let text = std::fs::read_to_string(
+        root.path()
+            .join("etc/apt/apt.conf.d/52bollwerk-unattended-upgrades"),
+    )
+    .unwrap_or_default();
+    let mut out = String::new();
+    let mut key = None;
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(k) = l.strip_suffix(" {") {
+            key = Some(k.to_string());
+            out.push_str(&format!("{k} \"\";\n"));
+        } else if l == "};" {
+            key = None;
+        } else if let Some(k) = &key {
+            out.push_str(&format!("{k}:: {l}\n"));
+        }
+    }
+    ok_output(&out)
 }
 
 fn fake_apt(root: &Root, cmd: &Cmd) -> Output {
@@ -428,4 +452,145 @@ fn logs_profile_errors() {
     );
     let e = bollwerk::profile::load(&p).unwrap_err();
     assert!(e.message.contains("size `1.5G`"), "{e}");
+}
+
+const UPDATES: &str = "[updates]\nunattended = true\norigins = [\"security\"]\nreboot = true\nreboot_time = \"03:00\"\nwindow = \"03:00\"\nremove_unused = true\nmail = \"ops@example.org\"\n";
+
+#[test]
+fn updates_debian_origins_timers_and_validators() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile("site", &format!("{}{UPDATES}", admin()));
+    let runner = services_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("reboot_time 03:00 lies inside the upgrade window"),
+        "{plan}"
+    );
+    assert!(plan.contains("neither mail nor sendmail"), "{plan}");
+    let before = t.snapshot();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert_eq!(
+        t.read("etc/apt/apt.conf.d/20auto-upgrades"),
+        "// Managed by bollwerk — local edits are overwritten\nAPT::Periodic::Update-Package-Lists \"1\";\nAPT::Periodic::Unattended-Upgrade \"1\";\n"
+    );
+    let uu = t.read("etc/apt/apt.conf.d/52bollwerk-unattended-upgrades");
+    for line in [
+        "#clear Unattended-Upgrade::Origins-Pattern;\n",
+        "Unattended-Upgrade::Origins-Pattern {\n    \"origin=Debian,codename=${distro_codename}-security,label=Debian-Security\";\n};\n",
+        "Unattended-Upgrade::Automatic-Reboot \"true\";\n",
+        "Unattended-Upgrade::Automatic-Reboot-Time \"03:00\";\n",
+        "Unattended-Upgrade::Remove-Unused-Dependencies \"true\";\n",
+        "Unattended-Upgrade::Mail \"ops@example.org\";\n",
+    ] {
+        assert!(uu.contains(line), "{line:?} missing in\n{uu}");
+    }
+    let timer = t.read("etc/systemd/system/apt-daily-upgrade.timer.d/50-bollwerk.conf");
+    assert!(
+        timer.ends_with(
+            "[Timer]\nOnCalendar=\nOnCalendar=*-*-* 03:00:00\nRandomizedDelaySec=1800\n"
+        ),
+        "{timer}"
+    );
+    let dl = t.read("etc/systemd/system/apt-daily.timer.d/50-bollwerk.conf");
+    assert!(dl.contains("OnCalendar=*-*-* 02:00:00\n"), "{dl}");
+    let log = runner.log();
+    assert!(
+        log.iter().any(
+            |l| l.starts_with("/usr/bin/apt-config -c /var/lib/bollwerk/tmp/")
+                && l.ends_with(" dump Unattended-Upgrade")
+        ),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l
+            == "/usr/bin/systemd-analyze verify --man=no apt-daily.timer apt-daily-upgrade.timer"),
+        "{log:?}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert!(out.contains("0 changes"), "{out}");
+    // unattended = false switches the periodic runs off and removes the drop-ins.
+    let p2 = t.profile("a", &format!("{}[updates]\nunattended = false\n", admin()));
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p2]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        t.read("etc/apt/apt.conf.d/20auto-upgrades")
+            .contains("Unattended-Upgrade \"0\"")
+    );
+    assert!(!t.exists("etc/apt/apt.conf.d/52bollwerk-unattended-upgrades"));
+    assert!(!t.exists("etc/systemd/system/apt-daily.timer.d/50-bollwerk.conf"));
+    for _ in 0..2 {
+        let (st, out) = t.run(&runner, &["rollback"]);
+        assert_eq!(st, ExitStatus::Ok, "{out}");
+    }
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn updates_ubuntu_uses_allowed_origins() {
+    let t = Tree::fixture("ubuntu2204");
+    let p = t.profile(
+        "site",
+        &format!(
+            "{}[updates]\nunattended = true\norigins = [\"security\", \"updates\"]\n",
+            admin()
+        ),
+    );
+    let runner = services_runner();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let uu = t.read("etc/apt/apt.conf.d/52bollwerk-unattended-upgrades");
+    assert!(uu.contains("Unattended-Upgrade::Allowed-Origins {\n    \"${distro_id}:${distro_codename}-security\";\n"), "{uu}");
+    assert!(
+        uu.contains("    \"${distro_id}:${distro_codename}-updates\";\n"),
+        "{uu}"
+    );
+    assert!(!uu.contains("origin=Debian"), "{uu}");
+    assert!(
+        !t.exists("etc/systemd/system/apt-daily-upgrade.timer.d"),
+        "no window, no timer drop-in"
+    );
+}
+
+#[test]
+fn updates_verify_catches_origins_added_elsewhere() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile("site", &format!("{}{UPDATES}", admin()));
+    let runner = services_runner();
+    runner.respond_with("/usr/bin/apt-config dump", |root, cmd| {
+        let mut o = fake_apt_config_dump(root, cmd);
+        o.stdout
+            .push_str("Unattended-Upgrade::Origins-Pattern:: \"origin=*\";\n");
+        o
+    });
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Failure, "{out}");
+}
+
+#[test]
+fn updates_profile_errors() {
+    let t = Tree::fixture("debian12-services");
+    for (bad, key) in [
+        ("[updates]\nwindow = \"3:00\"\n", "updates.window"),
+        (
+            "[updates]\nreboot = true\nreboot_time = \"25:00\"\n",
+            "updates.reboot_time",
+        ),
+        (
+            "[updates]\nreboot_time = \"03:00\"\n",
+            "updates.reboot_time",
+        ),
+        ("[updates]\nmail = \"ops\"\n", "updates.mail"),
+        ("[updates]\norigins = []\n", "updates.origins"),
+    ] {
+        let p = t.profile("bad", bad);
+        let e = bollwerk::profile::load(&p).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{bad}: {e}");
+        assert!(e.position.is_some() && e.hint.is_some(), "{e}");
+    }
+    let p = t.profile("bad", "[updates]\norigins = [\"backports\"]\n");
+    let e = bollwerk::profile::load(&p).unwrap_err();
+    assert!(e.hint.clone().unwrap().contains("security"), "{e}");
 }

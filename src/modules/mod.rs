@@ -16,6 +16,7 @@ pub mod files;
 pub mod logs;
 pub mod packages;
 pub mod sizes;
+pub mod updates;
 
 // -- OS hardening modules (issue 7) --
 
@@ -63,6 +64,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     // -- services (issue 4) --
     m.push(&files::Files);
     m.push(&logs::Logs);
+    m.push(&updates::Updates);
 
     // -- OS hardening (issue 7) --
 

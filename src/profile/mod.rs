@@ -60,6 +60,9 @@ pub struct Profile {
     /// systemd-journald settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journald: Option<crate::modules::logs::JournaldSection>,
+    /// Unattended upgrades and their maintenance window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates: Option<crate::modules::updates::UpdatesSection>,
     // -- audit (issue 5) --
 
     // -- firstboot (issue 6) --
@@ -627,6 +630,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
     crate::modules::files::check_profile(p, layers)?;
     crate::modules::logs::check_profile(p, layers)?;
+    if let Some(u) = &p.updates {
+        crate::modules::updates::check_profile(u, layers)?;
+    }
 
     // -- OS hardening (issue 7) --
 
