@@ -573,7 +573,8 @@ mod tests {
         for bad in ["3:00", "24:00", "03:60", "0300", "03:00:00", "aa:bb"] {
             assert_eq!(parse_hhmm(bad), None, "{bad}");
         }
-        assert_eq!(hhmm((30 + 24 * 60 - 60) % (24 * 60)), "23:30");
+        assert_eq!(hhmm(1410), "23:30");
+        assert_eq!(hhmm(24 * 60 + 30), "00:30");
     }
 
     #[test]
