@@ -225,3 +225,114 @@ fn unattended_upgrade_and_systemd_accept_the_update_configuration() {
     );
     assert!(out.contains("Normalized form: *-*-* 03:00:00"), "{out}");
 }
+
+/// `name = value` lines of a postgresql.conf-style file (quotes removed).
+fn conf_values(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains(" = "))
+        .map(|l| {
+            let (k, v) = l.split_once(" = ").unwrap();
+            let v = v.trim();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v)
+                .replace("''", "'");
+            (k.trim().to_string(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn postgres_starts_with_the_generated_configuration_and_shows_every_value() {
+    let Some(tb) =
+        testbed_or_skip("postgres_starts_with_the_generated_configuration_and_shows_every_value")
+    else {
+        return;
+    };
+    let inst = tb.instance();
+    // A trust line for a network, as found on hosts set up by hand.
+    let hba = inst.read("/etc/postgresql/15/main/pg_hba.conf");
+    inst.write(
+        "/etc/postgresql/15/main/pg_hba.conf",
+        format!("{hba}host    all             all             10.1.0.0/16             trust\n"),
+    );
+    let dir = TempDir::new("pg");
+    let profile = write_profile(
+        &dir,
+        &format!(
+            "{}[postgres]\nworkload = \"web\"\nmemory = \"2GiB\"\ncpus = 4\nstorage = \"ssd\"\nmax_connections = 100\nlisten_addresses = \"localhost\"\nsettings = {{ log_min_duration_statement = \"500ms\", log_lock_waits = true }}\n",
+            admin()
+        ),
+    );
+    let plan = bollwerk(&inst, &["plan", "--profile", &profile]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains(
+            "+host    all             all             10.1.0.0/16             scram-sha-256"
+        ),
+        "{text}"
+    );
+    let out = apply_ok(&inst, &profile);
+    assert!(
+        out.contains("[postgres] 15/main: tuning and hardening"),
+        "{out}"
+    );
+    assert_converged(&inst, &profile);
+
+    let dropin = inst.read("/etc/postgresql/15/main/conf.d/bollwerk.conf");
+    let values = conf_values(&dropin);
+    let get = |k: &str| values.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    // PGTune for 2 GiB / 4 CPUs / web / 100 connections.
+    assert_eq!(get("shared_buffers"), Some("512MB"));
+    assert_eq!(get("effective_cache_size"), Some("1536MB"));
+    assert_eq!(get("maintenance_work_mem"), Some("128MB"));
+    // 3 % of 512 MB is 15728 kB: PGTune rounds that up to 16 MB.
+    assert_eq!(get("wal_buffers"), Some("16MB"));
+    assert_eq!(get("max_connections"), Some("100"));
+    assert_eq!(get("password_encryption"), Some("scram-sha-256"));
+    assert_eq!(get("ssl"), Some("on"), "the snakeoil certificate exists");
+    assert!(values.len() >= 25, "{dropin}");
+
+    // Start the real server (as postgres, socket in a temp dir, own network namespace) and
+    // read every value back.
+    let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
+    let script = format!(
+        "set -e
+         D=/tmp/pgsock; mkdir -p $D /run/postgresql; chown postgres:postgres $D /run/postgresql
+         PGBIN=/usr/lib/postgresql/15/bin
+         if ! runuser -u postgres -- $PGBIN/pg_ctl -D /var/lib/postgresql/15/main -l /tmp/pg.log -w -t 60 \
+              -o \"-c config_file=/etc/postgresql/15/main/postgresql.conf -c unix_socket_directories=$D\" start >/dev/null; then
+           cat /tmp/pg.log; exit 1
+         fi
+         for n in {names}; do printf '%s=%s\\n' $n \"$(runuser -u postgres -- psql -h $D -XAtc \"SHOW $n\")\"; done
+         Q=\"FROM pg_file_settings WHERE (error IS NOT NULL AND name <> 'unix_socket_directories') OR (sourcefile LIKE '%/bollwerk.conf' AND NOT applied)\"
+         echo file_errors=$(runuser -u postgres -- psql -h $D -XAtc \"SELECT count(*) $Q\")
+         runuser -u postgres -- psql -h $D -XAtc \"SELECT * $Q\"
+         echo hba_methods=$(runuser -u postgres -- psql -h $D -XAtc \"SELECT string_agg(DISTINCT auth_method, ',' ORDER BY auth_method) FROM pg_hba_file_rules\")
+         runuser -u postgres -- $PGBIN/pg_ctl -D /var/lib/postgresql/15/main -m fast -w stop >/dev/null",
+        names = names.join(" ")
+    );
+    let started = std::time::Instant::now();
+    let out = inst.sh_net(&script);
+    eprintln!(
+        "timing: postgres start + {} SHOWs + stop: {:.1}s",
+        names.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let shown = stdout_ok(&out, "postgres with the generated configuration");
+    for (name, want) in &values {
+        let line = format!("{name}={want}");
+        assert!(
+            shown.lines().any(|l| l == line),
+            "SHOW {name}: want {want:?}\n{shown}"
+        );
+    }
+    // (unix_socket_directories is overridden on the command line above, so its file value
+    // "could not be applied": that row is the test's doing, not the configuration's.)
+    assert!(shown.contains("file_errors=0\n"), "{shown}");
+    assert!(
+        shown.contains("hba_methods=peer,scram-sha-256\n"),
+        "{shown}"
+    );
+}

@@ -34,7 +34,42 @@ fn services_runner() -> bollwerk::exec::FakeRunner {
     let f = fake_runner();
     f.respond_with("/usr/bin/apt-get", fake_apt);
     f.respond_with("/usr/bin/apt-config dump", fake_apt_config_dump);
+    f.respond_with(
+        "/usr/sbin/runuser -u postgres -- /usr/lib/postgresql/",
+        fake_postgres_c,
+    );
     f
+}
+
+/// A stand-in for `postgres -C NAME`: the value of bollwerk's drop-in (else postgresql.conf's)
+/// in PostgreSQL's base unit, as the real one prints it.
+fn fake_postgres_c(root: &Root, cmd: &Cmd) -> Output {
+    let Some(i) = cmd.args.iter().position(|a| a == "-C") else {
+        return ok_output("");
+    };
+    let name = &cmd.args[i + 1];
+    let mut value = None;
+    for f in [
+        "etc/postgresql/15/main/postgresql.conf",
+        "etc/postgresql/15/main/conf.d/bollwerk.conf",
+    ] {
+        let text = std::fs::read_to_string(root.path().join(f)).unwrap_or_default();
+        for l in text.lines() {
+            let l = l.split('#').next().unwrap_or("");
+            if let Some((k, v)) = l.split_once('=')
+                && k.trim() == name
+            {
+                value = Some(v.trim().trim_matches('\'').to_string());
+            }
+        }
+    }
+    let v = value.unwrap_or_default();
+    let out = match (name.as_str(), v.strip_suffix("MB"), v.strip_suffix("GB")) {
+        ("shared_buffers", Some(mb), _) => (mb.parse::<u64>().unwrap() * 128).to_string(),
+        ("shared_buffers", _, Some(gb)) => (gb.parse::<u64>().unwrap() * 131072).to_string(),
+        _ => v,
+    };
+    ok_output(&format!("{out}\n"))
 }
 
 /// A stand-in for `apt-config dump`: the origin lists of bollwerk's drop-in, as apt prints them.
@@ -593,4 +628,263 @@ fn updates_profile_errors() {
     let p = t.profile("bad", "[updates]\norigins = [\"backports\"]\n");
     let e = bollwerk::profile::load(&p).unwrap_err();
     assert!(e.hint.clone().unwrap().contains("security"), "{e}");
+}
+
+const PG: &str = "[postgres]\nworkload = \"web\"\nmemory = \"auto\"\ncpus = \"auto\"\nstorage = \"ssd\"\nmax_connections = 200\nlisten_addresses = \"localhost\"\nsettings = { log_min_duration_statement = \"500ms\" }\n";
+
+fn dropin(t: &Tree) -> String {
+    t.read("etc/postgresql/15/main/conf.d/bollwerk.conf")
+}
+
+#[test]
+fn postgres_tuned_from_host_facts_and_hardened() {
+    // The fixture describes an 8 GiB / 4-CPU machine (proc/meminfo, proc/cpuinfo, no cgroup limit).
+    let t = Tree::fixture("debian12-services");
+    let hba = t.read("etc/postgresql/15/main/pg_hba.conf");
+    t.write(
+        "etc/postgresql/15/main/pg_hba.conf",
+        &format!("{hba}host    all             all             0.0.0.0/0               trust\nlocal   all             all                                     trust\n"),
+    );
+    let p = t.profile("site", &format!("{}{PG}", admin()));
+    let runner = services_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("checked with `postgres -C (PostgreSQL 15/main)` before activation"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("/usr/bin/systemctl restart postgresql@15-main.service"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("network clients on former trust lines now need a password"),
+        "{plan}"
+    );
+    let before = t.snapshot();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let d = dropin(&t);
+    for line in [
+        "max_connections = 200\n",
+        "shared_buffers = 2GB\n",
+        "effective_cache_size = 6GB\n",
+        "maintenance_work_mem = 512MB\n",
+        "work_mem = 10280kB\n",
+        "wal_buffers = 16MB\n",
+        "random_page_cost = 1.1\n",
+        "effective_io_concurrency = 200\n",
+        "max_parallel_workers_per_gather = 2\n",
+        "password_encryption = 'scram-sha-256'\n",
+        "ssl = on\n",
+        "log_connections = on\n",
+        "log_disconnections = on\n",
+        "log_line_prefix = '%m [%p] %q%u@%d from %h '\n",
+        "listen_addresses = localhost\n",
+        "log_min_duration_statement = 500ms\n",
+    ] {
+        assert!(d.contains(line), "{line:?} missing in\n{d}");
+    }
+    assert!(d.contains("8 GiB (RAM), 4 CPUs (CPUs)"), "{d}");
+    assert_eq!(
+        t.meta("etc/postgresql/15/main/conf.d/bollwerk.conf"),
+        (0o644, 101, 109)
+    );
+    let hba = t.read("etc/postgresql/15/main/pg_hba.conf");
+    assert!(
+        hba.contains(
+            "host    all             all             0.0.0.0/0               scram-sha-256\n"
+        ),
+        "{hba}"
+    );
+    assert!(
+        hba.contains("local   all             all                                     peer\n"),
+        "{hba}"
+    );
+    assert_eq!(
+        t.meta("etc/postgresql/15/main/pg_hba.conf"),
+        (0o640, 101, 109)
+    );
+    // The candidate was parsed by postgres -C as the postgres user before activation.
+    assert!(runner.log().iter().any(|l| l.starts_with("/usr/sbin/runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres -C max_connections -c config_file=/tmp/bollwerk-pgcheck-")), "{:?}", runner.log());
+    assert!(
+        !t.snapshot()
+            .keys()
+            .any(|k| k.starts_with("tmp/bollwerk-pgcheck")),
+        "check directory removed"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert!(out.contains("0 changes"), "{out}");
+    // A setting that is not restart-only changes: reload, not restart.
+    let p2 = t.profile("a", &format!("{}{}", admin(), PG.replace("500ms", "250ms")));
+    let (_, plan) = t.run(&runner, &["plan", "--profile", &p2]);
+    assert!(
+        plan.contains("/usr/bin/systemctl reload postgresql@15-main.service"),
+        "{plan}"
+    );
+    assert!(!plan.contains("systemctl restart postgresql"), "{plan}");
+    let (st, out) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn postgres_in_a_2gib_lxc_on_a_64gib_host_is_tuned_for_2gib() {
+    let t = Tree::fixture("debian12-services");
+    t.write("proc/meminfo", "MemTotal:       67108864 kB\n");
+    t.write("proc/cpuinfo", &"processor\t: 0\n\n".repeat(16));
+    t.write("proc/self/cgroup", "0::/\n");
+    t.write("sys/fs/cgroup/memory.max", "2147483648\n");
+    t.write("sys/fs/cgroup/cpu.max", "200000 100000\n");
+    t.write("run/systemd/container", "lxc\n");
+    let p = t.profile("site", &format!("{}{PG}", admin()));
+    let runner = services_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("tuned for 2 GiB (cgroup memory limit; the host has 64 GiB)"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let d = dropin(&t);
+    assert!(d.contains("shared_buffers = 512MB\n"), "{d}");
+    assert!(d.contains("effective_cache_size = 1536MB\n"), "{d}");
+    // 2 CPUs (cpu.max quota) → no parallel settings.
+    assert!(!d.contains("max_worker_processes"), "{d}");
+    assert!(
+        d.contains("2 CPUs (cgroup CPU limit; the host has 16)"),
+        "{d}"
+    );
+    // (2 GiB − 512 MiB) / ((200 + 8) × 3) = 2520 kB → PGTune's 4 MB floor.
+    assert!(d.contains("work_mem = 4MB\n"), "{d}");
+}
+
+#[test]
+fn postgres_unknown_memory_hardens_only_and_explicit_values_win() {
+    let t = Tree::fixture("debian12-services");
+    std::fs::remove_file(t.path("proc/meminfo")).unwrap();
+    std::fs::remove_file(t.path("proc/cpuinfo")).unwrap();
+    std::fs::remove_dir_all(t.path("sys")).unwrap();
+    let p = t.profile("site", &format!("{}{PG}", admin()));
+    let runner = services_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("memory = \"auto\" but the target's RAM is unknown"),
+        "{plan}"
+    );
+    assert!(!plan.contains("+shared_buffers"), "{plan}");
+    assert!(plan.contains("+max_connections = 200"), "{plan}");
+    assert!(
+        plan.contains("+password_encryption = 'scram-sha-256'"),
+        "{plan}"
+    );
+    // Explicit memory and settings: settings beat computed values.
+    let p = t.profile(
+        "site",
+        &format!(
+            "{}[postgres]\nmemory = \"4GiB\"\ncpus = 2\nsettings = {{ shared_buffers = \"1GB\", jit = true }}\n",
+            admin()
+        ),
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let d = dropin(&t);
+    assert!(
+        d.contains("shared_buffers = 1GB\n") && !d.contains("shared_buffers = 1GB\nshared"),
+        "{d}"
+    );
+    assert_eq!(d.matches("shared_buffers").count(), 1, "{d}");
+    assert!(d.contains("jit = on\n"), "{d}");
+    assert!(d.contains("effective_cache_size = 3GB\n"), "{d}");
+}
+
+#[test]
+fn postgres_include_dir_and_alter_system_overrides() {
+    let t = Tree::fixture("debian12-services");
+    let conf = t.read("etc/postgresql/15/main/postgresql.conf");
+    t.write(
+        "etc/postgresql/15/main/postgresql.conf",
+        &conf.replace("include_dir = 'conf.d'", "#include_dir = 'conf.d'"),
+    );
+    t.write(
+        "var/lib/postgresql/15/main/postgresql.auto.conf",
+        "# Do not edit this file manually!\nwork_mem = '64MB'\n",
+    );
+    let p = t.profile("site", &format!("{}{PG}", admin()));
+    let runner = services_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("activate include_dir = 'conf.d' in postgresql.conf"),
+        "{plan}"
+    );
+    assert!(plan.contains("+include_dir = 'conf.d'"), "{plan}");
+    assert!(
+        plan.contains("work_mem (ALTER SYSTEM; `ALTER SYSTEM RESET work_mem` removes it)"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        t.read("etc/postgresql/15/main/postgresql.conf")
+            .ends_with("include_dir = 'conf.d'\n")
+    );
+    assert_eq!(
+        t.meta("etc/postgresql/15/main/postgresql.conf"),
+        (0o644, 101, 109),
+        "mode and owner kept"
+    );
+}
+
+#[test]
+fn postgres_verify_reports_values_postgres_does_not_read() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile("site", &format!("{}{PG}", admin()));
+    let runner = services_runner();
+    // PostgreSQL answers with a value other than bollwerk.conf's (a later file wins).
+    runner.respond_with("/usr/sbin/runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres -C max_connections -c config_file=/etc/", |_, _| ok_output("100\n"));
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Failure, "{out}");
+}
+
+#[test]
+fn postgres_profile_errors() {
+    let t = Tree::fixture("debian12-services");
+    for (bad, key) in [
+        (
+            "[postgres]\nmax_connections = 0\n",
+            "postgres.max_connections",
+        ),
+        ("[postgres]\nmemory = \"100M\"\n", "postgres.memory"),
+        (
+            "[postgres]\nsettings = { \"Bad-Name\" = 1 }\n",
+            "postgres.settings",
+        ),
+        (
+            "[postgres]\nsettings = { data_directory = \"/x\" }\n",
+            "postgres.settings",
+        ),
+        ("[postgres]\nclusters = [\"main\"]\n", "postgres.clusters"),
+        (
+            "[postgres]\nlisten_addresses = \"a;b\"\n",
+            "postgres.listen_addresses",
+        ),
+    ] {
+        let p = t.profile("bad", bad);
+        let e = bollwerk::profile::load(&p).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{bad}: {e}");
+        assert!(e.position.is_some() && e.hint.is_some(), "{e}");
+    }
+    for bad in [
+        "[postgres]\nmemory = \"lots\"\n",
+        "[postgres]\ncpus = 0\n",
+        "[postgres]\nworkload = \"webapp\"\n",
+    ] {
+        let p = t.profile("bad", bad);
+        let e = bollwerk::profile::load(&p).unwrap_err();
+        assert!(e.position.is_some(), "{bad}: {e}");
+    }
 }

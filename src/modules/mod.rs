@@ -15,6 +15,8 @@ pub mod users;
 pub mod files;
 pub mod logs;
 pub mod packages;
+pub mod pgtune;
+pub mod postgres;
 pub mod sizes;
 pub mod updates;
 
@@ -65,6 +67,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&files::Files);
     m.push(&logs::Logs);
     m.push(&updates::Updates);
+    m.push(&postgres::Postgres);
 
     // -- OS hardening (issue 7) --
 

@@ -63,6 +63,9 @@ pub struct Profile {
     /// Unattended upgrades and their maintenance window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updates: Option<crate::modules::updates::UpdatesSection>,
+    /// PostgreSQL tuning (PGTune, cgroup-aware) and hardening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<crate::modules::postgres::PostgresSection>,
     // -- audit (issue 5) --
 
     // -- firstboot (issue 6) --
@@ -632,6 +635,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     crate::modules::logs::check_profile(p, layers)?;
     if let Some(u) = &p.updates {
         crate::modules::updates::check_profile(u, layers)?;
+    }
+    if let Some(pg) = &p.postgres {
+        crate::modules::postgres::check_profile(pg, layers)?;
     }
 
     // -- OS hardening (issue 7) --
