@@ -336,3 +336,71 @@ fn postgres_starts_with_the_generated_configuration_and_shows_every_value() {
         "{shown}"
     );
 }
+
+#[test]
+fn webapp_postgres_profile_applies_cleanly_and_reapplies_with_zero_changes() {
+    let Some(tb) =
+        testbed_or_skip("webapp_postgres_profile_applies_cleanly_and_reapplies_with_zero_changes")
+    else {
+        return;
+    };
+    let inst = tb.instance();
+    give_dns(&inst);
+    // The app's secrets, deployed world-readable by mistake.
+    inst.write(
+        "/srv/app/.env",
+        "DATABASE_URL=postgres://app:hunter2-system-test@localhost/app\n",
+    );
+    let dir = TempDir::new("webapp");
+    let profile = write_profile(&dir, &format!("extends = \"webapp-postgres\"\n{}", admin()));
+
+    let t = std::time::Instant::now();
+    let plan = bollwerk(&inst, &["plan", "--profile", &profile]);
+    let plan_s = t.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(1), "{}", describe(&plan));
+    assert!(!text.contains("hunter2"), "secret in the plan");
+    assert!(
+        text.contains("permissions of /srv/app/.env (secret"),
+        "{text}"
+    );
+
+    let t = std::time::Instant::now();
+    let out = apply_ok(&inst, &profile);
+    let apply_s = t.elapsed().as_secs_f64();
+    assert!(!out.contains("hunter2"));
+    let t = std::time::Instant::now();
+    assert_converged(&inst, &profile);
+    let reapply_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "timing: webapp-postgres on the testbed: plan {plan_s:.2}s, apply {apply_s:.2}s (incl. apt), re-apply {reapply_s:.2}s"
+    );
+
+    // What the profile promises, checked with the rootfs's own tools.
+    let check = inst.sh_ok(
+        "sshd -t && echo sshd-ok
+         stat -c '%n %a %U:%G' /srv/app/.env /var/log/app
+         logrotate -d /etc/logrotate.d/bollwerk-app 2>&1 | grep -c 'rotating pattern: /var/log/app/\\*.log'
+         unattended-upgrade --dry-run -d 2>&1 | grep '^Allowed origins are:'
+         runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres -C password_encryption -c config_file=/etc/postgresql/15/main/postgresql.conf
+         runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres -C max_connections -c config_file=/etc/postgresql/15/main/postgresql.conf
+         dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n' postgresql fail2ban unattended-upgrades
+         test ! -e /usr/sbin/policy-rc.d && echo no-policy",
+    );
+    for want in [
+        "sshd-ok\n",
+        "/srv/app/.env 600 app:app\n",
+        "/var/log/app 750 app:app\n",
+        "\n1\n",
+        "Allowed origins are: origin=Debian,codename=bookworm-security,label=Debian-Security\n",
+        "scram-sha-256\n200\n",
+        "postgresql ii",
+        "fail2ban ii",
+        "no-policy",
+    ] {
+        assert!(check.contains(want), "{want:?} missing:\n{check}");
+    }
+    // The secret's content is nowhere in bollwerk's journal.
+    let journal = inst.sh_ok("grep -rl hunter2 /var/lib/bollwerk || true");
+    assert!(journal.trim().is_empty(), "secret journaled in {journal}");
+}

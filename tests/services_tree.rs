@@ -888,3 +888,25 @@ fn postgres_profile_errors() {
         assert!(e.position.is_some(), "{bad}: {e}");
     }
 }
+
+#[test]
+fn webapp_postgres_profile_on_the_fixture_converges() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile(
+        "site",
+        &format!("extends = \"webapp-postgres\"\n{}", admin()),
+    );
+    let runner = services_runner();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    // The fixture is an 8 GiB / 4-CPU machine: tuned; postgresql (the metapackage) installed.
+    assert!(dropin(&t).contains("shared_buffers = 2GB\n"));
+    assert!(
+        t.read("var/lib/dpkg/status")
+            .contains("Package: postgresql\n")
+    );
+    assert_eq!(t.meta("srv/app/.env").0, 0o600);
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert!(out.contains("0 changes"), "{out}");
+}

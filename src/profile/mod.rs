@@ -88,7 +88,10 @@ const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
 pub const BUILTIN: &[(&str, &str)] = &[
     ("baseline", include_str!("../../profiles/baseline.toml")),
     // -- issue 4: webapp-postgres --
-
+    (
+        "webapp-postgres",
+        include_str!("../../profiles/webapp-postgres.toml"),
+    ),
     // -- issue 7: cis-level1-server --
 ];
 
