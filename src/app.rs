@@ -222,15 +222,22 @@ fn dispatch(
             match format {
                 Format::Json => w(out, &format!("{v:#}\n"))?,
                 Format::Text => {
+                    let r = &facts.resources;
                     let s = format!(
-                        "os:        {} ({} {})\ncontainer: {}\nlive:      {}\npackages:  {} installed\nusers:     {}\n",
+                        "os:        {} ({} {})\ncontainer: {}\nlive:      {}\npackages:  {} installed\nusers:     {}\nmemory:    {}\ncpus:      {}\n",
                         facts.os.pretty_name,
                         facts.os.id,
                         facts.os.version_id,
                         facts.container.as_deref().unwrap_or("none"),
                         facts.live,
                         facts.packages.len(),
-                        facts.accounts.passwd.entries().count()
+                        facts.accounts.passwd.entries().count(),
+                        r.memory()
+                            .map(|m| format!("{} MiB (from {})", m >> 20, r.source))
+                            .unwrap_or_else(|| "unknown (not the running system)".into()),
+                        r.cpus()
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "unknown".into())
                     );
                     w(out, &s)?;
                 }

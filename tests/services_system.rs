@@ -123,11 +123,14 @@ fn apt_installs_and_removes_for_real_and_validates_a_tool_it_installed() {
     // Take logrotate away: the logs section needs it, so the packages module installs it and
     // the logrotate -d validation waits until it is there.
     inst.sh_ok("dpkg --purge logrotate >/dev/null && ! test -e /usr/sbin/logrotate");
+    // Take unattended-upgrades away too: its postinst writes 20auto-upgrades, so [updates] is
+    // configured in the follow-up run, after the install.
+    inst.sh_ok("dpkg --purge unattended-upgrades >/dev/null && ! test -e /etc/apt/apt.conf.d/20auto-upgrades");
     let dir = TempDir::new("apt");
     let profile = write_profile(
         &dir,
         &format!(
-            "{}[packages]\ninstall = [\"tree\"]\nremove = [\"netcat-openbsd\"]\n\n[[logs]]\nname = \"web\"\npath = \"/var/log/web\"\nrotate = {{ frequency = \"weekly\", keep = 4, missingok = true }}\n",
+            "{}[packages]\ninstall = [\"tree\"]\nremove = [\"netcat-openbsd\"]\n\n[[logs]]\nname = \"web\"\npath = \"/var/log/web\"\nrotate = {{ frequency = \"weekly\", keep = 4, missingok = true }}\n\n[updates]\nunattended = true\nwindow = \"04:00\"\n",
             admin()
         ),
     );
@@ -135,7 +138,7 @@ fn apt_installs_and_removes_for_real_and_validates_a_tool_it_installed() {
     let text = String::from_utf8_lossy(&plan.stdout);
     assert_eq!(plan.status.code(), Some(1), "{}", describe(&plan));
     assert!(
-        text.contains("install --no-install-recommends logrotate tree\n"),
+        text.contains("install --no-install-recommends logrotate unattended-upgrades tree\n"),
         "{text}"
     );
     assert!(text.contains(" remove netcat-openbsd\n"), "{text}");
@@ -147,6 +150,16 @@ fn apt_installs_and_removes_for_real_and_validates_a_tool_it_installed() {
         started.elapsed().as_secs_f64()
     );
     assert!(out.contains("[logs] rotation of /var/log/web"), "{out}");
+    assert!(
+        out.contains("configuring what the packages installed (second run):\n")
+            && out.contains("[updates] unattended upgrades: security"),
+        "{out}"
+    );
+    let origins = inst.sh_ok("unattended-upgrade --dry-run -d 2>&1 | grep '^Allowed origins are:'");
+    assert_eq!(
+        origins.trim(),
+        "Allowed origins are: origin=Debian,codename=bookworm-security,label=Debian-Security"
+    );
     let check = inst.sh_ok(
         "dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n' tree logrotate netcat-openbsd 2>&1; \
          test ! -e /usr/sbin/policy-rc.d && echo no-policy; \
@@ -159,14 +172,24 @@ fn apt_installs_and_removes_for_real_and_validates_a_tool_it_installed() {
     assert_eq!(check.lines().last(), Some("1"), "{check}");
     assert_converged(&inst, &profile);
 
-    // Rollback restores files and says that the packages stay.
+    // Rollback, latest run first: the follow-up run restores 20auto-upgrades as the package
+    // wrote it; the first run's rollback restores files and says that the packages stay.
     let out = bollwerk(&inst, &["rollback"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
-        text.contains("not undone: [packages] install logrotate"),
+        text.contains("/etc/apt/apt.conf.d/20auto-upgrades: content restored"),
         "{text}"
     );
+    let out = bollwerk(&inst, &["rollback"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text.contains("not undone: [packages] install logrotate (logs module), unattended-upgrades (updates module), tree (packages.install)"),
+        "{text}"
+    );
+    assert!(!inst.path("/etc/logrotate.d/bollwerk-web").exists());
+    assert!(inst.path("/usr/sbin/logrotate").exists(), "packages stay");
 }
 
 #[test]

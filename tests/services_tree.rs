@@ -910,3 +910,62 @@ fn webapp_postgres_profile_on_the_fixture_converges() {
     assert_eq!(st, ExitStatus::Ok);
     assert!(out.contains("0 changes"), "{out}");
 }
+
+#[test]
+fn software_installed_by_a_run_is_configured_in_a_follow_up_run() {
+    let t = Tree::fixture("debian12-services");
+    let status = t.read("var/lib/dpkg/status");
+    t.write(
+        "var/lib/dpkg/status",
+        &status.replace(
+            "Package: unattended-upgrades\nStatus: install ok installed\n",
+            "Package: unattended-upgrades\nStatus: deinstall ok config-files\n",
+        ),
+    );
+    let before = t.snapshot();
+    let p = t.profile("site", &format!("{}{UPDATES}", admin()));
+    let runner = services_runner();
+    let (_, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("install --no-install-recommends unattended-upgrades\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("its configuration is planned and applied right after"),
+        "{plan}"
+    );
+    assert!(!plan.contains("52bollwerk-unattended-upgrades"), "{plan}");
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let (first, second) = out
+        .split_once("configuring what the packages installed (second run):\n")
+        .unwrap_or_else(|| panic!("no second run:\n{out}"));
+    assert!(
+        first.contains("[packages] install unattended-upgrades (updates module)"),
+        "{out}"
+    );
+    assert!(
+        second.contains("[updates] unattended upgrades: security"),
+        "{out}"
+    );
+    assert!(t.exists("etc/apt/apt.conf.d/52bollwerk-unattended-upgrades"));
+    let (_, runs) = t.run(&runner, &["runs"]);
+    assert_eq!(
+        runs.lines().filter(|l| l.contains(" apply ")).count(),
+        2,
+        "{runs}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert!(out.contains("0 changes"), "{out}");
+    // Rollback, latest run first, restores every file; the package stays installed.
+    for _ in 0..2 {
+        let (st, out) = t.run(&runner, &["rollback"]);
+        assert_eq!(st, ExitStatus::Ok, "{out}");
+    }
+    let mut after = t.snapshot();
+    let mut before = before;
+    after.remove("var/lib/dpkg/status");
+    before.remove("var/lib/dpkg/status");
+    assert_eq!(after, before);
+}

@@ -104,7 +104,10 @@ pub struct LogSpec {
     /// Which files in the directory rotate (default "*.log").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<String>,
-    /// Rotation; without it only the directory is managed.
+    /// Rotation (`[logs.rotate]` or inline `rotate = { … }`) with the keys `frequency`
+    /// ("hourly"…"yearly"), `keep`, `compress`, `delaycompress`, `notifempty`, `missingok`,
+    /// `create` ("0640 app app"), `copytruncate`, `maxsize` ("100M"), `dateext` and `postrotate`
+    /// (shell commands). Without it only the directory is managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotate: Option<RotateSpec>,
 }

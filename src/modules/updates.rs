@@ -313,6 +313,20 @@ impl Module for Updates {
             return Ok(());
         };
         let on = u.unattended.unwrap_or(true);
+        if on && cx.facts.package("unattended-upgrades").is_none() {
+            if cx.root.exists(&RelPath::lit("usr/bin/apt-get")) {
+                // Its postinst writes 20auto-upgrades: configure it once it is there.
+                p.note(
+                    Level::Info,
+                    "unattended-upgrades is installed by this run; its configuration is planned and applied right after, in the follow-up run",
+                );
+                return Ok(());
+            }
+            p.note(
+                Level::Warning,
+                "unattended-upgrades is not installed and apt-get is missing: the configuration is written, but nothing runs it",
+            );
+        }
         let apt_check: Arc<dyn Validator> = Arc::new(AptConfigCheck);
         let timer_check: Arc<dyn Validator> = Arc::new(TimerCheck);
         let mut changed = p.file_with(
@@ -399,6 +413,14 @@ impl Module for Updates {
                         );
                     }
                 }
+            }
+            if u.reboot == Some(true)
+                && let Some(ct) = &cx.facts.container
+            {
+                p.note(
+                    Level::Info,
+                    format!("the target runs in a container ({ct}): Automatic-Reboot restarts the container only; the kernel is the host's and is updated there"),
+                );
             }
             if u.mail.is_some()
                 && !cx.root.exists(&RelPath::lit("usr/bin/mail"))
