@@ -427,3 +427,68 @@ fn webapp_postgres_profile_applies_cleanly_and_reapplies_with_zero_changes() {
     let journal = inst.sh_ok("grep -rl hunter2 /var/lib/bollwerk || true");
     assert!(journal.trim().is_empty(), "secret journaled in {journal}");
 }
+
+#[test]
+fn apt_waits_while_another_apt_holds_the_lists_lock() {
+    let Some(tb) = testbed_or_skip("apt_waits_while_another_apt_holds_the_lists_lock") else {
+        return;
+    };
+    let inst = tb.instance();
+    give_dns(&inst);
+    let dir = TempDir::new("aptlock");
+    let profile = write_profile(
+        &dir,
+        &format!(
+            "{}[packages]\ninstall = [\"tree\"]\nlock_timeout = \"2m\"\n",
+            admin()
+        ),
+    );
+    // Like apt-daily on first boot: another process holds apt's locks for a while.
+    let holder = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            inst.cmd(&[
+                "python3",
+                "-c",
+                "import fcntl, time\n\
+                 l = open('/var/lib/apt/lists/lock', 'w'); fcntl.lockf(l, fcntl.LOCK_EX)\n\
+                 f = open('/var/lib/dpkg/lock-frontend', 'w'); fcntl.lockf(f, fcntl.LOCK_EX)\n\
+                 open('/var/tmp/locked', 'w').close()\n\
+                 time.sleep(8)\n",
+            ])
+            .output()
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !inst.path("/var/tmp/locked").exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lock holder did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let t = std::time::Instant::now();
+        let out = bollwerk(&inst, &["apply", "--profile", &profile]);
+        let waited = t.elapsed();
+        (h.join().unwrap(), out, waited)
+    });
+    let (lock_out, out, waited) = holder;
+    assert!(lock_out.status.success(), "{}", describe(&lock_out));
+    assert!(
+        out.status.success(),
+        "apply failed instead of waiting:\n{}",
+        describe(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("transient failure, retrying"),
+        "{}",
+        describe(&out)
+    );
+    eprintln!(
+        "timing: apply waited for the lock holder: {:.1}s",
+        waited.as_secs_f64()
+    );
+    assert!(waited >= std::time::Duration::from_secs(5), "{waited:?}");
+    assert!(
+        inst.sh_ok("dpkg-query -W -f '${db:Status-Abbrev}' tree")
+            .starts_with("ii")
+    );
+}
