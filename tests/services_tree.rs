@@ -969,3 +969,32 @@ fn software_installed_by_a_run_is_configured_in_a_follow_up_run() {
     before.remove("var/lib/dpkg/status");
     assert_eq!(after, before);
 }
+
+#[test]
+fn profiles_extending_webapp_postgres_merge_logs_files_and_settings() {
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile(
+        "site",
+        "extends = \"webapp-postgres\"\n[[logs]]\nname = \"app\"\nrotate = { keep = 7 }\n\n[[logs]]\nname = \"worker\"\npath = \"/var/log/worker\"\n\n[[files]]\npath = \"/srv/app/.env\"\nmode = \"0640\"\n\n[postgres]\nsettings = { log_lock_waits = true }\n",
+    );
+    let l = bollwerk::profile::load(&p).unwrap();
+    let logs = &l.profile.logs;
+    assert_eq!(logs.len(), 2);
+    let app = &logs[0];
+    assert_eq!(app.name, "app");
+    let r = app.rotate.as_ref().unwrap();
+    assert_eq!(r.keep, Some(7), "overridden");
+    assert_eq!(
+        r.maxsize.map(|s| s.bytes()),
+        Some(100 << 20),
+        "kept from the base"
+    );
+    assert_eq!(l.profile.files.len(), 1);
+    assert_eq!(l.profile.files[0].mode.map(|m| m.0), Some(0o640));
+    assert_eq!(
+        l.profile.files[0].owner.as_ref().map(|o| o.as_str()),
+        Some("app")
+    );
+    let pg = l.profile.postgres.as_ref().unwrap();
+    assert_eq!(pg.settings.len(), 2, "settings merge key by key");
+}

@@ -90,8 +90,10 @@ pub struct RotateSpec {
 pub struct LogSpec {
     /// Short name (identity; the logrotate file is `etc/logrotate.d/bollwerk-<name>`).
     pub name: String,
-    /// The directory, e.g. "/var/log/app".
-    pub path: AbsPath,
+    /// The directory, e.g. "/var/log/app" (required; optional only so that a profile
+    /// extending another can change an entry without repeating it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<AbsPath>,
     /// Owner of the directory (default root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<UserName>,
@@ -198,10 +200,17 @@ pub fn check_profile(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> 
                 "use lower-case letters, digits, `-` and `_`",
             );
         }
-        if matches!(l.path.as_str(), "/var/log" | "/" | "/etc" | "/var") {
+        let Some(path) = &l.path else {
+            return err(
+                "",
+                format!("logs entry {name} has no path"),
+                "add path = \"/var/log/<app>\"",
+            );
+        };
+        if matches!(path.as_str(), "/var/log" | "/" | "/etc" | "/var") {
             return err(
                 "path",
-                format!("{} is a system directory", l.path),
+                format!("{path} is a system directory"),
                 "give the application its own directory, e.g. /var/log/app",
             );
         }
@@ -252,12 +261,12 @@ fn bool_word(b: Option<bool>, yes: &'static str, no: Option<&'static str>) -> Op
     }
 }
 
-/// Renders `etc/logrotate.d/bollwerk-<name>`.
-pub fn render_logrotate(l: &LogSpec, su: Option<(&str, &str)>) -> String {
+/// Renders `etc/logrotate.d/bollwerk-<name>` for the directory `dir`.
+pub fn render_logrotate(l: &LogSpec, dir: &AbsPath, su: Option<(&str, &str)>) -> String {
     let r = l.rotate.clone().unwrap_or_default();
     let pattern = format!(
         "{}/{}",
-        l.path.as_str().trim_end_matches('/'),
+        dir.as_str().trim_end_matches('/'),
         l.files.as_deref().unwrap_or("*.log")
     );
     let mut out = format!(
@@ -408,7 +417,10 @@ impl Module for Logs {
                 uid,
                 gid,
             };
-            let dir = l.path.rel();
+            let Some(abs) = &l.path else {
+                continue; // rejected when the profile was loaded
+            };
+            let dir = abs.rel();
             p.dir(&cx.root, &dir, perms, format!("log directory {dir}"))?;
             let Some(r) = &l.rotate else { continue };
             if let Some(c) = &r.create {
@@ -444,9 +456,9 @@ impl Module for Logs {
             p.file_with(
                 &cx.root,
                 &rel,
-                render_logrotate(l, su_names).into_bytes(),
+                render_logrotate(l, abs, su_names).into_bytes(),
                 Perms::root(0o644),
-                format!("rotation of {}", l.path),
+                format!("rotation of {abs}"),
                 Visibility::Plain,
                 Some(validator.clone()),
             )?;
@@ -601,7 +613,7 @@ mod tests {
         let l = spec(
             "name = \"app\"\npath = \"/var/log/app\"\nowner = \"app\"\ngroup = \"app\"\nmode = \"0750\"\n[rotate]\nfrequency = \"daily\"\nkeep = 52\ncompress = true\ndelaycompress = true\nnotifempty = true\nmissingok = true\ncreate = \"0640 app app\"\nmaxsize = \"100M\"\npostrotate = \"systemctl reload app\"\n",
         );
-        let text = render_logrotate(&l, Some(("app", "app")));
+        let text = render_logrotate(&l, l.path.as_ref().unwrap(), Some(("app", "app")));
         assert_eq!(
             text,
             format!(
