@@ -467,6 +467,7 @@ fn logs_profile_errors() {
             "[[logs]]\nname = \"x\"\npath = \"/var/log\"\n",
             "logs.x.path",
         ),
+        ("[[logs]]\nname = \"x\"\nmode = \"0750\"\n", "logs.x"),
         (
             "[[logs]]\nname = \"x\"\npath = \"/var/log/x\"\nrotate = { create = \"0640 a b c\" }\n",
             "logs.x.rotate",
