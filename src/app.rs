@@ -146,6 +146,12 @@ fn dispatch(
                         report.restored.len(),
                         if report.restored.len() == 1 { "" } else { "s" }
                     ));
+                    for c in &report.not_undone {
+                        s.push_str(&format!(
+                            "not undone: [{}] {} (`{}`; rollback restores files only)\n",
+                            c.module, c.summary, c.command
+                        ));
+                    }
                     w(out, &s)?;
                 }
             }
@@ -218,15 +224,22 @@ fn dispatch(
             match format {
                 Format::Json => w(out, &format!("{v:#}\n"))?,
                 Format::Text => {
+                    let r = &facts.resources;
                     let s = format!(
-                        "os:        {} ({} {})\ncontainer: {}\nlive:      {}\npackages:  {} installed\nusers:     {}\n",
+                        "os:        {} ({} {})\ncontainer: {}\nlive:      {}\npackages:  {} installed\nusers:     {}\nmemory:    {}\ncpus:      {}\n",
                         facts.os.pretty_name,
                         facts.os.id,
                         facts.os.version_id,
                         facts.container.as_deref().unwrap_or("none"),
                         facts.live,
                         facts.packages.len(),
-                        facts.accounts.passwd.entries().count()
+                        facts.accounts.passwd.entries().count(),
+                        r.memory()
+                            .map(|m| format!("{} MiB (from {})", m >> 20, r.source))
+                            .unwrap_or_else(|| "unknown (not the running system)".into()),
+                        r.cpus()
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "unknown".into())
                     );
                     w(out, &s)?;
                 }
@@ -356,12 +369,38 @@ fn apply(
     }
     let report = report?;
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
+    let mut follow_up: Option<(ApplyReport, Plan)> = None;
     let (verify_plan, findings) = if report.run_id.is_some() {
-        let cx2 = cx.verifier()?;
-        (
-            Some(crate::modules::plan_all(&cx2)?),
-            crate::modules::verify_all(&cx2)?,
-        )
+        // The re-plan uses the verifier context (converging): work a module defers on purpose,
+        // like closing an old SSH port after a move, stays for a later run.
+        let mut cx2 = cx.verifier()?;
+        let mut vp = crate::modules::plan_all(&cx2)?;
+        // -- packages (issue 4) --
+        // Software this run installed (a PostgreSQL cluster, a tool's configuration directory)
+        // could not be planned for before it existed: configure it now, as a second run.
+        if crate::modules::packages::changes_software(&plan) && !vp.is_empty() {
+            if !vp.refusals.is_empty() && !force {
+                let r = &vp.refusals[0];
+                return Err(Error::Unsafe {
+                    reason: format!(
+                        "packages were changed (run {}), but configuring them is refused: {}",
+                        report.run_id.clone().unwrap_or_default(),
+                        r.reason
+                    ),
+                    hint: r.hint.clone(),
+                });
+            }
+            let second = crate::engine::apply::apply(&cx2, &vp)?;
+            if let Some(a) = armed.as_mut() {
+                // A pending `--confirm` reverts this run too.
+                a.record_more(&cx.root, second.run_id.clone())?;
+            }
+            follow_up = Some((second, vp));
+            cx2 = cx2.verifier()?;
+            vp = crate::modules::plan_all(&cx2)?;
+        }
+        let findings = crate::modules::verify_all(&cx2)?;
+        (Some(vp), findings)
     } else {
         (None, Vec::new())
     };
@@ -375,10 +414,26 @@ fn apply(
                 "handlers_skipped": report.handlers_skipped,
                 "findings": findings,
                 "notes": plan.notes,
+                "follow_up": follow_up.as_ref().map(|(r, p)| json!({
+                    "run_id": r.run_id,
+                    "changes": r.applied.iter().map(|(m, s)| json!({"module": m, "summary": s})).collect::<Vec<_>>(),
+                    "handlers": r.handlers.iter().map(|(c, r)| json!({"command": c, "ok": r.is_ok(), "error": r.as_ref().err()})).collect::<Vec<_>>(),
+                    "handlers_skipped": r.handlers_skipped,
+                    "notes": p.notes,
+                })),
             });
             w(out, &format!("{v:#}\n"))?;
         }
-        Format::Text => w(out, &apply_text(&report, &plan, color))?,
+        Format::Text => {
+            w(out, &apply_text(&report, &plan, color))?;
+            if let Some((r, p)) = &follow_up {
+                w(
+                    out,
+                    "configuring what the packages installed (second run):\n",
+                )?;
+                w(out, &apply_text(r, p, color))?;
+            }
+        }
     }
     if let (Some(a), Format::Text) = (&armed, format) {
         w(out, &a.message())?;

@@ -44,6 +44,29 @@ pub struct Cmd {
     /// in a new, empty network namespace, so it can never change the host's firewall, addresses
     /// or `net.*` sysctls; only commands that must download (apt-get) set this.
     pub network: bool,
+    /// Re-run on transient failures (see [`Retry`]); `None`: run once.
+    pub retry: Option<Retry>,
+}
+
+/// When to re-run a failed command: its output names a transient cause (a lock held by another
+/// process, a network hiccup). [`Runner::run_ok`] retries every `delay` until `total` has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// Substrings of stdout/stderr that mark a failure as transient.
+    pub when_output_contains: Vec<String>,
+    /// Pause between attempts.
+    pub delay: Duration,
+    /// Give up once this much time has passed since the first attempt.
+    pub total: Duration,
+}
+
+impl Retry {
+    /// True when a failure with `output` is worth another attempt.
+    pub fn transient(&self, output: &str) -> bool {
+        self.when_output_contains
+            .iter()
+            .any(|p| output.contains(p.as_str()))
+    }
 }
 
 impl Cmd {
@@ -57,6 +80,7 @@ impl Cmd {
             place: Place::InRoot,
             timeout: Duration::from_secs(120),
             network: false,
+            retry: None,
         }
     }
 
@@ -89,6 +113,12 @@ impl Cmd {
     /// Lets the command use the host's network (see [`Cmd::network`]).
     pub fn with_network(mut self) -> Cmd {
         self.network = true;
+        self
+    }
+
+    /// Re-runs the command on transient failures (see [`Retry`]).
+    pub fn retry(mut self, r: Retry) -> Cmd {
+        self.retry = Some(r);
         self
     }
 
@@ -207,20 +237,32 @@ pub trait Runner: Send + Sync {
     /// True when the program of `cmd` exists where it would run.
     fn available(&self, root: &Root, cmd: &Cmd) -> bool;
 
-    /// Runs `cmd` and fails unless it exits 0.
+    /// Runs `cmd` and fails unless it exits 0; with a [`Cmd::retry`] policy, a failure whose
+    /// output names a transient cause is retried until the policy's total time has passed.
     ///
     /// # Errors
     /// As [`Runner::run`], plus [`ExecError::Failed`] on a non-zero exit.
     fn run_ok(&self, root: &Root, cmd: &Cmd) -> Result<Output, ExecError> {
-        let out = self.run(root, cmd)?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(ExecError::Failed {
+        let start = Instant::now();
+        loop {
+            let out = self.run(root, cmd)?;
+            if out.success() {
+                return Ok(out);
+            }
+            let combined = out.combined();
+            if let Some(r) = &cmd.retry
+                && r.transient(&combined)
+                && start.elapsed() + r.delay <= r.total
+            {
+                tracing::warn!(command = %cmd.display(), "transient failure, retrying in {:?}: {}", r.delay, combined.lines().last().unwrap_or(""));
+                std::thread::sleep(r.delay);
+                continue;
+            }
+            return Err(ExecError::Failed {
                 argv: cmd.display(),
                 code: out.code,
-                output: out.combined(),
-            })
+                output: combined,
+            });
         }
     }
 }
@@ -588,6 +630,53 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(err, ExecError::Timeout { .. }));
+    }
+
+    #[test]
+    fn run_ok_retries_transient_failures_only() {
+        let root = Root::new("/").unwrap();
+        let f = FakeRunner::new();
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let m = n.clone();
+        f.respond_with("/usr/bin/apt-get update", move |_, _| {
+            let i = m.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Output {
+                code: if i < 2 { 100 } else { 0 },
+                stdout: String::new(),
+                stderr: "E: Could not get lock /var/lib/apt/lists/lock".into(),
+            }
+        });
+        let retry = Retry {
+            when_output_contains: vec!["Could not get lock".into()],
+            delay: Duration::from_millis(10),
+            total: Duration::from_secs(5),
+        };
+        let cmd = Cmd::in_root("/usr/bin/apt-get", &["update"]).retry(retry.clone());
+        assert!(f.run_ok(&root, &cmd).is_ok());
+        assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // A failure that is not transient is not retried; nor is one past the total time.
+        f.push(
+            "/usr/bin/apt-get install",
+            100,
+            "",
+            "E: Unable to locate package nope",
+        );
+        let cmd = Cmd::in_root("/usr/bin/apt-get", &["install", "nope"]).retry(retry.clone());
+        assert!(f.run_ok(&root, &cmd).is_err());
+        assert_eq!(f.log().iter().filter(|l| l.contains("install")).count(), 1);
+        f.push(
+            "/usr/bin/apt-get remove",
+            100,
+            "",
+            "E: Could not get lock x",
+        );
+        let cmd = Cmd::in_root("/usr/bin/apt-get", &["remove", "x"]).retry(Retry {
+            total: Duration::from_millis(25),
+            ..retry
+        });
+        assert!(f.run_ok(&root, &cmd).is_err());
+        let n = f.log().iter().filter(|l| l.contains("remove")).count();
+        assert!((2..=4).contains(&n), "{n}");
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct Facts {
     /// The root's account databases.
     #[serde(skip)]
     pub accounts: Accounts,
+    /// Memory and CPUs available, honouring cgroup limits (see [`Resources`]).
+    pub resources: Resources,
 }
 
 impl Facts {
@@ -99,12 +101,14 @@ impl Facts {
                 .unwrap_or_default(),
         );
         let accounts = read_accounts(root)?;
+        let resources = Resources::for_root(root);
         Ok(Facts {
             os,
             container,
             live,
             packages,
             accounts,
+            resources,
         })
     }
 
@@ -183,6 +187,185 @@ pub fn parse_dpkg_status(text: &str) -> BTreeMap<String, String> {
     out
 }
 
+// -- services (issue 4): memory and CPUs --
+
+/// Memory and CPUs available to the target, each as the host's figure and the limits of the
+/// cgroup bollwerk runs in (cgroup v2 `memory.max`, `cpu.max`, `cpuset.cpus.effective` along
+/// the path to the cgroup namespace's root; v1 `memory.limit_in_bytes` and CFS quota at the
+/// root). An LXC with 2 GiB on a 64 GiB host has `memory() == 2 GiB`.
+///
+/// Read from the live `/proc` and `/sys` only when the root is `/`. For another root they are
+/// read from `<root>/proc` and `<root>/sys` when those hold plain files (a test fixture or an
+/// image that describes its hardware), never from a mounted procfs/sysfs, which would describe
+/// the machine running bollwerk rather than the target.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Resources {
+    /// `MemTotal` of `proc/meminfo`, bytes.
+    pub host_memory: Option<u64>,
+    /// The lowest cgroup memory limit, bytes (`None`: unlimited or unknown).
+    pub cgroup_memory: Option<u64>,
+    /// Processors listed in `proc/cpuinfo`.
+    pub host_cpus: Option<u32>,
+    /// CPU quota of the cgroup (`cpu.max` quota / period, rounded up).
+    pub cgroup_cpus: Option<u32>,
+    /// CPUs in the cgroup's cpuset.
+    pub cpuset_cpus: Option<u32>,
+    /// Where the figures come from (`/proc and /sys`, `<root>/proc and <root>/sys`, or empty).
+    pub source: String,
+}
+
+impl Resources {
+    /// Usable memory in bytes: the host's, lowered to the cgroup limit.
+    pub fn memory(&self) -> Option<u64> {
+        match (self.host_memory, self.cgroup_memory) {
+            (Some(h), Some(c)) => Some(h.min(c)),
+            (h, c) => h.or(c),
+        }
+    }
+
+    /// Usable CPUs: the host's, lowered to the cgroup quota and cpuset.
+    pub fn cpus(&self) -> Option<u32> {
+        [self.host_cpus, self.cgroup_cpus, self.cpuset_cpus]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Reads the resources that apply to `root` (see the type's documentation).
+    pub fn for_root(root: &Root) -> Resources {
+        if root.is_host() {
+            return Resources::read(Path::new("/proc"), Path::new("/sys"), "/proc and /sys");
+        }
+        let (proc_dir, sys_dir) = (root.path().join("proc"), root.path().join("sys"));
+        if is_kernel_fs(&proc_dir)
+            || is_kernel_fs(&sys_dir.join("fs/cgroup"))
+            || is_kernel_fs(&sys_dir)
+        {
+            return Resources::default();
+        }
+        let r = Resources::read(&proc_dir, &sys_dir, "<root>/proc and <root>/sys");
+        if r.host_memory.is_none() && r.host_cpus.is_none() && r.cgroup_memory.is_none() {
+            return Resources::default();
+        }
+        r
+    }
+
+    /// Reads `meminfo`, `cpuinfo` and `self/cgroup` below `proc_dir` and the cgroup files below
+    /// `sys_dir/fs/cgroup`.
+    pub fn read(proc_dir: &Path, sys_dir: &Path, source: &str) -> Resources {
+        let read = |p: &Path| std::fs::read_to_string(p).ok();
+        let host_memory = read(&proc_dir.join("meminfo")).and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        });
+        let host_cpus = read(&proc_dir.join("cpuinfo"))
+            .map(|t| t.lines().filter(|l| l.starts_with("processor")).count() as u32)
+            .filter(|n| *n > 0);
+        let cg = sys_dir.join("fs/cgroup");
+        // The v2 path of this process, relative to the (namespace's) root.
+        let own = read(&proc_dir.join("self/cgroup"))
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            })
+            .unwrap_or_else(|| "/".into());
+        let mut dirs = Vec::new();
+        let mut cur = std::path::PathBuf::from(own.trim_start_matches('/'));
+        loop {
+            dirs.push(cg.join(&cur));
+            if !cur.pop() {
+                break;
+            }
+        }
+        dirs.dedup();
+        let mut cgroup_memory: Option<u64> = None;
+        let mut cgroup_cpus: Option<u32> = None;
+        let mut cpuset_cpus: Option<u32> = None;
+        let lower64 = |cur: &mut Option<u64>, v: u64| *cur = Some(cur.map_or(v, |c| c.min(v)));
+        let lower32 = |cur: &mut Option<u32>, v: u32| *cur = Some(cur.map_or(v, |c| c.min(v)));
+        for d in &dirs {
+            if let Some(v) = read(&d.join("memory.max")).and_then(|t| t.trim().parse::<u64>().ok())
+            {
+                lower64(&mut cgroup_memory, v);
+            }
+            if let Some(t) = read(&d.join("cpu.max")) {
+                let mut w = t.split_whitespace();
+                if let (Some(Ok(q)), Some(Ok(p))) = (
+                    w.next().map(str::parse::<u64>),
+                    w.next().map(str::parse::<u64>),
+                ) && p > 0
+                {
+                    lower32(&mut cgroup_cpus, q.div_ceil(p).max(1) as u32);
+                }
+            }
+            if let Some(n) = read(&d.join("cpuset.cpus.effective")).and_then(|t| count_cpu_list(&t))
+            {
+                lower32(&mut cpuset_cpus, n);
+            }
+        }
+        // cgroup v1 (root of the hierarchy only).
+        if let Some(v) = read(&cg.join("memory/memory.limit_in_bytes"))
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .filter(|v| *v < 1 << 60)
+        {
+            lower64(&mut cgroup_memory, v);
+        }
+        if let (Some(q), Some(p)) = (
+            read(&cg.join("cpu/cpu.cfs_quota_us")).and_then(|t| t.trim().parse::<i64>().ok()),
+            read(&cg.join("cpu/cpu.cfs_period_us")).and_then(|t| t.trim().parse::<i64>().ok()),
+        ) && q > 0
+            && p > 0
+        {
+            lower32(&mut cgroup_cpus, (q as u64).div_ceil(p as u64) as u32);
+        }
+        Resources {
+            host_memory,
+            cgroup_memory,
+            host_cpus,
+            cgroup_cpus,
+            cpuset_cpus,
+            source: source.to_string(),
+        }
+    }
+}
+
+/// Counts the CPUs of a list like `0-3,8,10-11`.
+fn count_cpu_list(t: &str) -> Option<u32> {
+    let mut n = 0;
+    for part in t.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+                n += b.checked_sub(a)? + 1;
+            }
+            None => {
+                part.parse::<u32>().ok()?;
+                n += 1;
+            }
+        }
+    }
+    (n > 0).then_some(n)
+}
+
+/// True when `p` is on procfs, sysfs or a cgroup file system (the live kernel's view).
+fn is_kernel_fs(p: &Path) -> bool {
+    use nix::sys::statfs::{
+        CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC, statfs,
+    };
+    match statfs(p) {
+        Ok(s) => {
+            let t = s.filesystem_type();
+            t == PROC_SUPER_MAGIC
+                || t == SYSFS_MAGIC
+                || t == CGROUP2_SUPER_MAGIC
+                || t == CGROUP_SUPER_MAGIC
+        }
+        Err(_) => false,
+    }
+}
+
 /// Days since 1970-01-01 (for `etc/shadow`).
 pub fn days_since_epoch() -> u64 {
     std::time::SystemTime::now()
@@ -203,6 +386,48 @@ mod tests {
         assert_eq!(o.id, "ubuntu");
         assert_eq!(o.version_id, "22.04");
         assert!(o.is_debian_family());
+    }
+
+    #[test]
+    fn resources_honour_cgroup_limits() {
+        let d = tempfile::tempdir().unwrap();
+        let w = |p: &str, t: &str| {
+            let p = d.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, t).unwrap();
+        };
+        // A 2 GiB / 2-CPU LXC on a 64 GiB, 16-CPU host.
+        w(
+            "proc/meminfo",
+            "MemTotal:       67108864 kB\nMemFree: 1 kB\n",
+        );
+        w("proc/cpuinfo", &"processor\t: 0\n\n".repeat(16));
+        w("proc/self/cgroup", "0::/init.scope\n");
+        w("sys/fs/cgroup/memory.max", "2147483648\n");
+        w("sys/fs/cgroup/init.scope/memory.max", "max\n");
+        w("sys/fs/cgroup/cpu.max", "200000 100000\n");
+        w("sys/fs/cgroup/cpuset.cpus.effective", "0-3\n");
+        let r = Resources::read(&d.path().join("proc"), &d.path().join("sys"), "test");
+        assert_eq!(r.host_memory, Some(64 << 30));
+        assert_eq!(r.memory(), Some(2 << 30));
+        assert_eq!(r.host_cpus, Some(16));
+        assert_eq!(r.cpuset_cpus, Some(4));
+        assert_eq!(r.cpus(), Some(2));
+        // Unlimited cgroups leave the host's figures; a fractional quota rounds up.
+        w("sys/fs/cgroup/memory.max", "max\n");
+        w("sys/fs/cgroup/cpu.max", "150000 100000\n");
+        let r = Resources::read(&d.path().join("proc"), &d.path().join("sys"), "test");
+        assert_eq!(r.memory(), Some(64 << 30));
+        assert_eq!(r.cpus(), Some(2));
+        assert_eq!(count_cpu_list("0-3,8,10-11"), Some(7));
+        assert_eq!(count_cpu_list(""), None);
+    }
+
+    #[test]
+    fn live_kernel_files_are_not_taken_for_a_target_root() {
+        assert!(is_kernel_fs(Path::new("/proc")));
+        let d = tempfile::tempdir().unwrap();
+        assert!(!is_kernel_fs(d.path()));
     }
 
     #[test]

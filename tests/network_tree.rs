@@ -266,7 +266,7 @@ fn fail2ban_debian12_uses_the_journal_and_skips_absent_services() {
     assert!(f.contains("[sshd]\n# the journal (/var/log/auth.log does not exist: no rsyslog)\nenabled = true\nport = 22\nbackend = systemd\n"), "{f}");
     assert!(
         f.contains(
-            "[recidive]\n# log file /var/log/fail2ban.log\nenabled = true\nbackend = auto\n"
+            "[recidive]\n# fail2ban's own log /var/log/fail2ban.log\nenabled = true\nbackend = auto\n"
         ),
         "{f}"
     );

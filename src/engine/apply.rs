@@ -106,6 +106,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
     };
 
     // 2. Execute, journaling each step.
+    let mut commands_ran = false;
     for change in &plan.changes {
         if let Action::WriteFile {
             validator: Some(v), ..
@@ -122,7 +123,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
                 )));
             }
         }
-        if let Err(e) = execute(cx, &mut journal, change) {
+        if let Err(e) = execute(cx, &mut journal, change, commands_ran) {
             let msg = format!("{}: {e}", change.summary);
             journal.close(RunStatus::Failed, Some(msg.clone()))?;
             return Err(Error::Runtime(format!(
@@ -131,6 +132,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
                 journal.id()
             )));
         }
+        commands_ran |= matches!(change.action, Action::Run { .. });
         report
             .applied
             .push((change.module.to_string(), change.summary.clone()));
@@ -285,7 +287,12 @@ fn run_validator(cx: &Context, v: &Arc<dyn Validator>, staged: &super::Staged) -
     }
 }
 
-fn execute(cx: &Context, journal: &mut Journal, change: &super::Change) -> Result<()> {
+fn execute(
+    cx: &Context,
+    journal: &mut Journal,
+    change: &super::Change,
+    commands_ran: bool,
+) -> Result<()> {
     let root = &cx.root;
     if let Action::Run { cmd, watch } = &change.action {
         return run_command(cx, journal, change.module, &change.summary, cmd, watch);
@@ -295,12 +302,26 @@ fn execute(cx: &Context, journal: &mut Journal, change: &super::Change) -> Resul
     };
     // Drift between plan and apply means the plan is stale: refuse to act on it.
     let now = root.entry(path)?;
+    if commands_ran
+        && matches!(change.action, Action::CreateDir { .. })
+        && matches!(change.before, Entry::Absent)
+        && matches!(now, Entry::Dir { .. })
+    {
+        // An earlier command of this run (a package install) created the directory: it belongs
+        // to that package now, so it is kept as the package made it and not journaled.
+        tracing::info!(path = %path, "directory created by an earlier command of this run; kept as it is");
+        return Ok(());
+    }
     if !same_state(&now, &change.before) {
         return Err(Error::Runtime(format!(
             "{path} changed since the plan was computed; re-run"
         )));
     }
-    let seq = journal.begin(change.module, &change.summary, path, None)?;
+    let seq = if change.secret {
+        journal.begin_secret(change.module, &change.summary, path)?
+    } else {
+        journal.begin(change.module, &change.summary, path, None)?
+    };
     failpoint("apply.after-backup");
     match &change.action {
         Action::WriteFile { content, perms, .. } => root.write_atomic(path, content, *perms)?,
@@ -339,6 +360,15 @@ fn run_command(
     }
     failpoint("apply.before-command");
     let result = cx.runner.run_ok(root, cmd);
+    journal
+        .manifest
+        .commands
+        .push(super::journal::JournalCommand {
+            module: module.to_string(),
+            summary: summary.to_string(),
+            command: cmd.display(),
+            ok: result.is_ok(),
+        });
     for seq in &seqs {
         journal.finish(*seq)?;
     }

@@ -77,6 +77,22 @@ pub struct JournalEntry {
     /// The command that caused it, for effects of commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The path holds a secret: `before`/`after` carry permissions only (no content hash),
+    /// no backup exists, and rollback restores the permissions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+}
+
+/// An entry as recorded for a secret path: kind and permissions, never a content hash.
+fn secret_entry(e: Entry) -> Entry {
+    match e {
+        Entry::File { perms, .. } => Entry::File {
+            sha256: "secret".into(),
+            size: 0,
+            perms,
+        },
+        other => other,
+    }
 }
 
 /// A handler recorded in the journal so rollback can re-run it.
@@ -88,6 +104,20 @@ pub struct JournalHandler {
     pub program: String,
     /// Arguments.
     pub args: Vec<String>,
+}
+
+/// A command a run executed. Rollback restores the command's watched paths, nothing else: what
+/// the command did beyond them (packages installed or removed) stays, and rollback says so.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JournalCommand {
+    /// Module.
+    pub module: String,
+    /// Human summary.
+    pub summary: String,
+    /// The command line.
+    pub command: String,
+    /// True when it exited 0.
+    pub ok: bool,
 }
 
 /// The manifest of one run.
@@ -125,6 +155,9 @@ pub struct Manifest {
     pub handlers: Vec<JournalHandler>,
     /// Changed paths.
     pub entries: Vec<JournalEntry>,
+    /// Commands the run executed (effects outside their watched paths are not undone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<JournalCommand>,
 }
 
 /// The profile a run applied.
@@ -251,6 +284,7 @@ impl Journal {
             error: None,
             handlers: Vec::new(),
             entries: Vec::new(),
+            commands: Vec::new(),
         };
         let j = Journal {
             root: root.clone(),
@@ -297,6 +331,29 @@ impl Journal {
             after: None,
             state: EntryState::Pending,
             command,
+            secret: false,
+        });
+        self.save()?;
+        Ok(seq)
+    }
+
+    /// Records a pending permission change of a secret path: no backup, no content hash.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn begin_secret(&mut self, module: &str, summary: &str, path: &RelPath) -> Result<usize> {
+        let before = secret_entry(self.root.entry(path)?);
+        let seq = self.manifest.entries.len() + 1;
+        self.manifest.entries.push(JournalEntry {
+            seq,
+            module: module.to_string(),
+            summary: summary.to_string(),
+            path: path.clone(),
+            before,
+            after: None,
+            state: EntryState::Pending,
+            command: None,
+            secret: true,
         });
         self.save()?;
         Ok(seq)
@@ -309,7 +366,10 @@ impl Journal {
     pub fn finish(&mut self, seq: usize) -> Result<()> {
         let idx = seq - 1;
         let path = self.manifest.entries[idx].path.clone();
-        let after = self.root.entry(&path)?;
+        let mut after = self.root.entry(&path)?;
+        if self.manifest.entries[idx].secret {
+            after = secret_entry(after);
+        }
         let e = &mut self.manifest.entries[idx];
         e.after = Some(after);
         e.state = EntryState::Done;
@@ -419,6 +479,9 @@ pub struct RollbackReport {
     pub restored: Vec<(RelPath, String)>,
     /// Handlers to run (live systems).
     pub handlers: Vec<JournalHandler>,
+    /// Commands of the rolled-back run whose effects beyond their watched paths rollback does
+    /// not undo (e.g. `apt-get install`: the packages stay installed).
+    pub not_undone: Vec<JournalCommand>,
 }
 
 /// Picks the run a bare `bollwerk rollback` undoes: the latest apply run that changed
@@ -454,7 +517,10 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
     // Conflicts first: nothing is touched when any path changed since the run.
     let mut conflicts = Vec::new();
     for e in target.entries.iter().rev() {
-        let cur = root.entry(&e.path)?;
+        let mut cur = root.entry(&e.path)?;
+        if e.secret {
+            cur = secret_entry(cur);
+        }
         let ok = match (&e.state, &e.after) {
             (EntryState::Done, Some(after)) => same(&cur, after) || same(&cur, &e.before),
             _ => true, // interrupted: either old or new; restore old
@@ -462,7 +528,9 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
         if !ok {
             conflicts.push(format!("{} changed since run {id}", e.path));
         }
-        if let Entry::File { sha256, .. } = &e.before {
+        if let Entry::File { sha256, .. } = &e.before
+            && !e.secret
+        {
             let b = backup_dir.join(sha256).map_err(Error::Runtime)?;
             match root.read(&b)? {
                 Some(bytes) if crate::root::sha256_hex(&bytes) == *sha256 => {}
@@ -497,8 +565,25 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
     journal.manifest.rollback_of = Some(id.to_string());
     let mut restored = Vec::new();
     for e in target.entries.iter().rev() {
-        let cur = root.entry(&e.path)?;
+        let mut cur = root.entry(&e.path)?;
+        if e.secret {
+            cur = secret_entry(cur);
+        }
         if same(&cur, &e.before) {
+            continue;
+        }
+        if e.secret {
+            // Permissions only: the content was never recorded and is not touched.
+            let summary = format!("restore permissions of {}", e.path);
+            let seq = journal.begin_secret(&e.module, &summary, &e.path)?;
+            match &e.before {
+                Entry::File { perms, .. } | Entry::Dir { perms } => {
+                    root.set_perms(&e.path, *perms)?
+                }
+                _ => {}
+            }
+            journal.finish(seq)?;
+            restored.push((e.path.clone(), "permissions restored (secret)".to_string()));
             continue;
         }
         let seq = journal.begin(&e.module, &format!("restore {}", e.path), &e.path, None)?;
@@ -515,6 +600,7 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
         run_id: journal.id().to_string(),
         restored,
         handlers: target.handlers,
+        not_undone: target.commands.into_iter().filter(|c| c.ok).collect(),
     })
 }
 

@@ -159,6 +159,9 @@ pub struct Change {
     pub before: Entry,
     /// Old content of a file being rewritten (for the diff).
     pub old_content: Option<Vec<u8>>,
+    /// The path holds a secret: only its permissions change, and its content (not even a
+    /// hash of it) is never backed up or recorded in the journal.
+    pub secret: bool,
 }
 
 /// A service action to run after a module's files changed, only on a live system.
@@ -609,6 +612,26 @@ impl<'p> Planner<'p> {
         Ok(true)
     }
 
+    /// Like [`Planner::perms`] for a file holding a secret (`.env`, keys): the change is
+    /// journaled without a backup or hash of the content, and rollback restores the
+    /// permissions only.
+    ///
+    /// # Errors
+    /// When the current state cannot be read.
+    pub fn secret_perms(
+        &mut self,
+        root: &Root,
+        path: &RelPath,
+        perms: Perms,
+        summary: impl Into<String>,
+    ) -> Result<bool> {
+        let changed = self.perms(root, path, perms, summary)?;
+        if changed && let Some(c) = self.plan.changes.last_mut() {
+            c.secret = true;
+        }
+        Ok(changed)
+    }
+
     /// Ensures `path` is a symlink to `target`.
     ///
     /// # Errors
@@ -730,6 +753,7 @@ impl<'p> Planner<'p> {
             action,
             before,
             old_content,
+            secret: false,
         });
     }
 }

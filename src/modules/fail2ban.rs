@@ -480,6 +480,22 @@ fn log_source(
     if paths.is_empty() {
         return Err("it names no log file".into());
     }
+    // fail2ban's own log: described the same way whether it exists yet or not (the text goes
+    // into the rendered file, which must not change once the log appears); created when missing.
+    if let Some(o) = own
+        && paths.iter().any(|p| p == o)
+    {
+        let create = if glob_exists(cx, o) {
+            vec![]
+        } else {
+            vec![o.to_string()]
+        };
+        return Ok((
+            Source::Files(paths.clone()),
+            format!("fail2ban's own log {o}"),
+            create,
+        ));
+    }
     let present: Vec<String> = paths
         .iter()
         .filter(|p| glob_exists(cx, p))
@@ -490,15 +506,6 @@ fn log_source(
             Source::Files(paths.clone()),
             format!("log file {}", present.join(" ")),
             vec![],
-        ));
-    }
-    if let Some(o) = own
-        && paths.iter().any(|p| p == o)
-    {
-        return Ok((
-            Source::Files(paths.clone()),
-            format!("fail2ban's own log {o} (created now, fail2ban writes it)"),
-            vec![o.to_string()],
         ));
     }
     if paths.iter().all(|p| SYSLOG_FILES.contains(&p.as_str())) {
@@ -686,6 +693,16 @@ impl Module for Fail2ban {
             return Ok(());
         };
         let installed = cx.root.exists(&RelPath::lit("usr/bin/fail2ban-client"));
+        if !installed && !cx.root.exists(&RelPath::lit("etc/fail2ban/jail.conf")) {
+            // Jails are fitted to the filters and logs of the installed fail2ban; without it
+            // there is nothing to fit to yet. The packages step installs it and the follow-up
+            // run of the same apply writes the jails.
+            Planner::new(self.name(), plan).note(
+                Level::Info,
+                "fail2ban is not installed yet: the packages step installs it, then the jails are fitted and written (follow-up run of the same apply)",
+            );
+            return Ok(());
+        }
         let fitted = fit(cx, s, plan)?;
         let backend = firewall::resolve_backend(cx);
         let mut p = Planner::new(self.name(), plan);

@@ -17,6 +17,13 @@ pub mod netcommon;
 pub mod sysctl;
 
 // -- services modules (issue 4) --
+pub mod files;
+pub mod logs;
+pub mod packages;
+pub mod pgtune;
+pub mod postgres;
+pub mod sizes;
+pub mod updates;
 
 // -- OS hardening modules (issue 7) --
 
@@ -53,6 +60,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     let mut m: Vec<&'static dyn Module> = Vec::new();
 
     // -- packages (issue 4) --
+    m.push(&packages::Packages);
 
     m.push(&host::Host);
     m.push(&users::Users);
@@ -64,6 +72,10 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&fail2ban::Fail2ban);
 
     // -- services (issue 4) --
+    m.push(&files::Files);
+    m.push(&logs::Logs);
+    m.push(&updates::Updates);
+    m.push(&postgres::Postgres);
 
     // -- OS hardening (issue 7) --
 

@@ -55,7 +55,25 @@ pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail2ban: Option<crate::modules::fail2ban::Fail2banSection>,
     // -- services (issue 4): packages, updates, postgres, logs, journald, files --
-
+    /// Packages to install and remove (apt). Packages other sections need are installed
+    /// without being listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<crate::modules::packages::PackagesSection>,
+    /// Files holding secrets (`.env`): mode and owner only, contents never shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::modules::files::FileSpec>,
+    /// Log directories and their rotation (`etc/logrotate.d/bollwerk-<name>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<crate::modules::logs::LogSpec>,
+    /// systemd-journald settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journald: Option<crate::modules::logs::JournaldSection>,
+    /// Unattended upgrades and their maintenance window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates: Option<crate::modules::updates::UpdatesSection>,
+    /// PostgreSQL tuning (PGTune, cgroup-aware) and hardening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<crate::modules::postgres::PostgresSection>,
     // -- audit (issue 5) --
 
     // -- firstboot (issue 6) --
@@ -70,7 +88,8 @@ const KEYED_ARRAYS: &[(&str, &str)] = &[
     ("users", "name"),
     ("groups", "name"),
     // -- services (issue 4) --
-
+    ("files", "path"),
+    ("logs", "name"),
     // -- firstboot (issue 6) --
     ("firstboot.write_files", "path"),
 ];
@@ -81,7 +100,10 @@ const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
 pub const BUILTIN: &[(&str, &str)] = &[
     ("baseline", include_str!("../../profiles/baseline.toml")),
     // -- issue 4: webapp-postgres --
-
+    (
+        "webapp-postgres",
+        include_str!("../../profiles/webapp-postgres.toml"),
+    ),
     // -- issue 7: cis-level1-server --
 ];
 
@@ -688,6 +710,17 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
 
     // -- services (issue 4) --
+    if let Some(s) = &p.packages {
+        crate::modules::packages::check_profile(s, layers)?;
+    }
+    crate::modules::files::check_profile(p, layers)?;
+    crate::modules::logs::check_profile(p, layers)?;
+    if let Some(u) = &p.updates {
+        crate::modules::updates::check_profile(u, layers)?;
+    }
+    if let Some(pg) = &p.postgres {
+        crate::modules::postgres::check_profile(pg, layers)?;
+    }
 
     // -- OS hardening (issue 7) --
 

@@ -42,6 +42,10 @@ pub struct Pending {
     pub ufw_was_active: bool,
     /// The run to roll back (set once the apply created its journal).
     pub run_id: Option<String>,
+    /// Runs the same apply made after the first (configuring installed packages); rolled back
+    /// first, newest first.
+    #[serde(default)]
+    pub later_runs: Vec<String>,
 }
 
 fn read_pending(root: &Root) -> Result<Option<Pending>> {
@@ -72,6 +76,17 @@ impl Armed {
     /// When the state file cannot be written.
     pub fn record(&mut self, root: &Root, run_id: Option<String>) -> Result<()> {
         self.pending.run_id = run_id;
+        write_pending(root, &self.pending)
+    }
+
+    /// Records a further run of the same apply (reverted before the first one).
+    ///
+    /// # Errors
+    /// When the state file cannot be written.
+    pub fn record_more(&mut self, root: &Root, run_id: Option<String>) -> Result<()> {
+        if let Some(id) = run_id {
+            self.pending.later_runs.push(id);
+        }
         write_pending(root, &self.pending)
     }
 
@@ -167,6 +182,7 @@ pub fn arm(cx: &Context, plan: &Plan, after: Duration) -> Result<Option<Armed>> 
         backend: format!("{backend:?}").to_lowercase(),
         ufw_was_active,
         run_id: None,
+        later_runs: Vec::new(),
     };
     write_pending(root, &pending)?;
     let secs = format!("{}s", after.as_secs().max(1));
@@ -266,7 +282,8 @@ pub fn revert(root: &Root, runner: &dyn Runner) -> Result<String> {
                     .map(|m| m.id)
             })
     });
-    if let Some(id) = run {
+    let runs: Vec<String> = p.later_runs.iter().rev().cloned().chain(run).collect();
+    for id in runs {
         let rolled = crate::engine::journal::lock(root)
             .and_then(|_lock| crate::engine::journal::rollback(root, &id, false));
         match rolled {
