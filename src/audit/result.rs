@@ -294,7 +294,7 @@ impl Report {
             .iter()
             .filter(|r| r.status == Status::Fail)
             .collect();
-        f.sort_by(|a, b| b.severity.cmp(&a.severity));
+        f.sort_by_key(|r| std::cmp::Reverse(r.severity));
         f
     }
 }
