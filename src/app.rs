@@ -234,6 +234,9 @@ fn dispatch(
         // -- network (issue 3) --
 
         // -- audit (issue 5) --
+        Command::Audit(a) => crate::audit::cmd::audit(root_path, a, runner, out, color),
+        Command::Checks(c) => crate::audit::cmd::checks(c, out),
+        Command::InstallUnits(a) => crate::audit::cmd::install_units(root_path, a, out),
 
         // -- firstboot (issue 6) --
         Command::Completions { shell } => {

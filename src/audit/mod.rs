@@ -7,9 +7,11 @@
 
 pub mod catalog;
 pub mod check;
+pub mod cmd;
 pub mod expect;
 pub mod facts;
 pub mod probe;
+pub mod report;
 pub mod result;
 
 use std::collections::BTreeMap;

@@ -91,7 +91,7 @@ pub fn expected(p: &Probe) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        Probe::Sshd { key, expect } => format!("{key} {} (sshd -T)", describe(expect)),
+        Probe::Sshd { key, expect } => format!("sshd {key} {}", describe(expect)),
         Probe::Sysctl { key, expect } => {
             format!("{key} {} (configured and live)", describe(expect))
         }
