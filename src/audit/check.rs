@@ -43,6 +43,10 @@ pub struct Check {
     /// `container` and the probe kind has no built-in reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub na_reason: Option<String>,
+    /// Report section (default: the first component of `cis`, else `bollwerk`); lets
+    /// bollwerk's own checks sit next to the CIS ones they complement (`5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
     /// Preconditions; when one does not hold the result is `not_applicable`.
     #[serde(default, skip_serializing_if = "When::is_empty")]
     pub when: When,
@@ -122,6 +126,13 @@ pub struct When {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub package: Vec<String>,
+    /// None of these packages (globs allowed) is installed.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub absent_package: Vec<String>,
     /// The active firewall backend is this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<FirewallBackend>,
@@ -133,7 +144,10 @@ pub struct When {
 impl When {
     /// True when there are no preconditions.
     pub fn is_empty(&self) -> bool {
-        self.package.is_empty() && self.firewall.is_none() && self.profile_key.is_none()
+        self.package.is_empty()
+            && self.absent_package.is_empty()
+            && self.firewall.is_none()
+            && self.profile_key.is_none()
     }
 }
 
@@ -260,6 +274,13 @@ pub struct Expect {
     /// The integers in the value are at least these, position by position.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub numbers_min: Vec<i64>,
+    /// The value is a duration (`600`, `10m`, `1h`, `1d`, `1w`; plain numbers are seconds) of at
+    /// least this many seconds (`-1` counts as forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_seconds: Option<i64>,
+    /// The value is a duration of at most this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<i64>,
     /// The value to judge when the setting is not set anywhere (the program's built-in default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
@@ -308,6 +329,8 @@ pub enum AccountRule {
     PasswordChangeInPast,
     /// Root's password is set or locked (root access is controlled).
     RootAccessControlled,
+    /// Root's password is locked (`!`/`*` in `etc/shadow`): root logs in with keys only.
+    RootLocked,
     /// Root's `PATH` (from `etc/environment`, `root/.profile`, `root/.bashrc`) has no empty,
     /// `.` or group/world-writable entry.
     RootPath,
@@ -704,6 +727,9 @@ impl Check {
     /// The report section: the first component of the CIS number (`5`), or `bollwerk` for
     /// bollwerk's own checks.
     pub fn section(&self) -> &str {
+        if let Some(s) = &self.section {
+            return s;
+        }
         match &self.cis {
             Some(c) => c.split('.').next().unwrap_or("bollwerk"),
             None => "bollwerk",

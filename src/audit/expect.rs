@@ -91,6 +91,53 @@ fn parse_int(v: &str) -> Option<i64> {
     })
 }
 
+/// Parses a duration: `600`, `10m`, `1h 30m`, `1d`, `2w`, `-1` (forever: `i64::MAX`).
+pub fn parse_duration(v: &str) -> Option<i64> {
+    let v = v.trim().trim_matches('"');
+    if v == "-1" {
+        return Some(i64::MAX);
+    }
+    let mut total = 0i64;
+    let mut num = String::new();
+    let mut any = false;
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        if c.is_whitespace() {
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(*n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let n: i64 = num.parse().ok()?;
+        num.clear();
+        let mult = match unit.to_ascii_lowercase().as_str() {
+            "s" | "sec" | "second" | "seconds" => 1,
+            "m" | "min" | "minute" | "minutes" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "w" | "week" | "weeks" => 604_800,
+            _ => return None,
+        };
+        total += n * mult;
+        any = true;
+    }
+    if !num.is_empty() {
+        total += num.parse::<i64>().ok()?;
+        any = true;
+    }
+    any.then_some(total)
+}
+
 /// Why `value` does not satisfy `e` (`None`: it does).
 pub fn violation(e: &Expect, value: &str) -> Option<String> {
     let v = value.trim();
@@ -178,6 +225,22 @@ pub fn violation(e: &Expect, value: &str) -> Option<String> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+        }
+    }
+    if e.min_seconds.is_some() || e.max_seconds.is_some() {
+        let Some(secs) = parse_duration(v) else {
+            return Some("not a duration".into());
+        };
+        if let Some(min) = e.min_seconds
+            && secs != i64::MAX
+            && secs < min
+        {
+            return Some(format!("shorter than {min} s"));
+        }
+        if let Some(max) = e.max_seconds
+            && secs > max
+        {
+            return Some(format!("longer than {max} s"));
         }
     }
     if !e.numbers_max.is_empty() || !e.numbers_min.is_empty() {
@@ -268,6 +331,12 @@ pub fn describe(e: &Expect) -> String {
     if !e.list_subset_of.is_empty() {
         parts.push(format!("only {}", e.list_subset_of.join(", ")));
     }
+    match (e.min_seconds, e.max_seconds) {
+        (Some(a), Some(b)) => parts.push(format!("between {a} s and {b} s")),
+        (Some(a), None) => parts.push(format!("≥ {a} s")),
+        (None, Some(b)) => parts.push(format!("≤ {b} s")),
+        (None, None) => {}
+    }
     if !e.numbers_max.is_empty() {
         parts.push(format!(
             "numbers ≤ {}",
@@ -333,6 +402,21 @@ mod tests {
         assert_eq!(violation(&e, "a b"), None);
         assert!(violation(&e, "a c").is_some());
         assert!(violation(&e, "").is_some());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("600"), Some(600));
+        assert_eq!(parse_duration("10m"), Some(600));
+        assert_eq!(parse_duration("1h 30m"), Some(5400));
+        assert_eq!(parse_duration("-1"), Some(i64::MAX));
+        assert_eq!(parse_duration("x"), None);
+        let e = Expect {
+            min_seconds: Some(600),
+            ..Default::default()
+        };
+        assert_eq!(violation(&e, "1h"), None);
+        assert!(violation(&e, "5m").is_some());
     }
 
     #[test]

@@ -289,23 +289,20 @@ impl<'a> AuditCx<'a> {
                     }
                 };
                 if comp.contains(['*', '?']) {
-                    let names = rel(base)
-                        .or_else(|| (base.is_empty()).then(|| RelPath::lit(".")))
-                        .and_then(|r| {
-                            if base.is_empty() {
-                                std::fs::read_dir(self.root.path()).ok().map(|rd| {
-                                    let mut v: Vec<String> = rd
-                                        .filter_map(|e| e.ok())
-                                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                                        .collect();
-                                    v.sort();
-                                    v
-                                })
-                            } else {
-                                self.root.list_dir(&r).ok()
-                            }
+                    let dir = if base.is_empty() {
+                        Some(self.root.path().to_path_buf())
+                    } else {
+                        rel(base).map(|r| self.root.resolve_follow(&r))
+                    };
+                    let mut names: Vec<String> = dir
+                        .and_then(|d| std::fs::read_dir(d).ok())
+                        .map(|rd| {
+                            rd.filter_map(|e| e.ok())
+                                .map(|e| e.file_name().to_string_lossy().into_owned())
+                                .collect()
                         })
                         .unwrap_or_default();
+                    names.sort();
                     for n in names {
                         if glob_match(comp, &n) && !n.starts_with('.') || *comp == n {
                             next.push(join(&n));
@@ -1253,15 +1250,13 @@ fn walk(cx: &AuditCx, roots: &[String]) -> Result<Walk, String> {
     let mut starts: Vec<PathBuf> = Vec::new();
     let mut top_hits = Walk::default();
     for r in roots {
-        let Some(rr) =
-            rel(r).or_else(|| (r.trim_matches('/').is_empty()).then(|| RelPath::lit(".")))
-        else {
-            continue;
-        };
         let p = if r.trim_matches('/').is_empty() {
             base.clone()
         } else {
-            cx.root.resolve(&rr)
+            match rel(r) {
+                Some(rr) => cx.root.resolve(&rr),
+                None => continue,
+            }
         };
         if p == base {
             for e in std::fs::read_dir(&p).map_err(|e| format!("listing {}: {e}", p.display()))? {

@@ -226,6 +226,13 @@ fn unmet(cx: &AuditCx, c: &Check) -> Option<String> {
     if !w.package.is_empty() && w.package.iter().all(|p| cx.installed(p).is_empty()) {
         return Some(format!("{} not installed", w.package.join(" / ")));
     }
+    if let Some(p) = w
+        .absent_package
+        .iter()
+        .find(|p| !cx.installed(p).is_empty())
+    {
+        return Some(format!("{p} is installed"));
+    }
     if let Some(fw) = w.firewall {
         let active = match cx.firewall() {
             Ok(f) => match fw {

@@ -1326,6 +1326,22 @@ fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
                 }
             }
         }
+        AccountRule::RootLocked => match a.shadow.as_ref().and_then(|s| s.get("root").cloned()) {
+            None => Outcome::error("no root entry in etc/shadow"),
+            Some(r) => Outcome::judge(
+                r.hash.starts_with('!') || r.hash.starts_with('*'),
+                format!(
+                    "root password {} (etc/shadow)",
+                    if r.hash.starts_with('!') || r.hash.starts_with('*') {
+                        "locked"
+                    } else if r.hash.is_empty() {
+                        "empty"
+                    } else {
+                        "set, not locked"
+                    }
+                ),
+            ),
+        },
         AccountRule::RootPath => {
             let mut paths = Vec::new();
             for f in [
