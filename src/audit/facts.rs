@@ -258,6 +258,17 @@ impl<'a> AuditCx<'a> {
         })
     }
 
+    /// Replaces the profile data the checks see (and the scan roots taken from it).
+    pub fn set_profile_data(&mut self, j: serde_json::Value) {
+        let v = profile_values(&j, "audit.scan_roots");
+        self.scan_roots = (!v.is_empty()).then(|| {
+            v.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        });
+        self.profile_json = Some(j);
+    }
+
     /// True when live kernel state is judged.
     pub fn live(&self) -> bool {
         self.proc_dir.is_some()
