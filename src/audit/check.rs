@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// One catalog file: `[[check]]` tables.
@@ -74,7 +75,9 @@ fn all_scopes() -> Vec<Scope> {
 }
 
 /// Severity of a failed check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Hygiene.
@@ -172,7 +175,7 @@ impl FirewallBackend {
 }
 
 /// How to fix a failure: the profile key that fixes it and/or a manual step.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fix {
     /// Dotted profile key (`ssh.permit_root_login`; `[]` for "each element": `users[].shell`).

@@ -196,10 +196,16 @@ fn cost_rank(p: &Probe) -> u8 {
 
 /// Judges one check: level, scope, preconditions, then the probe.
 pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
-    let expected = c
-        .expected
-        .clone()
-        .unwrap_or_else(|| probe::expected(&c.probe));
+    let expected = c.expected.clone().unwrap_or_else(|| match c.probe {
+        // Rule-like probes: the title says it best.
+        Probe::Accounts { .. }
+        | Probe::Firewall { .. }
+        | Probe::PgHba { .. }
+        | Probe::Apparmor { .. }
+        | Probe::WorldWritable { .. }
+        | Probe::Unowned { .. } => c.title.clone(),
+        _ => probe::expected(&c.probe),
+    });
     let covered = cx.profile_json.as_ref().map(|_| {
         c.fix
             .key

@@ -681,9 +681,40 @@ pub fn load(text: &str, what: &str) -> Result<Report> {
     Ok(r)
 }
 
+/// The JSON Schema of `bollwerk.report/v1` (`docs/report-schema.json`), generated from the
+/// result types.
+pub fn report_schema() -> serde_json::Value {
+    let mut v = serde_json::to_value(schemars::schema_for!(Report)).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "$id".into(),
+            serde_json::json!("https://bollwerk.invalid/schema/bollwerk.report/v1.json"),
+        );
+        o.insert(
+            "title".into(),
+            serde_json::json!("bollwerk audit report (bollwerk.report/v1)"),
+        );
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_schema_is_up_to_date() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report-schema.json");
+        let want = format!("{:#}\n", report_schema());
+        if std::env::var_os("BOLLWERK_UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/report-schema.json is stale: run BOLLWERK_UPDATE_SCHEMA=1 cargo test --lib report_schema"
+        );
+    }
 
     #[test]
     fn xml_and_labels_escape() {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::check::{Check, Fix, Severity, section_name};
@@ -12,7 +13,9 @@ use super::check::{Check, Fix, Severity, section_name};
 pub const REPORT_SCHEMA: &str = "bollwerk.report/v1";
 
 /// Outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// The target is as expected.
@@ -56,7 +59,7 @@ impl std::fmt::Display for Status {
 }
 
 /// The judgement of one check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckResult {
     /// Check id.
     pub id: String,
@@ -113,7 +116,7 @@ impl CheckResult {
 }
 
 /// Counts and score of a set of results.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Counts {
     /// Passed.
     pub pass: u32,
@@ -166,7 +169,7 @@ impl Counts {
 }
 
 /// Counts of one report section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SectionSummary {
     /// Section id (`5`, `bollwerk`).
     pub id: String,
@@ -181,7 +184,7 @@ pub struct SectionSummary {
 }
 
 /// Summary of a report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// Counts and score over all results.
     #[serde(flatten)]
@@ -223,7 +226,7 @@ impl Summary {
 }
 
 /// Facts about the audited host recorded in the report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HostInfo {
     /// Host name (`etc/hostname`).
     pub hostname: String,
@@ -241,7 +244,7 @@ pub struct HostInfo {
 }
 
 /// The profile an audit was run against.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProfileInfo {
     /// Its name (source).
     pub name: String,
@@ -250,7 +253,7 @@ pub struct ProfileInfo {
 }
 
 /// The tool that made the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolInfo {
     /// `bollwerk`.
     pub name: String,
@@ -261,7 +264,7 @@ pub struct ToolInfo {
 }
 
 /// A complete audit report (`bollwerk.report/v1`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     /// `bollwerk.report/v1`.
     pub schema: String,
