@@ -212,16 +212,16 @@ pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
             .as_ref()
             .is_some_and(|k| !cx.profile_values(k).is_empty())
     });
-    let o = if c.level > level {
-        Outcome::skipped(format!(
-            "level {} check; the audit judges level {level}",
-            c.level
-        ))
-    } else if let (Some(ct), false) = (&cx.facts.container, c.applies_to_containers()) {
+    let o = if let (Some(ct), false) = (&cx.facts.container, c.applies_to_containers()) {
         Outcome::na(format!(
             "container ({ct}): {}",
             c.container_reason()
                 .unwrap_or_else(|| "does not apply in containers".into())
+        ))
+    } else if c.level > level {
+        Outcome::skipped(format!(
+            "level {} check; the audit judges level {level}",
+            c.level
         ))
     } else if let Some(reason) = unmet(cx, c) {
         Outcome::na(reason)
