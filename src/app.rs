@@ -343,6 +343,10 @@ fn apply(
             f.join("\n  ")
         )));
     }
+    // audit (issue 5): the optional audit after apply (`audit.after_apply`); stderr only.
+    if let Some(line) = crate::audit::cmd::after_apply(&root, runner, &loaded) {
+        eprintln!("{line}");
+    }
     Ok(ExitStatus::Ok)
 }
 

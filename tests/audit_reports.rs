@@ -574,3 +574,60 @@ fn html_report_renders_in_headless_chromium() {
     );
     eprintln!("screenshot: {}", shot.display());
 }
+
+#[test]
+fn profile_audit_section_after_apply_exclude_and_threshold() {
+    let t = Tree::fixture("debian12");
+    let runner = common::tree::fake_runner();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(
+        &p,
+        "[host]\nlock_root_password = true\n[[users]]\nname = \"alice\"\ngroups = [\"sudo\"]\nsudo = \"password\"\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHPci/6iPPKNm3TqnlFNu0Zy6jtqtz5kw0YO3RjFH01v alice@laptop\"]\n[audit]\nafter_apply = true\nexclude = [\"accounts.root-locked\"]\nfail_under = 0\n",
+    )
+    .unwrap();
+    let (code, out) = cli(
+        t.root(),
+        &["apply", "--profile", p.to_str().unwrap()],
+        &runner,
+    );
+    assert_eq!(code, 0, "{out}");
+    let root = Root::new(t.root()).unwrap();
+    let saved = report::saved_reports(&root).unwrap();
+    assert_eq!(saved.len(), 1, "apply saved an audit report");
+    let r = report::load(&root.read_string(&saved[0]).unwrap().unwrap(), "saved").unwrap();
+    let x = r
+        .results
+        .iter()
+        .find(|x| x.id == "accounts.root-locked")
+        .unwrap();
+    assert_eq!(x.status, Status::Skipped);
+    assert!(x.evidence.contains("audit.exclude"));
+    // Checks the profile covers are marked.
+    let covered = r
+        .results
+        .iter()
+        .find(|x| x.id == "accounts.root-locked")
+        .unwrap();
+    assert_eq!(covered.covered_by_profile, Some(true));
+    // fail_under = 0 from the profile: exit 0 despite high-severity failures.
+    let (code, _) = cli(
+        t.root(),
+        &["audit", "--profile", p.to_str().unwrap()],
+        &runner,
+    );
+    assert_eq!(code, 0);
+    let (code, _) = cli(t.root(), &["audit"], &runner);
+    assert_eq!(code, 1);
+    // An unknown id in audit.exclude is bad input.
+    std::fs::write(&p, "[audit]\nexclude = [\"no.such\"]\n").unwrap();
+    assert_eq!(
+        cli(
+            t.root(),
+            &["audit", "--profile", p.to_str().unwrap()],
+            &runner
+        )
+        .0,
+        2
+    );
+}

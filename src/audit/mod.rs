@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod expect;
 pub mod facts;
 pub mod probe;
+pub mod profile;
 pub mod report;
 pub mod result;
 
@@ -218,6 +219,12 @@ pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
             c.container_reason()
                 .unwrap_or_else(|| "does not apply in containers".into())
         ))
+    } else if cx
+        .profile_values("audit.exclude")
+        .iter()
+        .any(|v| v.as_str() == Some(c.id.as_str()))
+    {
+        Outcome::skipped("excluded by the profile (audit.exclude)")
     } else if c.level > level {
         Outcome::skipped(format!(
             "level {} check; the audit judges level {level}",

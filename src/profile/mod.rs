@@ -49,7 +49,9 @@ pub struct Profile {
     // -- services (issue 4): packages, updates, postgres, logs, journald, files --
 
     // -- audit (issue 5) --
-
+    /// Compliance audit settings: scan roots, excluded checks, threshold, audit after apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::audit::profile::AuditSection>,
     // -- firstboot (issue 6) --
 
     // -- OS hardening (issue 7) --
