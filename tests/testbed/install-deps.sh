@@ -13,6 +13,8 @@ packages=(
   iproute2              # ip netns
   openssh-client        # ssh, ssh-keygen (the test's client side)
   sshpass               # password-login attempts
+  systemd-container     # systemd-nspawn (booted-container tests)
+  chromium              # headless rendering of the audit's HTML report
 )
 
 missing=()
