@@ -286,6 +286,9 @@ fn dispatch(
         }
 
         // -- audit (issue 5) --
+        Command::Audit(a) => crate::audit::cmd::audit(root_path, a, runner, out, color),
+        Command::Checks(c) => crate::audit::cmd::checks(c, out),
+        Command::InstallUnits(a) => crate::audit::cmd::install_units(root_path, a, out),
 
         // -- firstboot (issue 6) --
         Command::Firstboot(args) => crate::firstboot::run(&cli.global, args, runner, out),
@@ -462,6 +465,10 @@ fn apply(
             report.run_id.unwrap_or_default(),
             f.join("\n  ")
         )));
+    }
+    // audit (issue 5): the optional audit after apply (`audit.after_apply`); stderr only.
+    if let Some(line) = crate::audit::cmd::after_apply(&root, runner, &loaded) {
+        eprintln!("{line}");
     }
     Ok(ExitStatus::Ok)
 }

@@ -146,6 +146,14 @@ pub enum Command {
     },
 
     // -- audit (issue 5): audit, checks, install-units --
+    /// Audit the target against the CIS Ubuntu 22.04 check catalog, read-only (exit 0:
+    /// compliant, 1: findings, 2: bad input, 3: failure).
+    Audit(crate::audit::cmd::AuditArgs),
+    /// The check catalog: ids, CIS numbers, rationale, the profile key that fixes each.
+    #[command(subcommand)]
+    Checks(crate::audit::cmd::ChecksCommand),
+    /// Install the periodic audit units (bollwerk-audit.service/.timer) into the root.
+    InstallUnits(crate::audit::cmd::InstallUnitsArgs),
 
     // -- firstboot (issue 6): firstboot --
     /// First boot: read instance data (NoCloud, ConfigDrive, Hetzner/OpenStack/EC2 metadata)

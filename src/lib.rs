@@ -6,6 +6,7 @@
 //! back up, write atomically, journal) → verify; [`engine::journal`] rolls runs back.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod engine;
 pub mod error;

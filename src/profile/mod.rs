@@ -75,7 +75,9 @@ pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<crate::modules::postgres::PostgresSection>,
     // -- audit (issue 5) --
-
+    /// Compliance audit settings: scan roots, excluded checks, threshold, audit after apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::audit::profile::AuditSection>,
     // -- firstboot (issue 6) --
     /// First boot: files and commands from instance user-data (`write_files`, `runcmd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,7 @@ packages=(
   musl-tools            # static release build (ring's C code)
   file                  # checks the static build
   openssl               # local HTTPS server for the key-fetch test
+  chromium              # headless rendering of the audit's HTML report
 )
 
 missing=()

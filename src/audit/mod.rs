@@ -1,0 +1,312 @@
+//! The compliance audit: the check catalog ([`check`], [`catalog`]), the result model
+//! ([`result`]), shared facts ([`facts`]), probes ([`probe`]) and the engine ([`run`]) that
+//! judges every check in parallel.
+//!
+//! Read-only: nothing in this module writes to the target (only `--save` in the CLI writes
+//! reports, under `var/lib/bollwerk/reports/`).
+
+pub mod catalog;
+pub mod check;
+pub mod cmd;
+pub mod expect;
+pub mod facts;
+pub mod probe;
+pub mod profile;
+pub mod report;
+pub mod result;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use catalog::Catalog;
+use check::{Check, Probe};
+use expect::Outcome;
+use facts::AuditCx;
+use result::{
+    CheckResult, HostInfo, ProfileInfo, REPORT_SCHEMA, Report, Status, Summary, ToolInfo,
+};
+
+use crate::exec::Runner;
+use crate::profile::Loaded;
+use crate::root::{RelPath, Root};
+
+/// How to run an audit.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Highest CIS level to judge (checks above it are `skipped`).
+    pub level: u8,
+    /// Live kernel state (`/proc`); default: `/proc` when the root is `/`.
+    pub proc_dir: Option<PathBuf>,
+    /// Live `/sys`; default: `/sys` when the root is `/`.
+    pub sys_dir: Option<PathBuf>,
+    /// systemd runs on the audited system (live `systemctl`/`fail2ban-client` queries);
+    /// default: the root is `/` and `/run/systemd/system` exists.
+    pub systemd_running: Option<bool>,
+    /// Only these check ids (tests, `checks` subsets); `None`: all.
+    pub only: Option<Vec<String>>,
+    /// Worker threads (default: 2 × CPUs, at most 8).
+    pub threads: Option<usize>,
+    /// Profile data as JSON, instead of the loaded profile's (tests; profile sections this
+    /// build does not know yet).
+    pub profile_data: Option<serde_json::Value>,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            level: 1,
+            proc_dir: None,
+            sys_dir: None,
+            systemd_running: None,
+            only: None,
+            threads: None,
+            profile_data: None,
+        }
+    }
+}
+
+/// Runs the audit of `root` with `catalog`.
+///
+/// # Errors
+/// When the root's basic files cannot be read (every probe problem is an `error` result).
+pub fn run(
+    catalog: &Catalog,
+    root: Root,
+    runner: &dyn Runner,
+    profile: Option<&Loaded>,
+    opts: &AuditOptions,
+) -> crate::Result<Report> {
+    let started = std::time::SystemTime::now();
+    let t0 = Instant::now();
+    let host = root.is_host();
+    let proc_dir = opts
+        .proc_dir
+        .clone()
+        .or_else(|| host.then(|| PathBuf::from("/proc")));
+    let sys_dir = opts
+        .sys_dir
+        .clone()
+        .or_else(|| host.then(|| PathBuf::from("/sys")));
+    let systemd_running = opts
+        .systemd_running
+        .unwrap_or_else(|| host && std::path::Path::new("/run/systemd/system").is_dir());
+    let mut cx = AuditCx::new(root, runner, profile, proc_dir, sys_dir, systemd_running)?;
+    if let Some(d) = &opts.profile_data {
+        cx.set_profile_data(d.clone());
+    }
+    let checks: Vec<&Check> = catalog
+        .checks
+        .iter()
+        .filter(|c| opts.only.as_ref().is_none_or(|o| o.contains(&c.id)))
+        .collect();
+    // Expensive shared facts first, so they start while cheap checks run.
+    let mut order: Vec<usize> = (0..checks.len()).collect();
+    order.sort_by_key(|i| cost_rank(&checks[*i].probe));
+    let slots: Vec<Mutex<Option<(CheckResult, f64)>>> =
+        (0..checks.len()).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let threads = opts.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get() * 2)
+            .min(8)
+    });
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { break };
+                    let t = Instant::now();
+                    let r = judge_check(&cx, checks[i], opts.level);
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some((r, ms));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = Vec::with_capacity(checks.len());
+    let mut probe_ms = BTreeMap::new();
+    for (slot, c) in slots.into_iter().zip(&checks) {
+        let (r, ms) = slot.into_inner().ok().flatten().unwrap_or_else(|| {
+            (
+                CheckResult::new(c, Status::Error, "the probe panicked".into(), String::new()),
+                0.0,
+            )
+        });
+        probe_ms.insert(r.id.clone(), ms);
+        results.push(r);
+    }
+    let summary = Summary::of(&results, &probe_ms);
+    let timestamp = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let hostname = cx
+        .root
+        .read_string(&RelPath::lit("etc/hostname"))
+        .ok()
+        .flatten()
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Ok(Report {
+        schema: REPORT_SCHEMA.into(),
+        tool: ToolInfo {
+            name: "bollwerk".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            catalog_checks: catalog.checks.len(),
+        },
+        host: HostInfo {
+            hostname,
+            os: cx.facts.os.pretty_name.clone(),
+            os_id: format!("{} {}", cx.facts.os.id, cx.facts.os.version_id)
+                .trim()
+                .to_string(),
+            container: cx.facts.container.clone(),
+            root: cx.root.path().display().to_string(),
+            live: cx.live(),
+        },
+        profile: profile.map(|l| ProfileInfo {
+            name: l.name(),
+            digest: l.digest.clone(),
+        }),
+        level: opts.level,
+        started: rfc3339(timestamp),
+        timestamp,
+        duration_seconds: (t0.elapsed().as_secs_f64() * 1e4).round() / 1e4,
+        summary,
+        results,
+    })
+}
+
+fn cost_rank(p: &Probe) -> u8 {
+    match p {
+        Probe::WorldWritable { .. } | Probe::Unowned { .. } => 0,
+        Probe::Sshd { .. } => 1,
+        Probe::Firewall { .. } => 2,
+        Probe::All { probes } | Probe::Any { probes } => {
+            probes.iter().map(cost_rank).min().unwrap_or(9)
+        }
+        _ => 9,
+    }
+}
+
+/// Judges one check: level, scope, preconditions, then the probe.
+pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
+    let expected = c.expected.clone().unwrap_or_else(|| match c.probe {
+        // Rule-like probes: the title says it best.
+        Probe::Accounts { .. }
+        | Probe::Firewall { .. }
+        | Probe::PgHba { .. }
+        | Probe::Apparmor { .. }
+        | Probe::WorldWritable { .. }
+        | Probe::Unowned { .. } => c.title.clone(),
+        _ => probe::expected(&c.probe),
+    });
+    let covered = cx.profile_json.as_ref().map(|_| {
+        c.fix
+            .key
+            .as_ref()
+            .is_some_and(|k| !cx.profile_values(k).is_empty())
+    });
+    let o = if let (Some(ct), false) = (&cx.facts.container, c.applies_to_containers()) {
+        Outcome::na(format!(
+            "container ({ct}): {}",
+            c.container_reason()
+                .unwrap_or_else(|| "does not apply in containers".into())
+        ))
+    } else if cx
+        .profile_values("audit.exclude")
+        .iter()
+        .any(|v| v.as_str() == Some(c.id.as_str()))
+    {
+        Outcome::skipped("excluded by the profile (audit.exclude)")
+    } else if c.level > level {
+        Outcome::skipped(format!(
+            "level {} check; the audit judges level {level}",
+            c.level
+        ))
+    } else if let Some(reason) = unmet(cx, c) {
+        Outcome::na(reason)
+    } else {
+        probe::eval(cx, &c.probe)
+    };
+    let mut r = CheckResult::new(c, o.status, o.evidence, expected);
+    r.covered_by_profile = covered;
+    r
+}
+
+/// Why a check's preconditions do not hold (`None`: they hold).
+fn unmet(cx: &AuditCx, c: &Check) -> Option<String> {
+    let w = &c.when;
+    if !w.package.is_empty() && w.package.iter().all(|p| cx.installed(p).is_empty()) {
+        return Some(format!("{} not installed", w.package.join(" / ")));
+    }
+    if let Some(p) = w
+        .absent_package
+        .iter()
+        .find(|p| !cx.installed(p).is_empty())
+    {
+        return Some(format!("{p} is installed"));
+    }
+    if let Some(fw) = w.firewall {
+        let active = match cx.firewall() {
+            Ok(f) => match fw {
+                check::FirewallBackend::Ufw => f.ufw,
+                check::FirewallBackend::Nftables => f.nftables && !f.ufw,
+            },
+            Err(e) => return Some(format!("firewall configuration unreadable: {e}")),
+        };
+        if !active {
+            return Some(format!("{} is not the active firewall", fw.as_str()));
+        }
+    }
+    if let Some(k) = &w.profile_key {
+        if cx.profile_json.is_none() {
+            return Some(format!("needs a profile declaring {k} (--profile)"));
+        }
+        if cx.profile_values(k).is_empty() {
+            return Some(format!("the profile does not set {k}"));
+        }
+    }
+    None
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2026-11-24T22:13:15Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_790_000_000), "2026-09-21T14:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
