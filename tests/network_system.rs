@@ -243,6 +243,9 @@ fn ufw_files_match_the_ufw_command_and_filter_between_namespaces() {
     // The same rules added with the ufw command in a second instance give the same files.
     let reference = tb.instance();
     let script = "set -e
+ufw allow in on lo comment 'bollwerk'
+ufw deny in from 127.0.0.0/8 comment 'bollwerk'
+ufw deny in from ::1 comment 'bollwerk'
 ufw limit 22/tcp comment 'bollwerk: ssh (always open)'
 ufw allow 80/tcp comment 'bollwerk'
 ufw allow 443/tcp comment 'bollwerk'

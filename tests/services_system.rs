@@ -426,6 +426,46 @@ fn webapp_postgres_profile_applies_cleanly_and_reapplies_with_zero_changes() {
     // The secret's content is nowhere in bollwerk's journal.
     let journal = inst.sh_ok("grep -rl hunter2 /var/lib/bollwerk || true");
     assert!(journal.trim().is_empty(), "secret journaled in {journal}");
+
+    // apply, then audit with the same profile: every check the profile covers is green
+    // (the firewall, fail2ban, updates, PostgreSQL, logs and secrets checks included).
+    let audit = bollwerk(&inst, &["audit", "--profile", &profile, "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
+        .unwrap_or_else(|e| panic!("audit JSON: {e}\n{}", describe(&audit)));
+    let covered: Vec<&serde_json::Value> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["covered_by_profile"] == true)
+        .collect();
+    assert!(covered.len() > 60, "only {} covered checks", covered.len());
+    let bad: Vec<String> = covered
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r["status"].as_str(),
+                Some("pass" | "not_applicable" | "skipped")
+            )
+        })
+        .map(|r| format!("{} {}: {}", r["id"], r["status"], r["evidence"]))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "covered checks not green after apply:\n  {}",
+        bad.join("\n  ")
+    );
+    for id in [
+        "firewall.default-deny-input",
+        "firewall.loopback",
+        "firewall.ssh-allowed",
+        "secrets.file-mode",
+    ] {
+        let r = covered
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not covered"));
+        assert_eq!(r["status"], "pass", "{id}: {}", r["evidence"]);
+    }
 }
 
 #[test]

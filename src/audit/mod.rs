@@ -207,12 +207,7 @@ pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
         | Probe::Unowned { .. } => c.title.clone(),
         _ => probe::expected(&c.probe),
     });
-    let covered = cx.profile_json.as_ref().map(|_| {
-        c.fix
-            .key
-            .as_ref()
-            .is_some_and(|k| !cx.profile_values(k).is_empty())
-    });
+    let covered = cx.profile_json.as_ref().map(|_| covered_by(cx, c));
     let o = if let (Some(ct), false) = (&cx.facts.container, c.applies_to_containers()) {
         Outcome::na(format!(
             "container ({ct}): {}",
@@ -238,6 +233,33 @@ pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
     let mut r = CheckResult::new(c, o.status, o.evidence, expected);
     r.covered_by_profile = covered;
     r
+}
+
+/// True when the profile sets the key that fixes the check. A package list (`packages.install`,
+/// `packages.remove`) covers a package check only when it names one of the check's packages:
+/// installing *something* does not fix "aide is installed".
+fn covered_by(cx: &AuditCx, c: &Check) -> bool {
+    let Some(k) = c.fix.key.as_ref() else {
+        return false;
+    };
+    let values = cx.profile_values(k);
+    if values.is_empty() {
+        return false;
+    }
+    if matches!(k.as_str(), "packages.install" | "packages.remove") {
+        let names: Vec<&String> = match &c.probe {
+            Probe::Package { name, .. } => name.iter().collect(),
+            _ => Vec::new(),
+        };
+        if !names.is_empty() {
+            return values.iter().filter_map(|v| v.as_str()).any(|listed| {
+                names
+                    .iter()
+                    .any(|n| crate::sshd_config::glob_match(n, listed))
+            });
+        }
+    }
+    true
 }
 
 /// Why a check's preconditions do not hold (`None`: they hold).

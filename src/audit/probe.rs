@@ -1491,26 +1491,36 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
                     "no base chain with hook {hook} in etc/nftables.conf"
                 ));
             }
-            let bad: Vec<String> = hooked
+            // A packet passes a hook only when every base chain on it accepts it, so one base
+            // chain with a drop policy makes the effective default "drop" even next to a chain
+            // with policy accept (Debian's default `table inet filter`).
+            type Chains<'a> = Vec<&'a (String, String)>;
+            let (dropping, accepting): (Chains, Chains) = hooked
                 .iter()
-                .filter(|(_, b)| !(b.contains("policy drop") || b.contains("policy reject")))
-                .map(|(n, _)| n.clone())
-                .collect();
+                .partition(|(_, b)| b.contains("policy drop") || b.contains("policy reject"));
+            let names = |v: &[&(String, String)]| {
+                v.iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             Outcome::judge(
-                bad.is_empty(),
-                if bad.is_empty() {
+                !dropping.is_empty(),
+                if dropping.is_empty() {
+                    format!(
+                        "{hook} chain(s) {} accept by default, none drops (etc/nftables.conf)",
+                        names(&accepting)
+                    )
+                } else if accepting.is_empty() {
                     format!(
                         "{hook} chain(s) {} policy drop (etc/nftables.conf)",
-                        hooked
-                            .iter()
-                            .map(|(n, _)| n.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        names(&dropping)
                     )
                 } else {
                     format!(
-                        "{hook} chain(s) {} accept by default (etc/nftables.conf)",
-                        bad.join(", ")
+                        "{hook} chain(s) {} policy drop, which decides over {} with policy accept (etc/nftables.conf)",
+                        names(&dropping),
+                        names(&accepting)
                     )
                 },
             )

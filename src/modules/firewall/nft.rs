@@ -90,6 +90,8 @@ pub fn render(
         policy(s.incoming())
     ));
     o.push_str("\t\tiif \"lo\" accept comment \"loopback\"\n");
+    o.push_str("\t\tiif != \"lo\" ip saddr 127.0.0.0/8 drop comment \"loopback address from outside (spoofed)\"\n");
+    o.push_str("\t\tiif != \"lo\" ip6 saddr ::1 drop comment \"loopback address from outside (spoofed)\"\n");
     o.push_str("\t\tct state established,related accept\n\t\tct state invalid drop\n");
     if !ipv6 {
         o.push_str("\t\tmeta nfproto ipv6 accept comment \"ipv6 = false: IPv6 is not filtered\"\n");

@@ -156,6 +156,22 @@ fn ufw_src(r: &Rule, v6: bool) -> String {
     }
 }
 
+/// The CIS loopback rules as `ufw allow in on lo`, `ufw deny in from 127.0.0.0/8` and
+/// `ufw deny in from ::1` (each with bollwerk's comment) write them: loopback accepted, and
+/// loopback addresses arriving on any other interface (spoofed) dropped.
+pub fn loopback_rules(v6: bool) -> String {
+    let c = hex_encode("bollwerk");
+    if v6 {
+        format!(
+            "\n### tuple ### allow any any ::/0 any ::/0 in_lo comment={c}\n-A ufw6-user-input -i lo -j ACCEPT\n\n### tuple ### deny any any ::/0 any ::1 in comment={c}\n-A ufw6-user-input -s ::1 -j DROP\n"
+        )
+    } else {
+        format!(
+            "\n### tuple ### allow any any 0.0.0.0/0 any 0.0.0.0/0 in_lo comment={c}\n-A ufw-user-input -i lo -j ACCEPT\n\n### tuple ### deny any any 0.0.0.0/0 any 127.0.0.0/8 in comment={c}\n-A ufw-user-input -s 127.0.0.0/8 -j DROP\n"
+        )
+    }
+}
+
 /// Renders one bollwerk rule as ufw writes it (tuple line plus iptables lines).
 pub fn render_rule(r: &Rule, v6: bool) -> String {
     let chain = if v6 { "ufw6" } else { "ufw" };
@@ -376,6 +392,9 @@ pub fn plan(
         let current = cx.root.read_string(&rel)?.unwrap_or_default();
         let existing = parse_rules(&current);
         let mut body = String::new();
+        if !v6 || s.ipv6() {
+            body.push_str(&loopback_rules(v6));
+        }
         for r in rules {
             let fam_v6 = r.from.as_ref().map(|f| f.is_v6());
             let fits = match fam_v6 {
