@@ -152,6 +152,26 @@ fn proxmox_cloud_config_provisions_once() {
     assert_eq!(report["findings"].as_array().unwrap().len(), 0);
     // The whole thing is one journaled run that rolls back.
     assert!(report["run_id"].as_str().is_some());
+    // The audit ran on the provisioned host: its report is saved next to the first-boot
+    // report and in the history, and every check the profile covers is green.
+    let audit = &report["audit"];
+    assert_eq!(
+        audit["report"], "/var/lib/bollwerk/firstboot/audit.json",
+        "{audit}"
+    );
+    assert!(
+        audit["covered_by_profile"].as_u64().unwrap() > 20,
+        "{audit}"
+    );
+    assert_eq!(
+        audit["covered_failing"].as_array().unwrap().len(),
+        0,
+        "{audit}"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/audit.json")).unwrap();
+    assert_eq!(saved["schema"], "bollwerk.report/v1");
+    assert!(t.exists(audit["saved"].as_str().unwrap()));
 
     // Second boot, same instance: nothing to do, nothing touched.
     let before = t.snapshot_with_mtime(true);

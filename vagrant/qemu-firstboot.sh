@@ -174,8 +174,8 @@ ssh_keys = ["$pub"]
 [ssh]
 port = 2222
 EOF
-    # -- firewall (issue 3): the section below activates when this build has [firewall].
-    #    Adjust the keys to the firewall module's schema when it lands. --
+    # The firewall allows only the new SSH port and 443 (the section activates when this build
+    # has [firewall]).
     if [ "$firewall" = 1 ]; then
         printf '\n[firewall]\nallow = ["2222/tcp", "443/tcp"]\n'
     fi
@@ -340,7 +340,11 @@ import json,sys; r=json.loads(sys.argv[1]); assert r['status']=='provisioned' an
         echo "PENDING (issue 3, firewall): 'a port the firewall does not allow is unreachable' — this build has no [firewall]"
     fi
     if [ "$audit" = 1 ]; then
-        check "1: saved audit report exists" vm_ssh "$P_SSH" admin 'sudo ls /var/lib/bollwerk/firstboot/ | grep -q audit'
+        check "1: saved audit report exists" vm_ssh "$P_SSH" admin 'sudo test -s /var/lib/bollwerk/firstboot/audit.json'
+        audit_summary=$(python3 -c "import json,sys; a=json.loads(sys.argv[1]).get('audit') or {}; print(json.dumps(a))" "$report")
+        echo "first-boot audit: $audit_summary"
+        check "1: every check the profile covers passes in the guest's audit" \
+            python3 -c "import json,sys; a=json.loads(sys.argv[1]); assert a.get('covered_by_profile',0) > 20 and a.get('covered_failing') == [], a" "$audit_summary"
     else
         echo "PENDING (issue 5, audit): 'the saved audit report exists and the profile-covered checks pass' — this build has no audit command"
     fi

@@ -806,9 +806,10 @@ pub fn run(
             .into_iter()
             .map(|f| format!("{}: {}", f.module, f.message)),
     );
-    // -- audit (issue 5): run the audit on the provisioned host here and save its report next
-    //    to the first-boot report (`var/lib/bollwerk/firstboot/`); record its path and summary
-    //    under "audit" in the report below. --
+    // The audit of the provisioned host: saved next to the first-boot report and in the
+    // report history (`--compare last` starts from it); its summary goes into the report. An
+    // audit problem is recorded, never a reason to fail first boot.
+    let audit = firstboot_audit(&root, runner, &prep.loaded);
     let elapsed = started.elapsed();
     let mid = read_trim(&root, "etc/machine-id")?.unwrap_or_default();
     let doc = json!({
@@ -826,7 +827,7 @@ pub fn run(
         "notes": plan.notes,
         "findings": findings,
         "handlers": report.handlers.iter().map(|(c, r)| json!({"command": c, "ok": r.is_ok(), "error": r.as_ref().err()})).collect::<Vec<_>>(),
-        "audit": serde_json::Value::Null,
+        "audit": audit,
         "started": started_at,
         "duration_ms": elapsed.as_millis() as u64,
         "phases_ms": {
@@ -887,4 +888,58 @@ pub fn run(
             findings.join("\n  ")
         )))
     }
+}
+
+/// Where first boot saves its audit report.
+pub const AUDIT_REPORT: &str = "var/lib/bollwerk/firstboot/audit.json";
+
+/// Runs the audit with the first-boot profile and saves the report; returns the summary for
+/// the first-boot report (`{"error": …}` when the audit could not run).
+fn firstboot_audit(
+    root: &Root,
+    runner: &dyn Runner,
+    loaded: &crate::profile::Loaded,
+) -> serde_json::Value {
+    use crate::audit::result::Status;
+    let res = (|| -> Result<serde_json::Value> {
+        let cat = crate::audit::cmd::catalog()?;
+        let r = crate::audit::run(
+            &cat,
+            root.clone(),
+            runner,
+            Some(loaded),
+            &crate::audit::AuditOptions::default(),
+        )?;
+        let dir = RelPath::lit("var/lib/bollwerk/firstboot");
+        if !root.exists(&dir) {
+            root.create_dir(&dir, Perms::root(0o700))?;
+        }
+        root.write_atomic(
+            &RelPath::lit(AUDIT_REPORT),
+            crate::audit::report::json(&r).as_bytes(),
+            Perms::root(0o600),
+        )?;
+        let saved = crate::audit::report::save(root, &r)?;
+        let covered_failing: Vec<&str> = r
+            .results
+            .iter()
+            .filter(|x| {
+                x.covered_by_profile == Some(true)
+                    && matches!(x.status, Status::Fail | Status::Error)
+            })
+            .map(|x| x.id.as_str())
+            .collect();
+        let c = &r.summary.counts;
+        Ok(json!({
+            "report": RelPath::lit(AUDIT_REPORT).to_string(),
+            "saved": saved.to_string(),
+            "score": c.score,
+            "pass": c.pass,
+            "fail": c.fail,
+            "error": c.error,
+            "covered_by_profile": r.results.iter().filter(|x| x.covered_by_profile == Some(true)).count(),
+            "covered_failing": covered_failing,
+        }))
+    })();
+    res.unwrap_or_else(|e| json!({ "error": e.to_string() }))
 }
