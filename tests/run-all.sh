@@ -44,5 +44,7 @@ vagrant/qemu-firstboot.sh --bin "$bin"
 
 step "benchmarks (figures, not pass/fail on time)"
 cargo bench --bench core
+cargo bench --bench audit
+BOLLWERK_BENCH_BIN="$PWD/$bin" cargo test --release --test network_system -- --ignored --nocapture bench
 
 step "done in $(( $(date +%s) - start )) s"
