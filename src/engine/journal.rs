@@ -231,15 +231,29 @@ pub fn lock(root: &Root) -> Result<Lock> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io("opening lock", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Lock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            path,
-            holder: "another bollwerk apply or rollback is running on this root".into(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
+    // A lock can look held for a moment without another run: a process forked by a thread of
+    // ours (or of the caller) shares the lock's open file description until its exec. Retry for
+    // a short grace period before reporting another run.
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Lock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_GRACE => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path,
+                    holder: "another bollwerk apply or rollback is running on this root".into(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
+        }
     }
 }
+
+/// How long [`lock`] waits for a lock that looks held before giving up.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An open run journal being written.
 #[derive(Debug)]
