@@ -407,7 +407,15 @@ pub fn plan_text(cx: &Context, plan: &Plan, color: bool) -> String {
                 line = format!("\n[{}] create directory {path} ({perms})", c.module)
             }
             Action::SetPerms { .. } | Action::Symlink { .. } | Action::Remove { .. } => {}
-            Action::Run { cmd, .. } => line.push_str(&format!("\n  run: {}", cmd.display())),
+            Action::Run { cmd, validator, .. } => {
+                line.push_str(&format!("\n  run: {}", cmd.display()));
+                if let Some(v) = validator {
+                    line.push_str(&format!(
+                        "\n  checked with `{}` before activation",
+                        v.describe()
+                    ));
+                }
+            }
         }
         s.push_str(&line);
         s.push('\n');
@@ -494,7 +502,10 @@ pub fn plan_json(cx: &Context, plan: &Plan) -> serde_json::Value {
                     v["gid"] = json!(perms.gid);
                 }
                 Action::Symlink { target, .. } => v["target"] = json!(target),
-                Action::Run { cmd, .. } => v["command"] = json!(cmd.display()),
+                Action::Run { cmd, validator, .. } => {
+                    v["command"] = json!(cmd.display());
+                    v["validator"] = json!(validator.as_ref().map(|v| v.describe()));
+                }
                 Action::Remove { .. } => {}
             }
             v

@@ -107,9 +107,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
 
     // 2. Execute, journaling each step.
     for change in &plan.changes {
-        if let Action::WriteFile {
-            validator: Some(v), ..
-        } = &change.action
+        if let Some(v) = change.action.validator()
             && let Some(i) = validation.deferred.iter().position(|d| Arc::ptr_eq(d, v))
         {
             let v = validation.deferred.remove(i);
@@ -186,9 +184,7 @@ struct Validation {
 fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
     let mut validators: Vec<Arc<dyn Validator>> = Vec::new();
     for c in &plan.changes {
-        if let Action::WriteFile {
-            validator: Some(v), ..
-        } = &c.action
+        if let Some(v) = c.action.validator()
             && !validators.iter().any(|o| Arc::ptr_eq(o, v))
         {
             validators.push(v.clone());
@@ -251,12 +247,11 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
 /// True when the plan runs a command before the first file `v` validates.
 fn commands_before(plan: &Plan, v: &Arc<dyn Validator>) -> bool {
     for c in &plan.changes {
-        match &c.action {
-            Action::Run { .. } => return true,
-            Action::WriteFile {
-                validator: Some(o), ..
-            } if Arc::ptr_eq(o, v) => return false,
-            _ => {}
+        if c.action.validator().is_some_and(|o| Arc::ptr_eq(o, v)) {
+            return false;
+        }
+        if let Action::Run { .. } = &c.action {
+            return true;
         }
     }
     false
@@ -287,7 +282,7 @@ fn run_validator(cx: &Context, v: &Arc<dyn Validator>, staged: &super::Staged) -
 
 fn execute(cx: &Context, journal: &mut Journal, change: &super::Change) -> Result<()> {
     let root = &cx.root;
-    if let Action::Run { cmd, watch } = &change.action {
+    if let Action::Run { cmd, watch, .. } = &change.action {
         return run_command(cx, journal, change.module, &change.summary, cmd, watch);
     }
     let Some(path) = change.action.path() else {
