@@ -14,6 +14,7 @@ pub mod users;
 // -- services modules (issue 4) --
 
 // -- OS hardening modules (issue 7) --
+pub mod hardening;
 
 use crate::engine::{Context, Finding, Plan};
 use crate::error::Result;
@@ -58,6 +59,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     // -- services (issue 4) --
 
     // -- OS hardening (issue 7) --
+    m.push(&hardening::sudo::Sudo);
 
     m
 }

@@ -53,6 +53,10 @@ pub struct Profile {
     // -- firstboot (issue 6) --
 
     // -- OS hardening (issue 7) --
+    /// sudo defaults: `use_pty`, `logfile`, `timestamp_timeout` (drop-in
+    /// `etc/sudoers.d/bollwerk-defaults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<crate::modules::hardening::sudo::SudoSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -610,6 +614,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     // -- services (issue 4) --
 
     // -- OS hardening (issue 7) --
+    if let Some(s) = &p.sudo {
+        crate::modules::hardening::sudo::check_profile(s, layers)?;
+    }
 
     Ok(())
 }
