@@ -22,7 +22,7 @@ fn site(extra: &str) -> String {
 
 /// Applies `profile` to a fresh fixture, then checks: a second apply changes nothing, and a
 /// rollback restores the tree byte-identically. Returns the tree after the first apply (it is
-/// re-applied after the rollback so the caller can assert on it) and the apply output.
+/// re-applied after the rollback so the caller can assert on it) and the plan's text.
 fn apply_idempotent_rollback(
     fixture: &str,
     profile: &str,
@@ -33,6 +33,8 @@ fn apply_idempotent_rollback(
     let p = t.profile("site", &site(profile));
     let before = t.snapshot();
     let runner = fake_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
     let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
     assert_eq!(st, ExitStatus::Ok, "{out}");
     let (st, again) = t.run(&runner, &["apply", "--profile", &p]);
@@ -46,7 +48,7 @@ fn apply_idempotent_rollback(
     assert_eq!(t.snapshot(), before, "rollback must restore the tree");
     let (st, out2) = t.run(&runner, &["apply", "--profile", &p]);
     assert_eq!(st, ExitStatus::Ok, "{out2}");
-    (t, out)
+    (t, plan)
 }
 
 #[test]
@@ -88,6 +90,32 @@ fn sudo_defaults_dropin_validated_with_visudo() {
 fn sudo_timeout_out_of_range_is_a_profile_error() {
     let t = Tree::fixture("debian12-hardening");
     let p = t.profile("bad", "[sudo]\ntimestamp_timeout = 99999\n");
+    let (st, out) = t.run(&fake_runner(), &["validate", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Refused, "{out}");
+}
+
+#[test]
+fn banners_replace_os_leaking_texts_and_silence_motd_scripts() {
+    let profile = "[banners]\nissue = \"Authorized uses only. All activity may be monitored and reported.\"\nissue_net = \"Authorized uses only. All activity may be monitored and reported.\\n\"\nmotd = \"\"\ndynamic_motd = false\n";
+    let t0 = Tree::fixture("debian12-hardening");
+    assert!(t0.read("etc/issue").contains("Debian GNU/Linux 12 \\n \\l"));
+    let (t, out) = apply_idempotent_rollback("debian12-hardening", profile, |_| {});
+    let want = "Authorized uses only. All activity may be monitored and reported.\n";
+    assert_eq!(t.read("etc/issue"), want);
+    assert_eq!(t.read("etc/issue.net"), want);
+    assert_eq!(t.read("etc/motd"), "");
+    for f in ["etc/issue", "etc/issue.net", "etc/motd"] {
+        assert_eq!(t.meta(f), (0o644, 0, 0), "{f}");
+    }
+    assert_eq!(t.meta("etc/update-motd.d/10-uname").0, 0o644);
+    assert_eq!(t.meta("etc/update-motd.d/92-unattended-upgrades").0, 0o644);
+    assert!(out.contains("[ssh] banner = \"/etc/issue.net\""), "{out}");
+}
+
+#[test]
+fn banner_with_getty_escapes_is_rejected_with_position() {
+    let t = Tree::fixture("debian12-hardening");
+    let p = t.profile("bad", "[banners]\nissue = \"Welcome to \\\\s \\\\r\"\n");
     let (st, out) = t.run(&fake_runner(), &["validate", "--profile", &p]);
     assert_eq!(st, ExitStatus::Refused, "{out}");
 }

@@ -60,6 +60,7 @@ pub fn all() -> Vec<&'static dyn Module> {
 
     // -- OS hardening (issue 7) --
     m.push(&hardening::sudo::Sudo);
+    m.push(&hardening::banners::Banners);
 
     m
 }

@@ -57,6 +57,9 @@ pub struct Profile {
     /// `etc/sudoers.d/bollwerk-defaults`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sudo: Option<crate::modules::hardening::sudo::SudoSection>,
+    /// Login banners: /etc/issue, /etc/issue.net, /etc/motd and the update-motd scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banners: Option<crate::modules::hardening::banners::BannersSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -616,6 +619,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     // -- OS hardening (issue 7) --
     if let Some(s) = &p.sudo {
         crate::modules::hardening::sudo::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.banners {
+        crate::modules::hardening::banners::check_profile(s, layers)?;
     }
 
     Ok(())

@@ -21,7 +21,7 @@
 
 // pub mod accounts;
 // pub mod apparmor;
-// pub mod banners;
+pub mod banners;
 // pub mod coredump;
 // pub mod cron;
 // pub mod integrity;

@@ -157,15 +157,13 @@ pub fn set_settings(text: &str, syntax: Syntax, settings: &[(&str, Want)]) -> St
 
 /// The value of the last active line of `key` (`None` when unset; `Some("")` for a flag).
 pub fn get_setting(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .rfind(|l| active_key(l) == Some(key))
-        .map(|l| {
-            let t = l.trim_start();
-            let rest = &t[key.len()..];
-            rest.trim_start_matches(|c: char| c.is_whitespace() || c == '=')
-                .trim()
-                .to_string()
-        })
+    text.lines().rfind(|l| active_key(l) == Some(key)).map(|l| {
+        let t = l.trim_start();
+        let rest = &t[key.len()..];
+        rest.trim_start_matches(|c: char| c.is_whitespace() || c == '=')
+            .trim()
+            .to_string()
+    })
 }
 
 /// Where unit files live, in systemd's order of precedence.
