@@ -119,3 +119,63 @@ fn banner_with_getty_escapes_is_rejected_with_position() {
     let (st, out) = t.run(&fake_runner(), &["validate", "--profile", &p]);
     assert_eq!(st, ExitStatus::Refused, "{out}");
 }
+
+const CIS_MODULES: &str = "[kernel_modules]\ndisable = [\"cramfs\", \"freevxfs\", \"jffs2\", \"hfs\", \"hfsplus\", \"squashfs\", \"udf\", \"usb-storage\", \"dccp\", \"sctp\", \"rds\", \"tipc\"]\n";
+
+#[test]
+fn kernel_modules_blacklisted_and_checked_with_modprobe() {
+    let (t, _) = apply_idempotent_rollback("debian12-hardening", CIS_MODULES, |_| {});
+    let f = t.read("etc/modprobe.d/bollwerk-blacklist.conf");
+    for m in ["cramfs", "squashfs", "usb-storage", "tipc"] {
+        assert!(
+            f.contains(&format!("install {m} /bin/false\nblacklist {m}\n")),
+            "{f}"
+        );
+    }
+    assert_eq!(
+        t.meta("etc/modprobe.d/bollwerk-blacklist.conf"),
+        (0o644, 0, 0)
+    );
+
+    // snapd keeps squashfs (with a warning); `keep` opts out without one.
+    let t = Tree::fixture("debian12-hardening");
+    let mut status = t.read("var/lib/dpkg/status");
+    status.push_str("\nPackage: snapd\nStatus: install ok installed\nVersion: 2.57.6-1\n");
+    t.write("var/lib/dpkg/status", &status);
+    let p = t.profile(
+        "site",
+        &site(&format!("{CIS_MODULES}keep = [\"usb_storage\"]\n")),
+    );
+    let runner = fake_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("squashfs stays loadable: snapd is installed"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let f = t.read("etc/modprobe.d/bollwerk-blacklist.conf");
+    assert!(!f.contains("squashfs") && !f.contains("usb"), "{f}");
+    assert!(
+        runner.log().iter().any(
+            |c| c.starts_with("/usr/sbin/modprobe -C /var/lib/bollwerk/tmp/")
+                && c.ends_with("--showconfig")
+        ),
+        "{:?}",
+        runner.log()
+    );
+}
+
+#[test]
+fn kernel_modules_not_applicable_in_a_container() {
+    let t = Tree::fixture("debian12-hardening");
+    t.write("run/systemd/container", "lxc\n");
+    let p = t.profile("site", &site(CIS_MODULES));
+    let (_, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("kernel_modules: not applicable in a container (lxc): modules are loaded by the host's kernel"),
+        "{plan}"
+    );
+    assert!(!plan.contains("modprobe.d"), "{plan}");
+}

@@ -61,6 +61,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     // -- OS hardening (issue 7) --
     m.push(&hardening::sudo::Sudo);
     m.push(&hardening::banners::Banners);
+    m.push(&hardening::kernel_modules::KernelModules);
 
     m
 }

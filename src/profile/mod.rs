@@ -60,6 +60,9 @@ pub struct Profile {
     /// Login banners: /etc/issue, /etc/issue.net, /etc/motd and the update-motd scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub banners: Option<crate::modules::hardening::banners::BannersSection>,
+    /// Kernel modules that must not be loaded (etc/modprobe.d drop-in); not applicable in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_modules: Option<crate::modules::hardening::kernel_modules::KernelModulesSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -622,6 +625,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
     if let Some(s) = &p.banners {
         crate::modules::hardening::banners::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.kernel_modules {
+        crate::modules::hardening::kernel_modules::check_profile(s, layers)?;
     }
 
     Ok(())

@@ -25,7 +25,7 @@ pub mod banners;
 // pub mod coredump;
 // pub mod cron;
 // pub mod integrity;
-// pub mod kernel_modules;
+pub mod kernel_modules;
 // pub mod logging;
 // pub mod pam;
 pub mod sudo;
