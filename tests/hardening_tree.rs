@@ -179,3 +179,20 @@ fn kernel_modules_not_applicable_in_a_container() {
     );
     assert!(!plan.contains("modprobe.d"), "{plan}");
 }
+
+#[test]
+fn cron_allow_root_only_and_restrictive_modes() {
+    let profile = "[cron]\nallow = [\"root\"]\nharden_permissions = true\n";
+    let (t, plan) = apply_idempotent_rollback("debian12-hardening", profile, |t| {
+        t.write("etc/cron.deny", "baduser\n");
+    });
+    assert_eq!(t.read("etc/cron.allow"), format!("{HEADER}\nroot\n"));
+    assert_eq!(t.meta("etc/cron.allow"), (0o640, 0, 101), "group crontab");
+    assert_eq!(t.meta("etc/cron.deny"), (0o640, 0, 0));
+    assert!(!t.exists("etc/at.allow"), "at is not installed");
+    assert!(plan.contains("at is not installed"), "{plan}");
+    assert_eq!(t.meta("etc/crontab"), (0o600, 0, 0));
+    for d in ["hourly", "daily", "weekly", "monthly", "yearly", "d"] {
+        assert_eq!(t.meta(&format!("etc/cron.{d}")), (0o700, 0, 0), "{d}");
+    }
+}

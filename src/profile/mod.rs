@@ -63,6 +63,9 @@ pub struct Profile {
     /// Kernel modules that must not be loaded (etc/modprobe.d drop-in); not applicable in containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_modules: Option<crate::modules::hardening::kernel_modules::KernelModulesSection>,
+    /// cron and at: allow lists and the modes of cron's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<crate::modules::hardening::cron::CronSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
