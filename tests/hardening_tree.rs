@@ -196,3 +196,18 @@ fn cron_allow_root_only_and_restrictive_modes() {
         assert_eq!(t.meta(&format!("etc/cron.{d}")), (0o700, 0, 0), "{d}");
     }
 }
+
+#[test]
+fn coredumps_disabled_by_drop_ins() {
+    let (t, _) =
+        apply_idempotent_rollback("debian12-hardening", "[coredump]\ndisable = true\n", |_| {});
+    assert!(
+        t.read("etc/security/limits.d/bollwerk-coredump.conf")
+            .ends_with("*\thard\tcore\t0\n")
+    );
+    assert_eq!(
+        t.read("etc/systemd/coredump.conf.d/bollwerk.conf"),
+        format!("{HEADER}\n[Coredump]\nStorage=none\nProcessSizeMax=0\n")
+    );
+    assert_eq!(t.meta("etc/systemd/coredump.conf.d"), (0o755, 0, 0));
+}

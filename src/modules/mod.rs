@@ -63,6 +63,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::banners::Banners);
     m.push(&hardening::kernel_modules::KernelModules);
     m.push(&hardening::cron::Cron);
+    m.push(&hardening::coredump::Coredump);
 
     m
 }

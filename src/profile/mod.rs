@@ -66,6 +66,9 @@ pub struct Profile {
     /// cron and at: allow lists and the modes of cron's files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<crate::modules::hardening::cron::CronSection>,
+    /// Core dumps: pam_limits and systemd-coredump drop-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coredump: Option<crate::modules::hardening::coredump::CoredumpSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).

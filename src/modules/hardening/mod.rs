@@ -22,7 +22,7 @@
 // pub mod accounts;
 // pub mod apparmor;
 pub mod banners;
-// pub mod coredump;
+pub mod coredump;
 pub mod cron;
 // pub mod integrity;
 pub mod kernel_modules;
