@@ -211,3 +211,69 @@ fn coredumps_disabled_by_drop_ins() {
     );
     assert_eq!(t.meta("etc/systemd/coredump.conf.d"), (0o755, 0, 0));
 }
+
+const TMP: &str = "[tmp]\ntmpfs = true\noptions = [\"nodev\", \"nosuid\", \"noexec\"]\nsize = \"25%\"\ndev_shm_options = [\"nodev\", \"nosuid\", \"noexec\"]\n";
+
+#[test]
+fn tmp_as_hardened_tmpfs_and_dev_shm_in_fstab() {
+    let (t, plan) = apply_idempotent_rollback("debian12-hardening", TMP, |_| {});
+    let unit = t.read("etc/systemd/system/tmp.mount");
+    assert!(unit.starts_with(HEADER));
+    assert!(
+        unit.contains(
+            "\nOptions=mode=1777,strictatime,nodev,nosuid,noexec,size=25%%,nr_inodes=1m\n"
+        ),
+        "{unit}"
+    );
+    assert_eq!(
+        std::fs::read_link(t.path("etc/systemd/system/local-fs.target.wants/tmp.mount"))
+            .unwrap()
+            .to_string_lossy(),
+        "/etc/systemd/system/tmp.mount"
+    );
+    assert_eq!(
+        t.read("etc/fstab"),
+        "# UNCONFIGURED FSTAB FOR BASE SYSTEM\ntmpfs\t/dev/shm\ttmpfs\tdefaults,nodev,nosuid,noexec\t0\t0\n"
+    );
+    assert!(
+        t.read("etc/apt/apt.conf.d/50bollwerk-tmp-noexec")
+            .contains("APT::ExtractTemplates::TempDir \"/var/tmp\";")
+    );
+    assert!(
+        plan.contains("checked with `systemd-analyze verify`"),
+        "{plan}"
+    );
+    assert!(plan.contains("checked with `findmnt --verify`"), "{plan}");
+}
+
+#[test]
+fn tmp_on_its_own_partition_gets_options_in_fstab() {
+    let (t, plan) = apply_idempotent_rollback("debian12-hardening", TMP, |t| {
+        t.write(
+            "etc/fstab",
+            "# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=aa /               ext4    errors=remount-ro 0       1\nUUID=bb /tmp            ext4    defaults,exec        0       2\n",
+        );
+    });
+    assert_eq!(
+        t.read("etc/fstab"),
+        "# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=aa /               ext4    errors=remount-ro 0       1\nUUID=bb /tmp            ext4    defaults,nodev,nosuid,noexec        0       2\ntmpfs\t/dev/shm\ttmpfs\tdefaults,nodev,nosuid,noexec\t0\t0\n"
+    );
+    assert!(!t.exists("etc/systemd/system/tmp.mount"));
+    assert!(plan.contains("/etc/fstab mounts /tmp itself"), "{plan}");
+}
+
+#[test]
+fn tmp_not_applicable_in_a_container() {
+    let t = Tree::fixture("debian12-hardening");
+    t.write("run/systemd/container", "systemd-nspawn\n");
+    let p = t.profile("site", &site(TMP));
+    let (_, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("tmp: not applicable in a container (systemd-nspawn)"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("tmp.mount") && !plan.contains("fstab"),
+        "{plan}"
+    );
+}

@@ -64,6 +64,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::kernel_modules::KernelModules);
     m.push(&hardening::cron::Cron);
     m.push(&hardening::coredump::Coredump);
+    m.push(&hardening::tmp::Tmp);
 
     m
 }

@@ -69,6 +69,9 @@ pub struct Profile {
     /// Core dumps: pam_limits and systemd-coredump drop-ins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coredump: Option<crate::modules::hardening::coredump::CoredumpSection>,
+    /// /tmp as a tmpfs and the mount options of /tmp and /dev/shm; not applicable in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp: Option<crate::modules::hardening::tmp::TmpSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -634,6 +637,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
     if let Some(s) = &p.kernel_modules {
         crate::modules::hardening::kernel_modules::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.tmp {
+        crate::modules::hardening::tmp::check_profile(s, layers)?;
     }
 
     Ok(())

@@ -30,5 +30,5 @@ pub mod kernel_modules;
 // pub mod pam;
 pub mod sudo;
 // pub mod time;
-// pub mod tmp;
+pub mod tmp;
 pub mod util;
