@@ -277,3 +277,74 @@ fn tmp_not_applicable_in_a_container() {
         "{plan}"
     );
 }
+
+#[test]
+fn time_timesyncd_with_servers_and_other_daemons_disabled() {
+    let profile = "[time]\ndaemon = \"timesyncd\"\nservers = [\"0.de.pool.ntp.org\", \"1.de.pool.ntp.org\"]\nfallback_servers = [\"192.0.2.1\"]\n";
+    let (t, _) = apply_idempotent_rollback("debian12-hardening", profile, |t| {
+        // A second daemon enabled next to timesyncd: CIS wants one.
+        t.write("lib/systemd/system/chrony.service", "[Unit]\nDescription=chrony\n[Install]\nWantedBy=multi-user.target\nAlias=chronyd.service\n");
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/chrony.service",
+            t.path("etc/systemd/system/multi-user.target.wants/chrony.service"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/chrony.service",
+            t.path("etc/systemd/system/chronyd.service"),
+        )
+        .unwrap();
+    });
+    assert_eq!(
+        t.read("etc/systemd/timesyncd.conf.d/bollwerk.conf"),
+        format!(
+            "{HEADER}\n[Time]\nNTP=0.de.pool.ntp.org 1.de.pool.ntp.org\nFallbackNTP=192.0.2.1\n"
+        )
+    );
+    assert!(!t.exists("etc/systemd/system/multi-user.target.wants/chrony.service"));
+    assert!(!t.exists("etc/systemd/system/chronyd.service"));
+    assert!(t.exists("etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service"));
+}
+
+#[test]
+fn time_enables_a_disabled_timesyncd() {
+    let (t, _) = apply_idempotent_rollback(
+        "debian12-hardening",
+        "[time]\ndaemon = \"timesyncd\"\n",
+        |t| {
+            std::fs::remove_file(
+                t.path("etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service"),
+            )
+            .unwrap();
+            std::fs::remove_file(
+                t.path("etc/systemd/system/dbus-org.freedesktop.timesync1.service"),
+            )
+            .unwrap();
+        },
+    );
+    assert_eq!(
+        std::fs::read_link(
+            t.path("etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service")
+        )
+        .unwrap()
+        .to_string_lossy(),
+        "/lib/systemd/system/systemd-timesyncd.service"
+    );
+    assert!(t.exists("etc/systemd/system/dbus-org.freedesktop.timesync1.service"));
+}
+
+#[test]
+fn time_not_applicable_in_a_container() {
+    let t = Tree::fixture("debian12-hardening");
+    t.write("run/systemd/container", "lxc\n");
+    let p = t.profile(
+        "site",
+        &site("[time]\ndaemon = \"timesyncd\"\nservers = [\"192.0.2.1\"]\n"),
+    );
+    let (_, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("time: not applicable in a container (lxc)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("timesyncd.conf.d"), "{plan}");
+}

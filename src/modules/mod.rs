@@ -65,6 +65,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::cron::Cron);
     m.push(&hardening::coredump::Coredump);
     m.push(&hardening::tmp::Tmp);
+    m.push(&hardening::time::Time);
 
     m
 }

@@ -72,6 +72,9 @@ pub struct Profile {
     /// /tmp as a tmpfs and the mount options of /tmp and /dev/shm; not applicable in containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmp: Option<crate::modules::hardening::tmp::TmpSection>,
+    /// Time synchronisation: one daemon (timesyncd or chrony) with the profile's servers; not applicable in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<crate::modules::hardening::time::TimeSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -640,6 +643,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
     if let Some(s) = &p.tmp {
         crate::modules::hardening::tmp::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.time {
+        crate::modules::hardening::time::check_profile(s, layers)?;
     }
 
     Ok(())

@@ -29,6 +29,6 @@ pub mod kernel_modules;
 // pub mod logging;
 // pub mod pam;
 pub mod sudo;
-// pub mod time;
+pub mod time;
 pub mod tmp;
 pub mod util;

@@ -323,7 +323,8 @@ pub fn plan_enable(cx: &Context, p: &mut Planner, name: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Plans `systemctl disable <name>`: removes its links in `etc/systemd/system/*.{wants,requires}`.
+/// Plans `systemctl disable <name>`: removes its links in `etc/systemd/system/*.{wants,requires}`
+/// and its aliases.
 ///
 /// # Errors
 /// When the state cannot be read.
@@ -336,6 +337,17 @@ pub fn plan_disable(cx: &Context, p: &mut Planner, name: &str) -> Result<bool> {
         let rel =
             RelPath::new(&format!("etc/systemd/system/{d}/{name}")).map_err(Error::Runtime)?;
         any |= p.remove(&cx.root, &rel, format!("disable {name} ({rel})"))?;
+    }
+    if let Some(unit) = find_unit(cx, p.plan(), name)? {
+        for alias in install_section(&unit.content).1 {
+            let rel =
+                RelPath::new(&format!("etc/systemd/system/{alias}")).map_err(Error::Runtime)?;
+            if let Entry::Symlink { target, .. } = cx.root.entry(&rel)?
+                && target.ends_with(&format!("/{name}"))
+            {
+                any |= p.remove(&cx.root, &rel, format!("disable {name} (alias {rel})"))?;
+            }
+        }
     }
     Ok(any)
 }
