@@ -348,3 +348,127 @@ fn time_not_applicable_in_a_container() {
     );
     assert!(!plan.contains("timesyncd.conf.d"), "{plan}");
 }
+
+const ACCOUNTS: &str = "[accounts]\npass_max_days = 365\npass_min_days = 1\npass_warn_age = 7\ninactive = 30\nencrypt_method = \"auto\"\numask = \"027\"\nshell_timeout = \"15m\"\nsystem_accounts_nologin = true\nroot_path = \"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n";
+
+#[test]
+fn accounts_policy_in_login_defs_useradd_profile_d_and_shadow() {
+    let fixture = Tree::fixture("debian12-hardening");
+    let defs_before = fixture.read("etc/login.defs");
+    let today = bollwerk::facts::days_since_epoch();
+    let (t, plan) = apply_idempotent_rollback("debian12-hardening", ACCOUNTS, |t| {
+        // A password user (ageing applies), one whose password is too old for the new
+        // maximum (left alone, with a warning), and a writable directory in root's PATH.
+        let mut shadow = t.read("etc/shadow");
+        shadow.push_str(&format!(
+            "olduser:$y$j9T$old:{}:0:99999:7:::\n",
+            today - 400
+        ));
+        shadow.push_str(&format!(
+            "pwuser:$y$j9T$fresh:{}:0:99999:7:::\n",
+            today - 10
+        ));
+        t.write("etc/shadow", &shadow);
+        let mut passwd = t.read("etc/passwd");
+        passwd.push_str("olduser:x:1001:1001::/home/olduser:/bin/bash\npwuser:x:1002:1002::/home/pwuser:/bin/bash\n");
+        t.write("etc/passwd", &passwd);
+        std::fs::create_dir_all(t.path("usr/local/bin")).unwrap();
+        std::fs::set_permissions(
+            t.path("usr/local/bin"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+    });
+    // login.defs: only the managed lines differ.
+    let defs = t.read("etc/login.defs");
+    let changed: Vec<(&str, &str)> = defs_before
+        .lines()
+        .zip(defs.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            (
+                "ENV_SUPATH\tPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "ENV_SUPATH\tPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            ),
+            ("UMASK\t\t022", "UMASK\t\t027"),
+            ("PASS_MAX_DAYS\t99999", "PASS_MAX_DAYS\t365"),
+            ("PASS_MIN_DAYS\t0", "PASS_MIN_DAYS\t1"),
+            ("ENCRYPT_METHOD SHA512", "ENCRYPT_METHOD YESCRYPT"),
+        ]
+        .into_iter()
+        .filter(|(a, b)| a != b)
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(defs.lines().count(), defs_before.lines().count());
+    assert!(
+        t.read("etc/default/useradd")
+            .contains("# INACTIVE=-1\nINACTIVE=30\n")
+    );
+    let sh = t.read("etc/profile.d/bollwerk-shell.sh");
+    assert!(
+        sh.contains("umask 027\n") && sh.contains("readonly TMOUT\nexport TMOUT\n"),
+        "{sh}"
+    );
+    // Ageing: password users tightened, locked/no-password accounts untouched.
+    let shadow = t.read("etc/shadow");
+    assert!(
+        shadow.contains(&format!(
+            "pwuser:$y$j9T$fresh:{}:1:365:7:30::\n",
+            today - 10
+        )),
+        "{shadow}"
+    );
+    assert!(
+        shadow.contains(&format!(
+            "olduser:$y$j9T$old:{}:0:99999:7:::\n",
+            today - 400
+        )),
+        "{shadow}"
+    );
+    assert!(
+        shadow.contains("daemon:*:20781:0:99999:7:::\n"),
+        "no hash, no ageing: {shadow}"
+    );
+    assert!(
+        plan.contains("the password of olduser was last changed 400 days ago"),
+        "{plan}"
+    );
+    // postgres (uid 101, /bin/bash) loses its login shell; the admin from [[users]] keeps bash.
+    let passwd = t.read("etc/passwd");
+    assert!(
+        passwd.contains(
+            "postgres:x:101:109:PostgreSQL administrator,,,:/var/lib/postgresql:/usr/sbin/nologin\n"
+        ),
+        "{passwd}"
+    );
+    assert!(
+        passwd.contains("admin:x:1000:1000::/home/admin:/bin/bash\n"),
+        "{passwd}"
+    );
+    assert!(passwd.contains("sync:x:4:65534:sync:/bin:/bin/sync\n"));
+    assert_eq!(t.meta("etc/shadow"), (0o640, 0, 42));
+    // root's PATH directory no longer world-writable.
+    assert_eq!(t.meta("usr/local/bin").0, 0o755);
+}
+
+#[test]
+fn accounts_exempt_system_account_keeps_its_shell() {
+    let (t, plan) = apply_idempotent_rollback(
+        "debian12-hardening",
+        "[accounts]\nsystem_accounts_nologin = true\nnologin_exempt = [\"postgres\"]\n",
+        |_| {},
+    );
+    assert!(
+        t.read("etc/passwd")
+            .contains(":/var/lib/postgresql:/bin/bash\n")
+    );
+    assert!(
+        plan.contains(
+            "system account postgres keeps its login shell /bin/bash (accounts.nologin_exempt)"
+        ),
+        "{plan}"
+    );
+}

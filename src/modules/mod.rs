@@ -66,6 +66,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::coredump::Coredump);
     m.push(&hardening::tmp::Tmp);
     m.push(&hardening::time::Time);
+    m.push(&hardening::accounts::Accounts);
 
     m
 }

@@ -75,6 +75,9 @@ pub struct Profile {
     /// Time synchronisation: one daemon (timesyncd or chrony) with the profile's servers; not applicable in containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<crate::modules::hardening::time::TimeSection>,
+    /// Account policy: password ageing, hashing, umask, shell timeout, system accounts, root's PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<crate::modules::hardening::accounts::AccountsSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -646,6 +649,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
     if let Some(s) = &p.time {
         crate::modules::hardening::time::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.accounts {
+        crate::modules::hardening::accounts::check_profile(s, layers)?;
     }
 
     Ok(())

@@ -19,7 +19,7 @@
 //! changes) and edits a distro file in place only where no drop-in mechanism exists, keeping
 //! every other line byte-identical.
 
-// pub mod accounts;
+pub mod accounts;
 // pub mod apparmor;
 pub mod banners;
 pub mod coredump;
