@@ -472,3 +472,161 @@ fn accounts_exempt_system_account_keeps_its_shell() {
         "{plan}"
     );
 }
+
+const PAM: &str = "[pam]\nsu_group = \"sugroup\"\nnullok = false\n[pam.pwquality]\nminlen = 14\nminclass = 4\ndifok = 2\nmaxrepeat = 3\nmaxsequence = 3\ndictcheck = true\nenforcing = true\nenforce_for_root = true\nretry = 3\n[pam.faillock]\ndeny = 5\nunlock_time = 900\nfail_interval = 900\n[pam.history]\nremember = 24\nenforce_for_root = true\n";
+
+/// `etc/pam.d/common-*` as the real pam-auth-update writes them for [`PAM`] on Debian 12
+/// (recorded from the testbed rootfs).
+const AUTH_AFTER: &str = "auth\trequisite\tpam_faillock.so preauth\nauth\t[success=2 default=ignore]\tpam_unix.so try_first_pass\nauth\t[default=die]\tpam_faillock.so authfail\nauth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n";
+const ACCOUNT_AFTER: &str = "account\trequired\tpam_faillock.so \naccount\t[success=1 new_authtok_reqd=done default=ignore]\tpam_unix.so \naccount\trequisite\t\t\tpam_deny.so\naccount\trequired\t\t\tpam_permit.so\n";
+const PASSWORD_AFTER: &str = "password\trequisite\t\t\tpam_pwquality.so retry=3\npassword\trequisite\tpam_pwhistory.so remember=24 enforce_for_root try_first_pass use_authtok\npassword\t[success=1 default=ignore]\tpam_unix.so obscure use_authtok try_first_pass yescrypt\npassword\trequisite\t\t\tpam_deny.so\npassword\trequired\t\t\tpam_permit.so\n";
+
+/// A fake runner whose sandbox check reports the recorded result, and whose pam-auth-update
+/// writes what the real one writes (so re-planning converges).
+fn pam_runner() -> bollwerk::exec::FakeRunner {
+    let r = fake_runner();
+    r.respond_with("/usr/bin/unshare -m --propagation private /bin/sh -c", |_, _| {
+        bollwerk::exec::Output {
+            code: 0,
+            stdout: format!(
+                "==> common-password\n{PASSWORD_AFTER}==> common-auth\n{AUTH_AFTER}==> common-account\n{ACCOUNT_AFTER}==> end\nbollwerk-pam-sandbox: ok (pamtester)\n"
+            ),
+            stderr: String::new(),
+        }
+    });
+    r.respond_with("/usr/sbin/pam-auth-update", |root, cmd| {
+        let enabled: Vec<&String> = cmd
+            .args
+            .iter()
+            .skip_while(|a| *a != "--enable")
+            .skip(1)
+            .take_while(|a| !a.starts_with("--"))
+            .collect();
+        let mut mods = String::new();
+        for m in [
+            "pwquality",
+            "bollwerk-pwhistory",
+            "bollwerk-faillock-notify",
+            "bollwerk-unix",
+            "bollwerk-faillock",
+            "systemd",
+            "mkhomedir",
+        ] {
+            if enabled.iter().any(|e| *e == m) || m == "systemd" {
+                mods.push_str(&format!("Module: {m}\n"));
+            }
+        }
+        for t in [
+            "auth",
+            "account",
+            "password",
+            "session",
+            "session-noninteractive",
+        ] {
+            std::fs::write(root.path().join(format!("var/lib/pam/{t}")), &mods).unwrap();
+        }
+        for (t, body) in [
+            ("auth", AUTH_AFTER),
+            ("account", ACCOUNT_AFTER),
+            ("password", PASSWORD_AFTER),
+        ] {
+            std::fs::write(root.path().join(format!("etc/pam.d/common-{t}")), body).unwrap();
+        }
+        bollwerk::exec::Output::default()
+    });
+    r
+}
+
+#[test]
+fn pam_profiles_activated_with_pam_auth_update_after_the_sandbox_check() {
+    let t = Tree::fixture("debian12-hardening");
+    let p = t.profile("site", &site(PAM));
+    let before = t.snapshot();
+    let runner = pam_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("run: /usr/sbin/pam-auth-update --enable pwquality bollwerk-faillock bollwerk-faillock-notify bollwerk-pwhistory bollwerk-unix --disable unix"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("checked with `pam-auth-update + pamtester in a sandbox` before activation"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let log = runner.log();
+    let sandbox = log
+        .iter()
+        .position(|c| c.starts_with("/usr/bin/unshare -m"))
+        .expect("sandbox ran");
+    let real = log
+        .iter()
+        .position(|c| c.starts_with("/usr/sbin/pam-auth-update"))
+        .expect("pam-auth-update ran");
+    assert!(sandbox < real, "validation before activation: {log:?}");
+
+    // Files bollwerk owns, and the in-place edits.
+    assert_eq!(
+        t.read("etc/security/pwquality.conf.d/bollwerk.conf"),
+        format!(
+            "{HEADER}\nminlen = 14\nminclass = 4\ndifok = 2\nmaxrepeat = 3\nmaxsequence = 3\ndictcheck = 1\nenforcing = 1\nretry = 3\nenforce_for_root\n"
+        )
+    );
+    let fl = t.read("etc/security/faillock.conf");
+    assert!(
+        fl.contains("# deny = 3\ndeny = 5\n")
+            && fl.contains("# unlock_time = 600\nunlock_time = 900\n")
+            && fl.contains("# fail_interval = 900\nfail_interval = 900\n"),
+        "{fl}"
+    );
+    assert!(
+        !t.read("usr/share/pam-configs/bollwerk-unix")
+            .contains("nullok")
+    );
+    assert!(
+        t.read("usr/share/pam-configs/bollwerk-pwhistory")
+            .contains("pam_pwhistory.so remember=24 enforce_for_root try_first_pass use_authtok")
+    );
+    assert!(t.read("etc/pam.d/su").contains("auth       sufficient pam_rootok.so\nauth       required   pam_wheel.so use_uid group=sugroup\n"));
+    assert!(
+        t.read("etc/group").contains("\nsugroup:x:996:\n"),
+        "{}",
+        t.read("etc/group")
+    );
+    assert!(t.read("etc/gshadow").contains("\nsugroup:!::\n"));
+    assert_eq!(t.read("etc/pam.d/common-auth"), AUTH_AFTER);
+
+    // Converged; rollback restores etc/pam.d, var/lib/pam byte-identically.
+    let (_, again) = t.run(&runner, &["apply", "--profile", &p]);
+    assert!(again.contains("0 changes"), "{again}");
+    let (st, rb) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok, "{rb}");
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn pam_sandbox_failure_activates_nothing() {
+    let t = Tree::fixture("debian12-hardening");
+    let p = t.profile("site", &site(PAM));
+    let before = t.snapshot();
+    let runner = pam_runner();
+    runner.respond_with("/usr/bin/unshare -m --propagation private /bin/sh -c", |_, _| bollwerk::exec::Output {
+        code: 11,
+        stdout: String::new(),
+        stderr: "pam-auth-update: Local modifications to /etc/pam.d/common-*, not updating.\nbollwerk-pam-sandbox: etc/pam.d/common-* were edited by hand: pam-auth-update does not overwrite them\n".into(),
+    });
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Failure, "{out}");
+    assert_eq!(
+        t.snapshot(),
+        before,
+        "nothing may change when the PAM check fails"
+    );
+    assert!(
+        !runner
+            .log()
+            .iter()
+            .any(|c| c.starts_with("/usr/sbin/pam-auth-update"))
+    );
+}

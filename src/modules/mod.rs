@@ -67,6 +67,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::tmp::Tmp);
     m.push(&hardening::time::Time);
     m.push(&hardening::accounts::Accounts);
+    m.push(&hardening::pam::Pam);
 
     m
 }

@@ -78,6 +78,9 @@ pub struct Profile {
     /// Account policy: password ageing, hashing, umask, shell timeout, system accounts, root's PATH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<crate::modules::hardening::accounts::AccountsSection>,
+    /// The PAM stack: password quality, lockout, history, nullok, su restricted to a group (pam-auth-update profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pam: Option<crate::modules::hardening::pam::PamSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -652,6 +655,9 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
     if let Some(s) = &p.accounts {
         crate::modules::hardening::accounts::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.pam {
+        crate::modules::hardening::pam::check_profile(s, layers)?;
     }
 
     Ok(())

@@ -535,7 +535,12 @@ mod tests {
             vec!["max", "min", "inactive"]
         );
         assert_eq!(
-            (e.min.as_str(), e.max.as_str(), e.warn.as_str(), e.inactive.as_str()),
+            (
+                e.min.as_str(),
+                e.max.as_str(),
+                e.warn.as_str(),
+                e.inactive.as_str()
+            ),
             ("1", "365", "7", "30")
         );
         let mut strict = sh("bob:$y$x:20000:3:90:14:10::\n");

@@ -27,7 +27,7 @@ pub mod cron;
 // pub mod integrity;
 pub mod kernel_modules;
 // pub mod logging;
-// pub mod pam;
+pub mod pam;
 pub mod sudo;
 pub mod time;
 pub mod tmp;
