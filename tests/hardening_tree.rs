@@ -630,3 +630,25 @@ fn pam_sandbox_failure_activates_nothing() {
             .any(|c| c.starts_with("/usr/sbin/pam-auth-update"))
     );
 }
+
+#[test]
+fn pwquality_dictcheck_stays_off_without_the_cracklib_dictionary() {
+    let t = Tree::fixture("debian12-hardening");
+    std::fs::remove_file(t.path("var/cache/cracklib/cracklib_dict.pwd")).unwrap();
+    let p = t.profile(
+        "site",
+        &site("[pam.pwquality]\nminlen = 14\ndictcheck = true\n"),
+    );
+    let runner = pam_runner();
+    let (_, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("the cracklib dictionary (cracklib-runtime) is missing"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        t.read("etc/security/pwquality.conf.d/bollwerk.conf")
+            .contains("dictcheck = 0\n")
+    );
+}
