@@ -652,3 +652,74 @@ fn pwquality_dictcheck_stays_off_without_the_cracklib_dictionary() {
             .contains("dictcheck = 0\n")
     );
 }
+
+#[test]
+fn apparmor_complain_links_grub_dropin_and_enforce_again() {
+    let (t, plan) = apply_idempotent_rollback(
+        "debian12-hardening",
+        "[apparmor]\nenabled = true\nmode = \"complain\"\n",
+        |t| {
+            t.write("boot/grub/grub.cfg", "# grub\n");
+            t.write("etc/apparmor.d/usr.bin.old.dpkg-old", "profile old {}\n");
+            std::fs::remove_file(
+                t.path("etc/systemd/system/sysinit.target.wants/apparmor.service"),
+            )
+            .unwrap();
+        },
+    );
+    for p in ["lsb_release", "nvidia_modprobe"] {
+        assert_eq!(
+            std::fs::read_link(t.path(&format!("etc/apparmor.d/force-complain/{p}")))
+                .unwrap()
+                .to_string_lossy(),
+            format!("/etc/apparmor.d/{p}")
+        );
+    }
+    assert!(!t.exists("etc/apparmor.d/force-complain/usr.bin.old.dpkg-old"));
+    assert!(t.exists("etc/systemd/system/sysinit.target.wants/apparmor.service"));
+    assert!(
+        t.read("etc/default/grub.d/bollwerk-apparmor.cfg")
+            .contains("GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX apparmor=1 security=apparmor\"\n")
+    );
+    assert!(
+        plan.contains("run `update-grub` on the booted host"),
+        "{plan}"
+    );
+    assert!(plan.contains("checked with `sh -n`"), "{plan}");
+
+    // Switching to enforce removes bollwerk's complain links; a profile that says complain
+    // itself is reported.
+    t.write(
+        "etc/apparmor.d/usr.sbin.x",
+        "profile x /usr/sbin/x flags=(complain) {\n}\n",
+    );
+    let p = t.profile(
+        "site",
+        &site("[apparmor]\nenabled = true\nmode = \"enforce\"\n"),
+    );
+    let runner = fake_runner();
+    let (_, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("stay in it") && plan.contains("usr.sbin.x"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(!t.exists("etc/apparmor.d/force-complain/lsb_release"));
+}
+
+#[test]
+fn apparmor_not_applicable_in_a_container() {
+    let t = Tree::fixture("debian12-hardening");
+    t.write("run/systemd/container", "lxc\n");
+    let p = t.profile(
+        "site",
+        &site("[apparmor]\nenabled = true\nmode = \"complain\"\n"),
+    );
+    let (_, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("apparmor: not applicable in a container (lxc)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("force-complain"), "{plan}");
+}

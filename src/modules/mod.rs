@@ -68,6 +68,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::time::Time);
     m.push(&hardening::accounts::Accounts);
     m.push(&hardening::pam::Pam);
+    m.push(&hardening::apparmor::AppArmor);
 
     m
 }

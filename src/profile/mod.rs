@@ -81,6 +81,9 @@ pub struct Profile {
     /// The PAM stack: password quality, lockout, history, nullok, su restricted to a group (pam-auth-update profiles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pam: Option<crate::modules::hardening::pam::PamSection>,
+    /// AppArmor: service enabled, profiles in enforce or complain mode, kernel command line; not applicable in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor: Option<crate::modules::hardening::apparmor::AppArmorSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).

@@ -20,7 +20,7 @@
 //! every other line byte-identical.
 
 pub mod accounts;
-// pub mod apparmor;
+pub mod apparmor;
 pub mod banners;
 pub mod coredump;
 pub mod cron;
