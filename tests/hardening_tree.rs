@@ -723,3 +723,41 @@ fn apparmor_not_applicable_in_a_container() {
     );
     assert!(!plan.contains("force-complain"), "{plan}");
 }
+
+#[test]
+fn integrity_aide_database_built_by_a_timer_not_inline() {
+    let (t, plan) =
+        apply_idempotent_rollback("debian12-hardening", "[integrity]\naide = true\n", |t| {
+            t.write(
+                "lib/systemd/system/dailyaidecheck.timer",
+                "[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n",
+            );
+        });
+    let service = t.read("etc/systemd/system/bollwerk-aide-init.service");
+    assert!(
+        service.contains("ConditionPathExists=!/var/lib/aide/aide.db\n")
+            && service.contains("ExecStart=/usr/sbin/aideinit --yes --force\n"),
+        "{service}"
+    );
+    assert!(
+        t.read("etc/systemd/system/bollwerk-aide-init.timer")
+            .contains("OnBootSec=900s\n")
+    );
+    assert_eq!(
+        std::fs::read_link(
+            t.path("etc/systemd/system/timers.target.wants/bollwerk-aide-init.timer")
+        )
+        .unwrap()
+        .to_string_lossy(),
+        "/etc/systemd/system/bollwerk-aide-init.timer"
+    );
+    assert!(t.exists("etc/systemd/system/timers.target.wants/dailyaidecheck.timer"));
+    assert!(
+        plan.contains("checked with `systemd-analyze verify`"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("run: /usr/sbin/aideinit"),
+        "never built inline: {plan}"
+    );
+}

@@ -69,6 +69,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::accounts::Accounts);
     m.push(&hardening::pam::Pam);
     m.push(&hardening::apparmor::AppArmor);
+    m.push(&hardening::integrity::Integrity);
 
     m
 }

@@ -84,6 +84,9 @@ pub struct Profile {
     /// AppArmor: service enabled, profiles in enforce or complain mode, kernel command line; not applicable in containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apparmor: Option<crate::modules::hardening::apparmor::AppArmorSection>,
+    /// File integrity (opt-in): AIDE with its database built by a timer after boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<crate::modules::hardening::integrity::IntegritySection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).

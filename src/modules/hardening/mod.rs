@@ -24,7 +24,7 @@ pub mod apparmor;
 pub mod banners;
 pub mod coredump;
 pub mod cron;
-// pub mod integrity;
+pub mod integrity;
 pub mod kernel_modules;
 // pub mod logging;
 pub mod pam;

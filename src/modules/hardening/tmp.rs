@@ -22,7 +22,9 @@ use crate::modules::users::MANAGED_HEADER;
 use crate::profile::{Layer, ProfileError};
 use crate::root::{Perms, RelPath};
 
-use super::util::{is_enabled, not_applicable_in_container, plan_disable, plan_enable};
+use super::util::{
+    VerifyUnits, is_enabled, not_applicable_in_container, plan_disable, plan_enable,
+};
 
 /// The mount unit bollwerk owns.
 pub const TMP_MOUNT: &str = "etc/systemd/system/tmp.mount";
@@ -209,51 +211,6 @@ fn fstab_mounts(text: &str, mount_point: &str) -> bool {
         .any(|f| f.parts[1].0 == mount_point)
 }
 
-/// `systemd-analyze verify` on the candidate unit, copied under its real name.
-#[derive(Debug)]
-pub struct VerifyMountUnit;
-
-impl Validator for VerifyMountUnit {
-    fn describe(&self) -> String {
-        "systemd-analyze verify".into()
-    }
-
-    fn validate(&self, cx: &Context, staged: &Staged) -> Result<()> {
-        let rel = RelPath::lit(TMP_MOUNT);
-        let Some(cand) = staged.files.get(&rel) else {
-            return Ok(());
-        };
-        // A mount unit's name must match its Where=: verify a copy named tmp.mount.
-        let dir_host = staged.dir_host.join("verify-unit");
-        std::fs::create_dir_all(&dir_host).map_err(|e| Error::io("staging", &dir_host, e))?;
-        let from = staged.host_path(cand);
-        let to = dir_host.join("tmp.mount");
-        std::fs::copy(&from, &to).map_err(|e| Error::io("staging", &to, e))?;
-        let in_root = format!("{}/verify-unit/tmp.mount", staged.dir_in_root);
-        let cmd = Cmd::in_root(
-            "/usr/bin/systemd-analyze",
-            &["verify", "--man=no", &in_root],
-        );
-        let out = cx.runner.run(&cx.root, &cmd)?;
-        // verify also complains about unrelated units it loads; only lines about ours count.
-        let ours: Vec<&str> = out
-            .stderr
-            .lines()
-            .chain(out.stdout.lines())
-            .filter(|l| l.contains("tmp.mount"))
-            .collect();
-        if out.success() || ours.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Validation {
-                path: rel.to_string(),
-                validator: self.describe(),
-                output: ours.join("\n"),
-            })
-        }
-    }
-}
-
 /// The `/tmp` and `/dev/shm` module.
 pub struct Tmp;
 
@@ -300,7 +257,10 @@ impl Module for Tmp {
             match s.tmpfs {
                 Some(true) => {
                     let size = s.size.clone().unwrap_or_else(|| "50%".into());
-                    let validator: Arc<dyn Validator> = Arc::new(VerifyMountUnit);
+                    let validator: Arc<dyn Validator> = Arc::new(VerifyUnits {
+                        units: vec![TMP_MOUNT],
+                        requires: None,
+                    });
                     unit_changed |= p.file_with(
                         &cx.root,
                         &unit,

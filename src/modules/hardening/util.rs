@@ -2,8 +2,9 @@
 //! configuration files that keep every other line byte-identical, and systemd unit
 //! enablement planned as symlinks (so it shows in the plan and rolls back like any file).
 
-use crate::engine::{Context, Level, Plan, Planner};
+use crate::engine::{Context, Level, Plan, Planner, Staged, Validator};
 use crate::error::{Error, Result};
+use crate::exec::{Cmd, ExecError};
 use crate::root::{Entry, Perms, RelPath};
 
 /// When the target is a container, adds the Info note "`what`: not applicable in a container
@@ -350,6 +351,72 @@ pub fn plan_disable(cx: &Context, p: &mut Planner, name: &str) -> Result<bool> {
         }
     }
     Ok(any)
+}
+
+/// `systemd-analyze verify` on candidate unit files, copied under their real names (a unit's
+/// name is part of its meaning). Only messages about these units count: verify also loads
+/// their dependencies, which may not be complete in an image. `requires` names a program the
+/// units run: when it is missing (installed later in the same run) validation is deferred.
+#[derive(Debug)]
+pub struct VerifyUnits {
+    /// Unit file paths (`etc/systemd/system/x.service`).
+    pub units: Vec<&'static str>,
+    /// A program the units execute.
+    pub requires: Option<&'static str>,
+}
+
+impl Validator for VerifyUnits {
+    fn describe(&self) -> String {
+        "systemd-analyze verify".into()
+    }
+
+    fn validate(&self, cx: &Context, staged: &Staged) -> Result<()> {
+        if let Some(prog) = self.requires
+            && !cx.runner.available(&cx.root, &Cmd::in_root(prog, &[]))
+        {
+            return Err(Error::Exec(ExecError::NotFound {
+                program: prog.to_string(),
+                place: "the target root".into(),
+            }));
+        }
+        let dir_host = staged.dir_host.join("verify-units");
+        std::fs::create_dir_all(&dir_host).map_err(|e| Error::io("staging", &dir_host, e))?;
+        let mut args = vec!["verify".to_string(), "--man=no".to_string()];
+        let mut names = Vec::new();
+        for u in &self.units {
+            let rel = RelPath::new(u).map_err(Error::Runtime)?;
+            let Some(cand) = staged.files.get(&rel) else {
+                continue;
+            };
+            let name = rel.file_name().to_string();
+            let to = dir_host.join(&name);
+            std::fs::copy(staged.host_path(cand), &to).map_err(|e| Error::io("staging", &to, e))?;
+            args.push(format!("{}/verify-units/{name}", staged.dir_in_root));
+            names.push(name);
+        }
+        if names.is_empty() {
+            return Ok(());
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cx
+            .runner
+            .run(&cx.root, &Cmd::in_root("/usr/bin/systemd-analyze", &argv))?;
+        let ours: Vec<&str> = out
+            .stderr
+            .lines()
+            .chain(out.stdout.lines())
+            .filter(|l| names.iter().any(|n| l.contains(n.as_str())))
+            .collect();
+        if out.success() || ours.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation {
+                path: self.units.join(", "),
+                validator: self.describe(),
+                output: ours.join("\n"),
+            })
+        }
+    }
 }
 
 #[cfg(test)]
