@@ -761,3 +761,34 @@ fn integrity_aide_database_built_by_a_timer_not_inline() {
         "never built inline: {plan}"
     );
 }
+
+#[test]
+fn logging_rsyslog_mode_and_var_log_permissions() {
+    let (t, plan) = apply_idempotent_rollback(
+        "debian12-hardening",
+        "[logging]\nrsyslog_file_mode = \"0640\"\nrestrict_var_log = true\n",
+        |t| {
+            use std::os::unix::fs::PermissionsExt;
+            for (f, mode) in [
+                ("var/log/syslog", 0o644),
+                ("var/log/wtmp", 0o666),
+                ("var/log/btmp", 0o664),
+                ("var/log/apt/history.log", 0o644),
+                ("var/log/ok.log", 0o600),
+            ] {
+                t.write(f, "x\n");
+                std::fs::set_permissions(t.path(f), std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        },
+    );
+    assert_eq!(
+        t.read("etc/rsyslog.d/00-bollwerk-filemode.conf"),
+        format!("{HEADER}\n$FileCreateMode 0640\n")
+    );
+    assert!(plan.contains("checked with `rsyslogd -N1`"), "{plan}");
+    assert_eq!(t.meta("var/log/syslog").0, 0o640);
+    assert_eq!(t.meta("var/log/wtmp").0, 0o664);
+    assert_eq!(t.meta("var/log/btmp").0, 0o660);
+    assert_eq!(t.meta("var/log/apt/history.log").0, 0o640);
+    assert_eq!(t.meta("var/log/ok.log").0, 0o600);
+}

@@ -70,6 +70,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::pam::Pam);
     m.push(&hardening::apparmor::AppArmor);
     m.push(&hardening::integrity::Integrity);
+    m.push(&hardening::logging::Logging);
 
     m
 }

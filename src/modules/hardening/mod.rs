@@ -26,7 +26,7 @@ pub mod coredump;
 pub mod cron;
 pub mod integrity;
 pub mod kernel_modules;
-// pub mod logging;
+pub mod logging;
 pub mod pam;
 pub mod sudo;
 pub mod time;
