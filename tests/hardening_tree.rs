@@ -792,3 +792,72 @@ fn logging_rsyslog_mode_and_var_log_permissions() {
     assert_eq!(t.meta("var/log/apt/history.log").0, 0o640);
     assert_eq!(t.meta("var/log/ok.log").0, 0o600);
 }
+
+/// The admin's profile for the built-in CIS profile.
+fn cis_site() -> String {
+    format!(
+        "extends = \"cis-level1-server\"\n[[users]]\nname = \"admin\"\ngroups = [\"sudo\"]\nsudo = \"nopasswd\"\nssh_keys = [\"{KEY}\"]\n"
+    )
+}
+
+#[test]
+fn cis_level1_server_applies_converges_and_rolls_back() {
+    let t = Tree::fixture("debian12-hardening");
+    let p = t.profile("site", &cis_site());
+    let before = t.snapshot();
+    let runner = pam_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    for module in [
+        "[sudo]",
+        "[banners]",
+        "[kernel_modules]",
+        "[cron]",
+        "[coredump]",
+        "[tmp]",
+        "[time]",
+        "[accounts]",
+        "[pam]",
+        "[apparmor]",
+        "[logging]",
+        "[sshd]",
+    ] {
+        assert!(plan.contains(module), "{module} plans nothing:\n{plan}");
+    }
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let (_, again) = t.run(&runner, &["apply", "--profile", &p]);
+    assert!(again.contains("0 changes"), "{again}");
+    assert!(
+        t.read("etc/ssh/sshd_config.d/00-bollwerk.conf")
+            .contains("Banner /etc/issue.net\n")
+    );
+    let (st, rb) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok, "{rb}");
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn cis_level1_server_in_a_container_reports_kernel_items_not_applicable() {
+    let t = Tree::fixture("debian12-hardening");
+    t.write("run/systemd/container", "lxc\n");
+    let p = t.profile("site", &cis_site());
+    let runner = pam_runner();
+    let (_, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    for what in ["kernel_modules", "tmp", "time", "apparmor"] {
+        assert!(
+            plan.contains(&format!("{what}: not applicable in a container (lxc)")),
+            "{what}:\n{plan}"
+        );
+    }
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(!t.exists("etc/modprobe.d/bollwerk-blacklist.conf"));
+    assert!(!t.exists("etc/systemd/system/tmp.mount"));
+    assert!(
+        t.exists("etc/security/pwquality.conf.d/bollwerk.conf"),
+        "PAM applies in containers"
+    );
+    let (_, again) = t.run(&runner, &["apply", "--profile", &p]);
+    assert!(again.contains("0 changes"), "{again}");
+}

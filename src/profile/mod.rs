@@ -107,6 +107,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     // -- issue 4: webapp-postgres --
 
     // -- issue 7: cis-level1-server --
+    (
+        "cis-level1-server",
+        include_str!("../../profiles/cis-level1-server.toml"),
+    ),
 ];
 
 /// Where a profile's text came from.
