@@ -161,7 +161,7 @@ pub fn render_shell(umask: Option<Mode>, timeout: Option<Duration>) -> String {
     if let Some(t) = timeout {
         let n = t.secs();
         s.push_str(&format!(
-            "# Idle interactive shells end after {n} s; read-only so a user cannot lift it.\n[ \"${{TMOUT:-}}\" = {n} ] || TMOUT={n}\nreadonly TMOUT\nexport TMOUT\n"
+"# Idle interactive shells end after {n} s; read-only so a user cannot lift it (the\n# test keeps a second sourcing from failing on the read-only variable).\nif [ \"${{TMOUT:-}}\" != {n} ]; then\n    TMOUT={n}\nfi\nreadonly TMOUT\nexport TMOUT\n"
         ));
     }
     s
@@ -556,8 +556,6 @@ mod tests {
             Some("15m".to_string().try_into().unwrap()),
         );
         assert!(f.contains("\numask 027\n"));
-        assert!(
-            f.contains("[ \"${TMOUT:-}\" = 900 ] || TMOUT=900\nreadonly TMOUT\nexport TMOUT\n")
-        );
+        assert!(f.contains("\n    TMOUT=900\nfi\nreadonly TMOUT\nexport TMOUT\n"));
     }
 }
