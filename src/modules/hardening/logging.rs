@@ -44,7 +44,8 @@ pub fn max_log_mode(name: &str) -> u32 {
     }
 }
 
-/// `rsyslogd -N1 -f <candidate>`: rsyslog's own config check.
+/// `rsyslogd -N1`: rsyslog's own config check, on the candidate together with the real
+/// configuration.
 #[derive(Debug)]
 pub struct RsyslogCheck;
 
@@ -58,9 +59,20 @@ impl Validator for RsyslogCheck {
         let Some(cand) = staged.files.get(&rel) else {
             return Ok(());
         };
+        // A master file that reads the candidate, then the real configuration (which
+        // includes etc/rsyslog.d): rsyslog checks them together, as it will run them.
+        let master_host = staged.dir_host.join("rsyslog-check.conf");
+        let master = format!("{}/rsyslog-check.conf", staged.dir_in_root);
+        let main = if cx.root.exists(&RelPath::lit("etc/rsyslog.conf")) {
+            "$IncludeConfig /etc/rsyslog.conf\n"
+        } else {
+            "*.* /dev/null\n"
+        };
+        std::fs::write(&master_host, format!("$IncludeConfig {cand}\n{main}"))
+            .map_err(|e| Error::io("staging", &master_host, e))?;
         let out = cx.runner.run(
             &cx.root,
-            &Cmd::in_root("/usr/sbin/rsyslogd", &["-N1", "-f", cand]),
+            &Cmd::in_root("/usr/sbin/rsyslogd", &["-N1", "-f", &master]),
         )?;
         if out.success() {
             Ok(())
