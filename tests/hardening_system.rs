@@ -354,3 +354,97 @@ fn cis_level1_server_on_the_testbed_rootfs() {
         );
     }
 }
+
+/// Boots the instance with systemd-nspawn (no network, not registered with machined) until it
+/// powers itself off; SIGKILLed after `limit`.
+fn boot_nspawn(inst: &Instance, limit: std::time::Duration) -> std::process::Output {
+    run_capture(
+        Command::new("setpriv")
+            .args([
+                "--pdeathsig",
+                "KILL",
+                "--",
+                "systemd-nspawn",
+                "--boot",
+                "--register=no",
+            ])
+            .args(["--keep-unit", "--private-network", "--quiet", "-D"])
+            .arg(&inst.root),
+        None,
+        limit,
+    )
+}
+
+#[test]
+fn cis_level1_server_in_a_booted_nspawn_container() {
+    let Some(tb) = testbed_or_skip("cis_level1_server_in_a_booted_nspawn_container") else {
+        return;
+    };
+    if which("systemd-nspawn").is_none() {
+        let msg = "SKIPPED cis_level1_server_in_a_booted_nspawn_container: systemd-nspawn is not installed (tests/testbed/install-deps.sh)";
+        eprintln!("\n=== {msg} ===\n");
+        assert!(
+            std::env::var("BOLLWERK_REQUIRE_SYSTEM_TESTS").as_deref() != Ok("1"),
+            "{msg}"
+        );
+        return;
+    }
+    let inst = tb.instance();
+    let tmp = TempDir::new("hardening-nspawn");
+    let (_key, pubkey) = keypair(tmp.path(), "admin");
+    let site = cis_site(tmp.path(), &pubkey);
+    std::fs::copy(bollwerk_bin(), inst.path("/usr/local/bin/bollwerk")).unwrap();
+    std::fs::copy(&site, inst.path("/root/site.toml")).unwrap();
+    // The container runs bollwerk at boot, as an operator would inside an LXC, then powers off.
+    inst.write(
+        "/etc/systemd/system/bollwerk-test.service",
+        "[Unit]\nDescription=bollwerk system test\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'B=/usr/local/bin/bollwerk; P=/root/site.toml; systemd-detect-virt -c >/root/virt.out 2>&1; $B plan --profile $P >/root/plan.out 2>&1; echo $? >/root/plan.rc; $B apply --profile $P >/root/apply.out 2>&1; echo $? >/root/apply.rc; $B apply --profile $P >/root/reapply.out 2>&1; echo $? >/root/reapply.rc'\nExecStartPost=/bin/systemctl poweroff --no-block\n\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    inst.sh_ok(
+        "systemctl enable bollwerk-test.service >/dev/null 2>&1 && echo 'testbed' > /etc/hostname",
+    );
+    let out = boot_nspawn(&inst, std::time::Duration::from_secs(240));
+    let rc = |f: &str| {
+        std::fs::read_to_string(inst.path(f))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let text = |f: &str| std::fs::read_to_string(inst.path(f)).unwrap_or_default();
+    assert_eq!(
+        rc("/root/apply.rc"),
+        "0",
+        "apply in the container failed:\n{}\nnspawn: {}",
+        text("/root/apply.out"),
+        describe(&out)
+    );
+    assert_eq!(text("/root/virt.out").trim(), "systemd-nspawn");
+    let plan = text("/root/plan.out");
+    for what in ["kernel_modules", "tmp", "time", "apparmor"] {
+        assert!(
+            plan.contains(&format!(
+                "{what}: not applicable in a container (systemd-nspawn)"
+            )),
+            "{what} not reported as not applicable:\n{plan}"
+        );
+    }
+    assert!(
+        text("/root/reapply.out").contains("0 changes"),
+        "{}",
+        text("/root/reapply.out")
+    );
+    assert!(
+        !inst
+            .path("/etc/modprobe.d/bollwerk-blacklist.conf")
+            .exists()
+    );
+    assert!(!inst.path("/etc/systemd/system/tmp.mount").exists());
+    assert!(
+        inst.path("/etc/security/pwquality.conf.d/bollwerk.conf")
+            .exists()
+    );
+    assert!(
+        inst.read("/etc/pam.d/common-auth")
+            .contains("pam_faillock.so preauth")
+    );
+}

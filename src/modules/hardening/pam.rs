@@ -893,6 +893,11 @@ impl Module for Pam {
         if reasons.is_empty() {
             return Ok(());
         }
+        if reasons.len() > 3 {
+            let more = reasons.len() - 3;
+            reasons.truncate(3);
+            reasons.push(format!("{more} more"));
+        }
         let pamtester_there = cx.runner.available(&cx.root, &Cmd::in_root(PAMTESTER, &[]));
         let require_pamtester = pamtester_there || requested(&p, "pamtester");
         if !require_pamtester {
