@@ -42,6 +42,8 @@ const PAM_CONFIGS: &str = "usr/share/pam-configs";
 const SU: &str = "etc/pam.d/su";
 const PAM_AUTH_UPDATE: &str = "/usr/sbin/pam-auth-update";
 const PAMTESTER: &str = "/usr/bin/pamtester";
+/// cracklib's dictionary (built by cracklib-runtime); pwquality's dictcheck needs it.
+const CRACKLIB_DICT: &str = "var/cache/cracklib/cracklib_dict.pwd";
 /// Paths `pam-auth-update` changes (journaled around the command).
 pub const WATCH: &[&str] = &["etc/pam.d", "var/lib/pam", "var/cache/debconf"];
 
@@ -339,6 +341,9 @@ pub struct PamStackCheck {
     /// pamtester is installed or installed by this plan: without it, validation fails (and is
     /// deferred past the package step) instead of falling back to the static check.
     pub require_pamtester: bool,
+    /// Files a package installed earlier in this plan provides (cracklib's dictionary): while
+    /// they are missing, validation is deferred past the package step.
+    pub wait_for: Vec<String>,
 }
 
 fn random_hex(n: usize) -> String {
@@ -478,6 +483,14 @@ impl Validator for PamStackCheck {
                 program: PAMTESTER.into(),
                 place: "the target root".into(),
             }));
+        }
+        for f in &self.wait_for {
+            if !cx.root.exists(&RelPath::new(f).map_err(Error::Runtime)?) {
+                return Err(Error::Exec(ExecError::NotFound {
+                    program: format!("/{f}"),
+                    place: "the target root".into(),
+                }));
+            }
         }
         // Every candidate below etc/ (pam.d/su, security/*, passwd, shadow, group) and the
         // PAM profiles: the sandbox sees the system as it will be after the plan.
@@ -654,6 +667,7 @@ impl Module for Pam {
         let mut disable: Vec<String> = Vec::new();
         let mut expect = Expectations::default();
         let mut configs_changed = false;
+        let mut wait_for: Vec<String> = Vec::new();
 
         // Password quality.
         if let Some(q) = &s.pwquality {
@@ -669,10 +683,14 @@ impl Module for Pam {
             }
             // Without cracklib's dictionary, dictcheck refuses every new password ("error
             // loading dictionary"): users whose password expires could never log in again.
-            let dictionary = cx
-                .root
-                .exists(&RelPath::lit("var/cache/cracklib/cracklib_dict.pwd"))
+            let dictionary = cx.root.exists(&RelPath::lit(CRACKLIB_DICT))
                 || installs(p.plan(), "cracklib-runtime");
+            if q.dictcheck != Some(false)
+                && !cx.root.exists(&RelPath::lit(CRACKLIB_DICT))
+                && dictionary
+            {
+                wait_for.push(CRACKLIB_DICT.to_string());
+            }
             let mut q = q.clone();
             if q.dictcheck != Some(false) && !dictionary {
                 p.note(
@@ -921,6 +939,7 @@ impl Module for Pam {
             disable: disable.clone(),
             expect,
             require_pamtester,
+            wait_for,
         });
         p.run_validated(
             cmd,
