@@ -40,5 +40,6 @@ echo "static binary: $size bytes"
 
 step "benchmarks (figures, not pass/fail on time)"
 cargo bench --bench core
+cargo bench --bench hardening
 
 step "done in $(( $(date +%s) - start )) s"
