@@ -372,40 +372,17 @@ fn apply(
     }
     let report = report?;
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
-    let mut follow_up: Option<(ApplyReport, Plan)> = None;
-    let (verify_plan, findings) = if report.run_id.is_some() {
-        // The re-plan uses the verifier context (converging): work a module defers on purpose,
-        // like closing an old SSH port after a move, stays for a later run.
-        let mut cx2 = cx.verifier()?;
-        let mut vp = crate::modules::plan_all(&cx2)?;
-        // -- packages (issue 4) --
-        // Software this run installed (a PostgreSQL cluster, a tool's configuration directory)
-        // could not be planned for before it existed: configure it now, as a second run.
-        if crate::modules::packages::changes_software(&plan) && !vp.is_empty() {
-            if !vp.refusals.is_empty() && !force {
-                let r = &vp.refusals[0];
-                return Err(Error::Unsafe {
-                    reason: format!(
-                        "packages were changed (run {}), but configuring them is refused: {}",
-                        report.run_id.clone().unwrap_or_default(),
-                        r.reason
-                    ),
-                    hint: r.hint.clone(),
-                });
-            }
-            let second = crate::engine::apply::apply(&cx2, &vp)?;
-            if let Some(a) = armed.as_mut() {
-                // A pending `--confirm` reverts this run too.
-                a.record_more(&cx.root, second.run_id.clone())?;
-            }
-            follow_up = Some((second, vp));
-            cx2 = cx2.verifier()?;
-            vp = crate::modules::plan_all(&cx2)?;
+    let (verify_plan, findings, follow_up) = if report.run_id.is_some() {
+        let (cx2, follow_up) = follow_up_run(&cx, &plan, &report, force)?;
+        if let (Some(a), Some((second, _))) = (armed.as_mut(), &follow_up) {
+            // A pending `--confirm` reverts the follow-up run too.
+            a.record_more(&cx.root, second.run_id.clone())?;
         }
+        let vp = crate::modules::plan_all(&cx2)?;
         let findings = crate::modules::verify_all(&cx2)?;
-        (Some(vp), findings)
+        (Some(vp), findings, follow_up)
     } else {
-        (None, Vec::new())
+        (None, Vec::new(), None)
     };
     match format {
         Format::Json => {
@@ -473,6 +450,54 @@ fn apply(
     Ok(ExitStatus::Ok)
 }
 
+/// After a run that changed software (package installs) or stopped because a command made the
+/// rest of its plan stale: plans again with the verifier context and applies what became
+/// possible as a second, separately journaled run. Returns the context to verify with and the
+/// follow-up run, if one was needed.
+///
+/// The re-plan uses the verifier context (`converging`): work a module defers on purpose, like
+/// closing an old SSH port after a move, stays for a later run.
+///
+/// # Errors
+/// [`Error::Unsafe`] when the follow-up plan is refused (and not forced); apply errors.
+pub fn follow_up_run<'a>(
+    cx: &Context<'a>,
+    plan: &Plan,
+    report: &ApplyReport,
+    force: bool,
+) -> Result<(Context<'a>, Option<(ApplyReport, Plan)>)> {
+    let cx2 = cx.verifier()?;
+    // -- packages (issue 4) --
+    // Software this run installed (a PostgreSQL cluster, a tool's configuration directory)
+    // could not be planned for before it existed: configure it now, as a second run.
+    if !(crate::modules::packages::changes_software(plan) || report.stopped.is_some()) {
+        return Ok((cx2, None));
+    }
+    let vp = crate::modules::plan_all(&cx2)?;
+    if vp.is_empty() {
+        return Ok((cx2, None));
+    }
+    if !vp.refusals.is_empty() && !force {
+        let r = &vp.refusals[0];
+        return Err(Error::Unsafe {
+            reason: format!(
+                "packages were changed (run {}), but configuring them is refused: {}",
+                report.run_id.clone().unwrap_or_default(),
+                r.reason
+            ),
+            hint: r.hint.clone(),
+        });
+    }
+    let second = crate::engine::apply::apply(&cx2, &vp)?;
+    if let Some(why) = &second.stopped {
+        return Err(Error::Runtime(format!(
+            "the follow-up run {} stopped again ({why}); run apply once more",
+            second.run_id.clone().unwrap_or_default()
+        )));
+    }
+    Ok((cx2.verifier()?, Some((second, vp))))
+}
+
 fn paint(s: &str, code: &str, color: bool) -> String {
     if color {
         format!("\x1b[{code}m{s}\x1b[0m")
@@ -537,7 +562,15 @@ pub fn plan_text(cx: &Context, plan: &Plan, color: bool) -> String {
                 line = format!("\n[{}] create directory {path} ({perms})", c.module)
             }
             Action::SetPerms { .. } | Action::Symlink { .. } | Action::Remove { .. } => {}
-            Action::Run { cmd, .. } => line.push_str(&format!("\n  run: {}", cmd.display())),
+            Action::Run { cmd, validator, .. } => {
+                line.push_str(&format!("\n  run: {}", cmd.display()));
+                if let Some(v) = validator {
+                    line.push_str(&format!(
+                        "\n  checked with `{}` before activation",
+                        v.describe()
+                    ));
+                }
+            }
         }
         s.push_str(&line);
         s.push('\n');
@@ -624,7 +657,10 @@ pub fn plan_json(cx: &Context, plan: &Plan) -> serde_json::Value {
                     v["gid"] = json!(perms.gid);
                 }
                 Action::Symlink { target, .. } => v["target"] = json!(target),
-                Action::Run { cmd, .. } => v["command"] = json!(cmd.display()),
+                Action::Run { cmd, validator, .. } => {
+                    v["command"] = json!(cmd.display());
+                    v["validator"] = json!(validator.as_ref().map(|v| v.describe()));
+                }
                 Action::Remove { .. } => {}
             }
             v
@@ -668,6 +704,12 @@ fn apply_text(report: &ApplyReport, plan: &Plan, color: bool) -> String {
     }
     for c in &report.handlers_skipped {
         s.push_str(&format!("skipped (not a live system): {c}\n"));
+    }
+    if let Some(why) = &report.stopped {
+        s.push_str(&format!(
+            "stopped after {} changes: {why}; the rest is planned again\n",
+            report.applied.len()
+        ));
     }
     let n = report.applied.len();
     s.push_str(&format!(

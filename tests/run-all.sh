@@ -46,5 +46,6 @@ step "benchmarks (figures, not pass/fail on time)"
 cargo bench --bench core
 cargo bench --bench audit
 BOLLWERK_BENCH_BIN="$PWD/$bin" cargo test --release --test network_system -- --ignored --nocapture bench
+cargo bench --bench hardening
 
 step "done in $(( $(date +%s) - start )) s"

@@ -139,6 +139,19 @@ fn fake_apt(root: &Root, cmd: &Cmd) -> Output {
 /// The files a real install of a network package ships, taken from the network fixture (so the
 /// modules that configure them see what they would see after the real apt-get).
 fn ship_files(root: &Root, package: &str) {
+    if package == "aide" {
+        // Like aide-common's postinst (adduser --system --group _aide): a new system group.
+        for (f, line) in [
+            ("etc/group", "_aide:x:998:\n"),
+            ("etc/gshadow", "_aide:!::\n"),
+        ] {
+            let p = root.path().join(f);
+            let mut t = std::fs::read_to_string(&p).unwrap_or_default();
+            t.push_str(line);
+            std::fs::write(&p, t).unwrap();
+        }
+        return;
+    }
     let prefixes: &[&str] = match package {
         "nftables" => &[
             "etc/nftables.conf",
@@ -1039,4 +1052,27 @@ fn profiles_extending_webapp_postgres_merge_logs_files_and_settings() {
     );
     let pg = l.profile.postgres.as_ref().unwrap();
     assert_eq!(pg.settings.len(), 2, "settings merge key by key");
+}
+
+#[test]
+fn a_package_that_adds_a_group_does_not_break_the_users_change_of_the_same_apply() {
+    // The package step runs first; aide's postinst adds the group _aide to etc/group, which the
+    // users module planned against before. The run stops cleanly there and the follow-up run
+    // plans the users change again on the new etc/group: both groups end up in it.
+    let t = Tree::fixture("debian12-services");
+    let p = t.profile(
+        "site",
+        &format!("[packages]\ninstall = [\"aide\"]\n{}", admin()),
+    );
+    let runner = services_runner();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("stopped after"), "{out}");
+    let group = t.read("etc/group");
+    assert!(group.contains("\n_aide:x:998:\n"), "{group}");
+    assert!(group.contains("\nsudo:x:27:deploy\n"), "{group}");
+    assert!(t.read("etc/passwd").contains("\ndeploy:x:"));
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
 }

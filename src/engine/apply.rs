@@ -26,6 +26,10 @@ pub struct ApplyReport {
     pub handlers: Vec<(String, std::result::Result<(), String>)>,
     /// Handlers skipped because the target is not a live system.
     pub handlers_skipped: Vec<String>,
+    /// Why the run stopped before the end of the plan: a command of this run (a package
+    /// install) changed a file a later change was planned against, so the rest of the plan is
+    /// stale and is planned again by the follow-up run.
+    pub stopped: Option<String>,
 }
 
 /// Test hook: abort the process at a named step (`BOLLWERK_FAILPOINT=name:N` aborts on the
@@ -108,9 +112,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
     // 2. Execute, journaling each step.
     let mut commands_ran = false;
     for change in &plan.changes {
-        if let Action::WriteFile {
-            validator: Some(v), ..
-        } = &change.action
+        if let Some(v) = change.action.validator()
             && let Some(i) = validation.deferred.iter().position(|d| Arc::ptr_eq(d, v))
         {
             let v = validation.deferred.remove(i);
@@ -123,14 +125,22 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
                 )));
             }
         }
-        if let Err(e) = execute(cx, &mut journal, change, commands_ran) {
-            let msg = format!("{}: {e}", change.summary);
-            journal.close(RunStatus::Failed, Some(msg.clone()))?;
-            return Err(Error::Runtime(format!(
-                "{msg}\n  what was applied is recorded in run {} (bollwerk rollback {})",
-                journal.id(),
-                journal.id()
-            )));
+        match execute(cx, &mut journal, change, commands_ran) {
+            Ok(Executed::Done) => {}
+            Ok(Executed::Stale(why)) => {
+                tracing::info!("{why}; the rest of the plan is planned again");
+                report.stopped = Some(why);
+                break;
+            }
+            Err(e) => {
+                let msg = format!("{}: {e}", change.summary);
+                journal.close(RunStatus::Failed, Some(msg.clone()))?;
+                return Err(Error::Runtime(format!(
+                    "{msg}\n  what was applied is recorded in run {} (bollwerk rollback {})",
+                    journal.id(),
+                    journal.id()
+                )));
+            }
         }
         commands_ran |= matches!(change.action, Action::Run { .. });
         report
@@ -138,8 +148,8 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
             .push((change.module.to_string(), change.summary.clone()));
     }
 
-    // 3. Handlers, only on a live system and only for modules that changed.
-    let changed = plan.changed_modules();
+    // 3. Handlers, only on a live system and only for modules whose changes were applied.
+    let changed: Vec<&str> = report.applied.iter().map(|(m, _)| m.as_str()).collect();
     for h in plan.handlers.iter().filter(|h| changed.contains(&h.module)) {
         journal.manifest.handlers.push(JournalHandler {
             module: h.module.to_string(),
@@ -188,9 +198,7 @@ struct Validation {
 fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
     let mut validators: Vec<Arc<dyn Validator>> = Vec::new();
     for c in &plan.changes {
-        if let Action::WriteFile {
-            validator: Some(v), ..
-        } = &c.action
+        if let Some(v) = c.action.validator()
             && !validators.iter().any(|o| Arc::ptr_eq(o, v))
         {
             validators.push(v.clone());
@@ -253,12 +261,11 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
 /// True when the plan runs a command before the first file `v` validates.
 fn commands_before(plan: &Plan, v: &Arc<dyn Validator>) -> bool {
     for c in &plan.changes {
-        match &c.action {
-            Action::Run { .. } => return true,
-            Action::WriteFile {
-                validator: Some(o), ..
-            } if Arc::ptr_eq(o, v) => return false,
-            _ => {}
+        if c.action.validator().is_some_and(|o| Arc::ptr_eq(o, v)) {
+            return false;
+        }
+        if let Action::Run { .. } = &c.action {
+            return true;
         }
     }
     false
@@ -287,18 +294,27 @@ fn run_validator(cx: &Context, v: &Arc<dyn Validator>, staged: &super::Staged) -
     }
 }
 
+/// What [`execute`] did with a change.
+enum Executed {
+    /// Applied (or nothing to do).
+    Done,
+    /// Not applied: the plan went stale because an earlier command of this run changed the path.
+    Stale(String),
+}
+
 fn execute(
     cx: &Context,
     journal: &mut Journal,
     change: &super::Change,
     commands_ran: bool,
-) -> Result<()> {
+) -> Result<Executed> {
     let root = &cx.root;
-    if let Action::Run { cmd, watch } = &change.action {
-        return run_command(cx, journal, change.module, &change.summary, cmd, watch);
+    if let Action::Run { cmd, watch, .. } = &change.action {
+        run_command(cx, journal, change.module, &change.summary, cmd, watch)?;
+        return Ok(Executed::Done);
     }
     let Some(path) = change.action.path() else {
-        return Ok(());
+        return Ok(Executed::Done);
     };
     // Drift between plan and apply means the plan is stale: refuse to act on it.
     let now = root.entry(path)?;
@@ -310,9 +326,16 @@ fn execute(
         // An earlier command of this run (a package install) created the directory: it belongs
         // to that package now, so it is kept as the package made it and not journaled.
         tracing::info!(path = %path, "directory created by an earlier command of this run; kept as it is");
-        return Ok(());
+        return Ok(Executed::Done);
     }
     if !same_state(&now, &change.before) {
+        if commands_ran {
+            // E.g. a package's postinst added a system group to etc/group: the users module's
+            // planned etc/group predates it. Stop here; the follow-up run plans again.
+            return Ok(Executed::Stale(format!(
+                "{path} was changed by an earlier command of this run (a package install)"
+            )));
+        }
         return Err(Error::Runtime(format!(
             "{path} changed since the plan was computed; re-run"
         )));
@@ -333,7 +356,7 @@ fn execute(
     }
     failpoint("apply.after-change");
     journal.finish(seq)?;
-    Ok(())
+    Ok(Executed::Done)
 }
 
 fn same_state(a: &Entry, b: &Entry) -> bool {

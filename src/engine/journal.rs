@@ -530,15 +530,19 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
         .map_err(Error::Runtime)?;
     // Conflicts first: nothing is touched when any path changed since the run.
     let mut conflicts = Vec::new();
-    for e in target.entries.iter().rev() {
+    for (i, e) in target.entries.iter().enumerate().rev() {
         let mut cur = root.entry(&e.path)?;
         if e.secret {
             cur = secret_entry(cur);
         }
-        let ok = match (&e.state, &e.after) {
-            (EntryState::Done, Some(after)) => same(&cur, after) || same(&cur, &e.before),
-            _ => true, // interrupted: either old or new; restore old
-        };
+        // A path two modules changed in one run has one entry per change: only the last one's
+        // `after` is what the run left there.
+        let superseded = target.entries[i + 1..].iter().any(|o| o.path == e.path);
+        let ok = superseded
+            || match (&e.state, &e.after) {
+                (EntryState::Done, Some(after)) => same(&cur, after) || same(&cur, &e.before),
+                _ => true, // interrupted: either old or new; restore old
+            };
         if !ok {
             conflicts.push(format!("{} changed since run {id}", e.path));
         }

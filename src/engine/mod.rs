@@ -117,6 +117,9 @@ pub enum Action {
         cmd: Cmd,
         /// Files/directories the command may modify.
         watch: Vec<RelPath>,
+        /// Validator run with the other candidates before anything is activated (e.g. a dry
+        /// run of the command in a sandbox).
+        validator: Option<Arc<dyn Validator>>,
     },
 }
 
@@ -130,6 +133,16 @@ impl Action {
             | Action::Symlink { path, .. }
             | Action::Remove { path } => Some(path),
             Action::Run { .. } => None,
+        }
+    }
+
+    /// The validator of a file write or command, if any.
+    pub fn validator(&self) -> Option<&Arc<dyn Validator>> {
+        match self {
+            Action::WriteFile { validator, .. } | Action::Run { validator, .. } => {
+                validator.as_ref()
+            }
+            _ => None,
         }
     }
 
@@ -699,9 +712,25 @@ impl<'p> Planner<'p> {
 
     /// Adds a command (always a change: modules decide whether it is needed).
     pub fn run(&mut self, cmd: Cmd, watch: Vec<RelPath>, summary: impl Into<String>) {
+        self.run_validated(cmd, watch, summary, None);
+    }
+
+    /// [`Planner::run`] with a validator that must pass, together with every file candidate,
+    /// before anything of the plan is activated.
+    pub fn run_validated(
+        &mut self,
+        cmd: Cmd,
+        watch: Vec<RelPath>,
+        summary: impl Into<String>,
+        validator: Option<Arc<dyn Validator>>,
+    ) {
         self.push(
             summary.into(),
-            Action::Run { cmd, watch },
+            Action::Run {
+                cmd,
+                watch,
+                validator,
+            },
             Entry::Absent,
             None,
         );

@@ -792,9 +792,10 @@ pub fn run(
             return Err(Error::Runtime(msg));
         }
     };
+    // Like `apply`: configure what the package step installed (a follow-up run), then verify
+    // that the host converged and the modules' live checks pass.
+    let (cx2, follow_up) = crate::app::follow_up_run(&cx, &plan, &report, false)?;
     let t_applied = started.elapsed();
-    // Verify like `apply`: converged, and modules' live checks.
-    let cx2 = cx.verifier()?;
     let verify_plan = crate::modules::plan_all(&cx2)?;
     let mut findings: Vec<String> = verify_plan
         .changes
@@ -820,6 +821,7 @@ pub fn run(
         "user_data": prep.user_data_kind,
         "profile": {"name": prep.loaded.name(), "digest": prep.loaded.digest},
         "run_id": report.run_id,
+        "follow_up_run_id": follow_up.as_ref().and_then(|(r, _)| r.run_id.clone()),
         "changes": report.applied.len(),
         "instance": actions,
         "machine_id": mid,

@@ -26,6 +26,7 @@ pub mod sizes;
 pub mod updates;
 
 // -- OS hardening modules (issue 7) --
+pub mod hardening;
 
 use crate::engine::{Context, Finding, Plan};
 use crate::error::Result;
@@ -78,6 +79,18 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&postgres::Postgres);
 
     // -- OS hardening (issue 7) --
+    m.push(&hardening::sudo::Sudo);
+    m.push(&hardening::banners::Banners);
+    m.push(&hardening::kernel_modules::KernelModules);
+    m.push(&hardening::cron::Cron);
+    m.push(&hardening::coredump::Coredump);
+    m.push(&hardening::tmp::Tmp);
+    m.push(&hardening::time::Time);
+    m.push(&hardening::accounts::Accounts);
+    m.push(&hardening::pam::Pam);
+    m.push(&hardening::apparmor::AppArmor);
+    m.push(&hardening::integrity::Integrity);
+    m.push(&hardening::logging::Logging);
 
     // -- firstboot (issue 6): write_files last, so owners may be users created above --
     m.push(&firstboot::Firstboot);

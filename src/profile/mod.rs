@@ -83,6 +83,43 @@ pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firstboot: Option<crate::modules::firstboot::FirstbootSection>,
     // -- OS hardening (issue 7) --
+    /// sudo defaults: `use_pty`, `logfile`, `timestamp_timeout` (drop-in
+    /// `etc/sudoers.d/bollwerk-defaults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<crate::modules::hardening::sudo::SudoSection>,
+    /// Login banners: /etc/issue, /etc/issue.net, /etc/motd and the update-motd scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banners: Option<crate::modules::hardening::banners::BannersSection>,
+    /// Kernel modules that must not be loaded (etc/modprobe.d drop-in); not applicable in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_modules: Option<crate::modules::hardening::kernel_modules::KernelModulesSection>,
+    /// cron and at: allow lists and the modes of cron's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<crate::modules::hardening::cron::CronSection>,
+    /// Core dumps: pam_limits and systemd-coredump drop-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coredump: Option<crate::modules::hardening::coredump::CoredumpSection>,
+    /// /tmp as a tmpfs and the mount options of /tmp and /dev/shm; not applicable in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp: Option<crate::modules::hardening::tmp::TmpSection>,
+    /// Time synchronisation: one daemon (timesyncd or chrony) with the profile's servers; not applicable in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<crate::modules::hardening::time::TimeSection>,
+    /// Account policy: password ageing, hashing, umask, shell timeout, system accounts, root's PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<crate::modules::hardening::accounts::AccountsSection>,
+    /// The PAM stack: password quality, lockout, history, nullok, su restricted to a group (pam-auth-update profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pam: Option<crate::modules::hardening::pam::PamSection>,
+    /// AppArmor: service enabled, profiles in enforce or complain mode, kernel command line; not applicable in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor: Option<crate::modules::hardening::apparmor::AppArmorSection>,
+    /// File integrity (opt-in): AIDE with its database built by a timer after boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<crate::modules::hardening::integrity::IntegritySection>,
+    /// Log file access: rsyslog's file creation mode and the modes of files in /var/log (journald: see [journald]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<crate::modules::hardening::logging::LoggingSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -107,6 +144,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../profiles/webapp-postgres.toml"),
     ),
     // -- issue 7: cis-level1-server --
+    (
+        "cis-level1-server",
+        include_str!("../../profiles/cis-level1-server.toml"),
+    ),
 ];
 
 /// Where a profile's text came from.
@@ -725,6 +766,27 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
 
     // -- OS hardening (issue 7) --
+    if let Some(s) = &p.sudo {
+        crate::modules::hardening::sudo::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.banners {
+        crate::modules::hardening::banners::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.kernel_modules {
+        crate::modules::hardening::kernel_modules::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.tmp {
+        crate::modules::hardening::tmp::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.time {
+        crate::modules::hardening::time::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.accounts {
+        crate::modules::hardening::accounts::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.pam {
+        crate::modules::hardening::pam::check_profile(s, layers)?;
+    }
 
     // -- firstboot (issue 6) --
     if let Some(f) = &p.firstboot {

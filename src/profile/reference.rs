@@ -29,9 +29,16 @@ pub fn markdown() -> String {
             sections.push((name.clone(), t));
         }
     }
-    for (name, def) in sections {
-        let is_array =
-            matches!(describe(&schema, &props[&name]).0.as_str(), s if s.starts_with("array"));
+    // A worklist: nested tables (`[pam.faillock]`) get their own section after their parent.
+    let mut sections: std::collections::VecDeque<(String, Value, bool)> = sections
+        .into_iter()
+        .map(|(name, def)| {
+            let is_array =
+                matches!(describe(&schema, &props[&name]).0.as_str(), s if s.starts_with("array"));
+            (name, def, is_array)
+        })
+        .collect();
+    while let Some((name, def, is_array)) = sections.pop_front() {
         out.push_str(&format!(
             "\n## `{}{name}{}`\n\n",
             if is_array { "[[" } else { "[" },
@@ -47,12 +54,18 @@ pub fn markdown() -> String {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        let mut nested = Vec::new();
         for (k, p) in def
             .get("properties")
             .and_then(Value::as_object)
             .unwrap_or(&empty)
         {
-            let (ty, _) = describe(&schema, p);
+            let (ty, target) = describe(&schema, p);
+            if let Some(t) = target
+                && ty == "table"
+            {
+                nested.push((format!("{name}.{k}"), t, false));
+            }
             let req = if req.contains(&k.as_str()) {
                 " **(required)**"
             } else {
@@ -62,6 +75,9 @@ pub fn markdown() -> String {
                 "| `{k}` | {ty}{req} | {} |\n",
                 cell(&description(&schema, p))
             ));
+        }
+        for n in nested.into_iter().rev() {
+            sections.push_front(n);
         }
     }
     out

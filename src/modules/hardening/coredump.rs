@@ -1,0 +1,66 @@
+//! Core dumps (`[coredump]`): `etc/security/limits.d/bollwerk-coredump.conf` (`* hard core 0`)
+//! and `etc/systemd/coredump.conf.d/bollwerk.conf` (`Storage=none`, `ProcessSizeMax=0`), so no
+//! process leaves memory images with secrets on disk (CIS 1.5.3). `fs.suid_dumpable = 0` is
+//! the sysctl module's (`[sysctl]`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Context, Plan, Planner};
+use crate::error::Result;
+use crate::modules::Module;
+use crate::modules::users::MANAGED_HEADER;
+use crate::root::{Perms, RelPath};
+
+/// The limits drop-in bollwerk owns.
+pub const LIMITS_DROPIN: &str = "etc/security/limits.d/bollwerk-coredump.conf";
+/// The systemd-coredump drop-in bollwerk owns.
+pub const COREDUMP_DROPIN: &str = "etc/systemd/coredump.conf.d/bollwerk.conf";
+
+/// `[coredump]`: core dump restrictions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoredumpSection {
+    /// true: no core dumps (`* hard core 0` for PAM sessions, systemd-coredump stores
+    /// nothing); false: remove bollwerk's drop-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable: Option<bool>,
+}
+
+/// The core dump module.
+pub struct Coredump;
+
+impl Module for Coredump {
+    fn name(&self) -> &'static str {
+        "coredump"
+    }
+
+    fn plan(&self, cx: &Context, plan: &mut Plan) -> Result<()> {
+        let Some(disable) = cx.profile.profile.coredump.as_ref().and_then(|s| s.disable) else {
+            return Ok(());
+        };
+        let mut p = Planner::new(self.name(), plan);
+        let limits = RelPath::lit(LIMITS_DROPIN);
+        let systemd = RelPath::lit(COREDUMP_DROPIN);
+        if !disable {
+            p.remove(&cx.root, &limits, format!("remove {limits}"))?;
+            p.remove(&cx.root, &systemd, format!("remove {systemd}"))?;
+            return Ok(());
+        }
+        p.file(
+            &cx.root,
+            &limits,
+            format!("{MANAGED_HEADER}\n# No core dumps for login sessions (pam_limits).\n*\thard\tcore\t0\n"),
+            Perms::root(0o644),
+            "no core dumps for login sessions",
+        )?;
+        p.file(
+            &cx.root,
+            &systemd,
+            format!("{MANAGED_HEADER}\n[Coredump]\nStorage=none\nProcessSizeMax=0\n"),
+            Perms::root(0o644),
+            "systemd-coredump stores no core dumps",
+        )?;
+        Ok(())
+    }
+}
