@@ -123,11 +123,15 @@ fn debian12_plan_apply_reapply_rollback() {
     assert!(!dropin.contains("sntrup761"), "not on the CIS list");
     assert!(!dropin.contains("chacha20"), "not on the CIS list");
     assert!(!dropin.contains("umac"), "not on the CIS list");
+    // The Debian main config already includes the drop-ins first: its content is untouched,
+    // only its mode becomes root-only (CIS 5.1.1).
     assert_eq!(
-        before.get("etc/ssh/sshd_config"),
-        t.snapshot().get("etc/ssh/sshd_config"),
-        "main config untouched"
+        t.read("etc/ssh/sshd_config"),
+        std::fs::read_to_string(common::tree::fixtures().join("debian12/etc/ssh/sshd_config"))
+            .unwrap(),
+        "main config content untouched"
     );
+    assert_eq!(t.meta("etc/ssh/sshd_config"), (0o600, 0, 0));
     // Host.
     assert_eq!(t.read("etc/hostname"), "app01\n");
     assert!(
@@ -233,7 +237,11 @@ fn debian_without_include_gets_it_at_the_top() {
     assert_eq!(first, "Include /etc/ssh/sshd_config.d/*.conf");
     assert!(main.ends_with(&original));
     assert_eq!(t.meta("etc/ssh/sshd_config.d"), (0o755, 0, 0));
-    assert_eq!(t.meta("etc/ssh/sshd_config"), (0o644, 0, 0), "mode kept");
+    assert_eq!(
+        t.meta("etc/ssh/sshd_config"),
+        (0o600, 0, 0),
+        "CIS 5.1.1: root only"
+    );
     let (st, _) = t.run(&fake_runner(), &["rollback"]);
     assert_eq!(st, ExitStatus::Ok);
     assert_eq!(

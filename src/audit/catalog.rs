@@ -100,6 +100,15 @@ fn validate(c: &Check) -> Result<(), String> {
     if c.scope.is_empty() {
         return Err("scope must name `vm` and/or `container`".into());
     }
+    if c.manual.is_some() && c.site_specific.is_some() {
+        return Err("a check is `manual` or `site_specific`, not both".into());
+    }
+    if [&c.manual, &c.site_specific]
+        .iter()
+        .any(|r| r.as_ref().is_some_and(|r| r.trim().is_empty()))
+    {
+        return Err("`manual` / `site_specific` need the reason as their value".into());
+    }
     if c.fix.key.is_none() && c.fix.manual.is_none() {
         return Err("fix needs `key` (profile key) or `manual`".into());
     }

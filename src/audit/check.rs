@@ -62,6 +62,14 @@ pub struct Check {
     /// GDPR articles (`32(1)(b)`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gdpr: Vec<String>,
+    /// The check needs a manual step no profile can take (a bootloader password); a failure
+    /// is reported with this reason. Exclusive with `site_specific`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<String>,
+    /// Whether the check should pass depends on the site (a remote log host, separate
+    /// partitions, IPv6 by SLAAC); a failure is reported with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_specific: Option<String>,
     /// How the state is observed and judged.
     pub probe: Probe,
 }
@@ -727,6 +735,22 @@ pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
 }
 
 impl Check {
+    /// The check's disposition, when it is marked `manual` or `site_specific`.
+    pub fn disposition(&self) -> Option<crate::audit::result::Disposition> {
+        use crate::audit::result::{Disposition, DispositionKind};
+        match (&self.manual, &self.site_specific) {
+            (Some(r), _) => Some(Disposition {
+                kind: DispositionKind::Manual,
+                reason: r.clone(),
+            }),
+            (None, Some(r)) => Some(Disposition {
+                kind: DispositionKind::SiteSpecific,
+                reason: r.clone(),
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// The report section: the first component of the CIS number (`5`), or `bollwerk` for
     /// bollwerk's own checks.
     pub fn section(&self) -> &str {

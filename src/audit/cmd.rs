@@ -375,6 +375,13 @@ pub fn checks(c: &ChecksCommand, out: &mut dyn Write) -> Result<ExitStatus> {
                     .unwrap_or_else(|| super::probe::expected(&k.probe))
             ));
             s.push_str(&format!("Fix:        {}\n", k.fix));
+            if let Some(d) = k.disposition() {
+                s.push_str(&format!(
+                    "{:<11} {}\n",
+                    format!("{}:", d.kind.as_str()),
+                    d.reason
+                ));
+            }
             if !k.iso27001.is_empty() {
                 s.push_str(&format!("ISO 27001:  {}\n", k.iso27001.join(", ")));
             }
@@ -432,6 +439,25 @@ pub fn catalog_markdown(cat: &Catalog) -> String {
                         .map(|k| format!("`{k}`"))
                         .unwrap_or_else(|| "manual".into())
                 )
+            ));
+        }
+    }
+    let marked: Vec<_> = cat
+        .checks
+        .iter()
+        .filter_map(|c| c.disposition().map(|d| (c, d)))
+        .collect();
+    if !marked.is_empty() {
+        s.push_str(&format!(
+            "\n## Manual and site-specific checks ({})\n\nThese can fail on a host a profile hardened; reports show them with this reason.\n\n| ID | Kind | Reason |\n|---|---|---|\n",
+            marked.len()
+        ));
+        for (c, d) in marked {
+            s.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                c.id,
+                d.kind.as_str(),
+                cell(&d.reason)
             ));
         }
     }

@@ -135,6 +135,9 @@ pub fn text(r: &Report, color: bool) -> String {
             let _ = writeln!(s, "      found:    {}", f.evidence);
             let _ = writeln!(s, "      expected: {}", f.expected);
             let _ = writeln!(s, "      fix:      {}", fix_text(f));
+            if let Some(d) = &f.disposition {
+                let _ = writeln!(s, "      {}: {}", d.kind.as_str(), d.reason);
+            }
         }
     }
     let errors: Vec<&CheckResult> = r
@@ -225,6 +228,14 @@ pub fn json(r: &Report) -> String {
 }
 
 const HTML_TEMPLATE: &str = include_str!("report.html.j2");
+
+/// The fix, followed by the catalog's `manual` / `site-specific` reason when there is one.
+fn fix_with_disposition(x: &CheckResult) -> String {
+    match &x.disposition {
+        Some(d) => format!("{} ({}: {})", fix_text(x), d.kind.as_str(), d.reason),
+        None => fix_text(x),
+    }
+}
 
 /// The self-contained HTML report.
 ///
@@ -321,7 +332,7 @@ pub fn junit(r: &Report) -> String {
                         xml_escape(&x.evidence),
                         x.severity.as_str(),
                         xml_escape(&x.expected),
-                        xml_escape(&fix_text(x))
+                        xml_escape(&fix_with_disposition(x))
                     );
                 }
                 Status::Error => {
@@ -506,7 +517,7 @@ pub fn markdown(r: &Report) -> String {
                 md_cell(&f.title),
                 f.cis.as_deref().unwrap_or(""),
                 md_cell(&f.evidence),
-                md_cell(&fix_text(f))
+                md_cell(&fix_with_disposition(f))
             );
         }
     }

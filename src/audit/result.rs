@@ -92,6 +92,39 @@ pub struct CheckResult {
     /// With `--profile`: the profile sets the key that fixes this check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covered_by_profile: Option<bool>,
+    /// The catalog marks the check `manual` or `site-specific`: a failure is expected on some
+    /// hosts, for this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<Disposition>,
+}
+
+/// Why a check may legitimately fail on a hardened host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Disposition {
+    /// `manual` or `site-specific`.
+    pub kind: DispositionKind,
+    /// The reason, from the catalog.
+    pub reason: String,
+}
+
+/// Kinds of [`Disposition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DispositionKind {
+    /// Needs a manual step no profile can take.
+    Manual,
+    /// Depends on the site's setup.
+    SiteSpecific,
+}
+
+impl DispositionKind {
+    /// The word used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DispositionKind::Manual => "manual",
+            DispositionKind::SiteSpecific => "site-specific",
+        }
+    }
 }
 
 impl CheckResult {
@@ -111,6 +144,7 @@ impl CheckResult {
             iso27001: check.iso27001.clone(),
             gdpr: check.gdpr.clone(),
             covered_by_profile: None,
+            disposition: check.disposition(),
         }
     }
 }
@@ -321,6 +355,7 @@ mod tests {
             iso27001: vec![],
             gdpr: vec![],
             covered_by_profile: None,
+            disposition: None,
         }
     }
 

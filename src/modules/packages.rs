@@ -481,6 +481,17 @@ impl Module for Packages {
     }
 }
 
+/// True when `plan` installs `package` (an `apt-get install` the packages module planned).
+/// Modules that configure software which is not installed yet use it to tell "installed by this
+/// run" from "will not be there".
+pub fn installs(plan: &crate::engine::Plan, package: &str) -> bool {
+    plan.changes.iter().any(|c| {
+        c.module == "packages"
+            && matches!(&c.action, crate::engine::Action::Run { cmd, .. }
+                if cmd.args.iter().any(|a| a == "install") && cmd.args.iter().any(|a| a == package))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

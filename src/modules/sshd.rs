@@ -536,20 +536,25 @@ impl Module for Sshd {
             let dropin = render_dropin(cx, s, &f, &mut p)?;
             let validator: Arc<dyn Validator> = Arc::new(SshdValidator);
             // The main config must include the drop-in directory before any directive.
+            // CIS 5.1.1: the server configuration is readable by root only.
+            let main_perms = Perms::root(0o600);
             if let Some(text) = &main_now {
                 if let Some(new_main) = ensure_include(text) {
-                    let perms = match cx.root.entry(&main_rel)? {
-                        crate::root::Entry::File { perms, .. } => perms,
-                        _ => Perms::root(0o600),
-                    };
                     p.file_with(
                         &cx.root,
                         &main_rel,
                         new_main.into_bytes(),
-                        perms,
+                        main_perms,
                         format!("make {MAIN} read {DROPIN_DIR}/*.conf first"),
                         Visibility::Plain,
                         Some(validator.clone()),
+                    )?;
+                } else {
+                    p.perms(
+                        &cx.root,
+                        &main_rel,
+                        main_perms,
+                        format!("{main_rel} readable by root only"),
                     )?;
                 }
             } else {

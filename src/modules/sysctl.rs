@@ -26,6 +26,9 @@ use crate::root::{Perms, RelPath};
 
 /// The drop-in bollwerk owns.
 pub const DROPIN: &str = "etc/sysctl.d/60-bollwerk.conf";
+/// Keys a vendor file (`usr/lib/sysctl.d`) sorting after [`DROPIN`] would override, repeated in a
+/// drop-in that sorts after every vendor file.
+pub const OVERRIDES: &str = "etc/sysctl.d/99-zz-bollwerk-overrides.conf";
 
 /// A sysctl key (`net.ipv4.tcp_syncookies`): dot-separated segments of `[A-Za-z0-9_-]`; slashes
 /// are accepted and turned into dots.
@@ -578,11 +581,56 @@ impl Module for Sysctl {
             )?;
             return Ok(());
         }
+        // A vendor file that sorts after ours (Debian's usr/lib/sysctl.d/99-protect-links.conf
+        // sets fs.protected_fifos = 1) would undo our value at every boot: those keys are
+        // repeated in a second drop-in that sorts after the vendor files. Files under etc/ are
+        // the administrator's: reported, not overridden.
+        let mut vendor: Vec<(String, String)> = Vec::new();
         for (file, key, value) in overrides(cx, &d.params)? {
-            p.note(
-                Level::Warning,
-                format!("{file} sets {key} = {value} after {DROPIN}, so it wins; remove it there"),
+            if file.starts_with("/usr/lib/") || file.starts_with("/lib/") {
+                if let Some(prm) = d.params.iter().find(|prm| prm.key == key) {
+                    vendor.push((
+                        format!("{key} = {} (instead of {value} from {file})", prm.value),
+                        key,
+                    ));
+                }
+            } else {
+                p.note(
+                    Level::Warning,
+                    format!(
+                        "{file} sets {key} = {value} after {DROPIN}, so it wins; remove it there"
+                    ),
+                );
+            }
+        }
+        let over_rel = RelPath::lit(OVERRIDES);
+        if vendor.is_empty() {
+            p.remove(
+                &cx.root,
+                &over_rel,
+                format!("remove {OVERRIDES} (no vendor file overrides a key)"),
+            )?;
+        } else {
+            let mut text = format!(
+                "{MANAGED_HEADER}\n# Profile: {}\n# Keys of {DROPIN} that a vendor file sorting after it would set otherwise:\n",
+                cx.profile.name()
             );
+            for (why, key) in &vendor {
+                text.push_str(&format!("# {why}\n"));
+                if let Some(prm) = d.params.iter().find(|prm| prm.key == *key) {
+                    text.push_str(&format!("{} = {}\n", prm.key, prm.value));
+                }
+            }
+            p.file(
+                &cx.root,
+                &over_rel,
+                text,
+                Perms::root(0o644),
+                format!(
+                    "kernel parameters vendor files would override ({})",
+                    vendor.len()
+                ),
+            )?;
         }
         let changed = p.file(
             &cx.root,

@@ -17,7 +17,7 @@ packages=(
   systemd systemd-sysv dbus libpam-systemd udev openssh-server openssh-client sudo ufw nftables
   iptables fail2ban python3 python3-systemd unattended-upgrades logrotate postgresql-15
   postgresql-client-15 iproute2 procps kmod cron rsyslog ca-certificates e2fsprogs netbase
-  libpam-pwquality pamtester apparmor apparmor-utils chrony- systemd-timesyncd at- aide- auditd-
+  libpam-pwquality cracklib-runtime pamtester apparmor apparmor-utils chrony- systemd-timesyncd at- aide aide-common auditd-
   linux-image-amd64 isc-dhcp-client- ifupdown- netcat-openbsd curl
 )
 # Entries ending in "-" are documentation of what we deliberately leave out; strip them.

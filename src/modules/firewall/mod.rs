@@ -355,6 +355,19 @@ impl Module for Firewall {
             );
             return Ok(());
         }
+        let (tool, package) = match backend {
+            Backend::Nftables => ("usr/sbin/nft", "nftables"),
+            Backend::Ufw => ("usr/sbin/ufw", "ufw"),
+        };
+        if !cx.root.exists(&RelPath::lit(tool))
+            && !crate::modules::packages::installs(p.plan(), package)
+        {
+            p.note(
+                Level::Warning,
+                format!("{package} is not installed and this run does not install it (see the packages notes): the firewall is not configured"),
+            );
+            return Ok(());
+        }
         // Anti-lockout.
         match &ssh {
             None => p.note(

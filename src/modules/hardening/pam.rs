@@ -576,9 +576,7 @@ impl Validator for PamStackCheck {
 
 /// True when the plan installs `package` (a planned command names it, e.g. `apt-get install`).
 fn installs(plan: &Plan, package: &str) -> bool {
-    plan.changes.iter().any(|c| {
-        matches!(&c.action, crate::engine::Action::Run { cmd, .. } if cmd.args.iter().any(|a| a == package))
-    })
+    crate::modules::packages::installs(plan, package)
 }
 
 /// Inserts or rewrites the `pam_wheel` line of `etc/pam.d/su`.
