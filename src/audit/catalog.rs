@@ -259,6 +259,60 @@ probe = { kind = "sshd", key = "permitrootlogin", expect = { equals = "no" } }
         assert!(!c.checks.is_empty());
     }
 
+    /// A dotted profile key (`users[].sudo`) resolved in the profile's JSON Schema.
+    fn schema_has(schema: &serde_json::Value, key: &str) -> bool {
+        let defs = &schema["$defs"];
+        let resolve = |v: &serde_json::Value| -> serde_json::Value {
+            let mut v = v.clone();
+            for _ in 0..4 {
+                if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
+                    v = defs[r.rsplit('/').next().unwrap_or(r)].clone();
+                } else if let Some(a) = v.get("anyOf").or(v.get("oneOf")).and_then(|a| a.as_array())
+                {
+                    match a.iter().find(|x| x["type"] != "null") {
+                        Some(x) => v = x.clone(),
+                        None => break,
+                    }
+                } else {
+                    break;
+                }
+            }
+            v
+        };
+        let mut cur = schema.clone();
+        for part in key.split('.') {
+            let (name, each) = part.strip_suffix("[]").map_or((part, false), |n| (n, true));
+            cur = resolve(&cur);
+            let Some(next) = cur["properties"].get(name) else {
+                return false;
+            };
+            cur = resolve(next);
+            if each {
+                cur = resolve(&cur["items"]);
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn every_fix_key_names_a_profile_key() {
+        let schema = crate::profile::schema();
+        let c = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
+        let bad: Vec<String> = c
+            .checks
+            .iter()
+            .filter_map(|k| k.fix.key.as_ref().map(|f| (k, f)))
+            .filter(|(_, f)| !schema_has(&schema, f))
+            .map(|(k, f)| format!("{}: fix.key `{f}`", k.id))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "fix keys that are not profile keys:\n{}",
+            bad.join("\n")
+        );
+        assert!(schema_has(&schema, "users[].sudo") && !schema_has(&schema, "postgres.hba"));
+    }
+
     #[test]
     fn minimal_check_loads() {
         let c = Catalog::from_texts([("t.toml".to_string(), OK)]).unwrap();

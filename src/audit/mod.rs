@@ -235,9 +235,10 @@ pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
     r
 }
 
-/// True when the profile sets the key that fixes the check. A package list (`packages.install`,
-/// `packages.remove`) covers a package check only when it names one of the check's packages:
-/// installing *something* does not fix "aide is installed".
+/// True when the profile sets the key that fixes the check. A package or module list
+/// (`packages.install`, `packages.remove`, `kernel_modules.disable`) covers a check only when it
+/// names one of the check's packages or its module: installing *something* does not fix "aide
+/// is installed".
 fn covered_by(cx: &AuditCx, c: &Check) -> bool {
     let Some(k) = c.fix.key.as_ref() else {
         return false;
@@ -246,9 +247,13 @@ fn covered_by(cx: &AuditCx, c: &Check) -> bool {
     if values.is_empty() {
         return false;
     }
-    if matches!(k.as_str(), "packages.install" | "packages.remove") {
+    if matches!(
+        k.as_str(),
+        "packages.install" | "packages.remove" | "kernel_modules.disable"
+    ) {
         let names: Vec<&String> = match &c.probe {
             Probe::Package { name, .. } => name.iter().collect(),
+            Probe::KernelModule { module } => vec![module],
             _ => Vec::new(),
         };
         if !names.is_empty() {
