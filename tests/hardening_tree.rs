@@ -429,7 +429,7 @@ fn accounts_policy_in_login_defs_useradd_profile_d_and_shadow() {
         "{shadow}"
     );
     assert!(
-        shadow.contains("daemon:*:20781:0:99999:7:::\n"),
+        shadow.contains("daemon:*:19700:0:99999:7:::\n"),
         "no hash, no ageing: {shadow}"
     );
     assert!(
