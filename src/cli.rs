@@ -190,16 +190,27 @@ pub fn init_logging(g: &GlobalArgs) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("bollwerk={level}")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // `RUST_LOG` in the `target=level,…` form (tracing's `Targets` filter); else -v/-q.
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            format!("bollwerk={level}")
+                .parse()
+                .unwrap_or_else(|_| tracing_subscriber::filter::Targets::new())
+        });
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .with_target(false)
-        .without_time()
+        .without_time();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
         .try_init();
 }

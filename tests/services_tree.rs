@@ -1076,3 +1076,77 @@ fn a_package_that_adds_a_group_does_not_break_the_users_change_of_the_same_apply
     assert_eq!(st, ExitStatus::Ok, "{out}");
     assert!(out.contains("0 changes"), "{out}");
 }
+
+/// Installs ufw into the fixture the way apt would (files + dpkg status), enabled or not.
+fn with_ufw(t: &Tree, enabled: bool) {
+    let root = bollwerk::root::Root::new(t.root()).unwrap();
+    ship_files(&root, "ufw");
+    let status = t.read("var/lib/dpkg/status");
+    t.write(
+        "var/lib/dpkg/status",
+        &format!(
+            "{}\n\nPackage: ufw\nStatus: install ok installed\nVersion: 0.36.2-1\n\n",
+            status.trim_end()
+        ),
+    );
+    let conf = t.read("etc/ufw/ufw.conf");
+    t.write(
+        "etc/ufw/ufw.conf",
+        &conf.replace("ENABLED=yes", "ENABLED=no"),
+    );
+    if enabled {
+        let conf = t.read("etc/ufw/ufw.conf");
+        t.write(
+            "etc/ufw/ufw.conf",
+            &conf.replace("ENABLED=no", "ENABLED=yes"),
+        );
+    }
+}
+
+#[test]
+fn firewall_remove_other_purges_a_disabled_ufw_and_leaves_an_enabled_one() {
+    let fw = "[firewall]\nbackend = \"nftables\"\nremove_other = true\n";
+    // ufw installed but not enabled: the packages step removes it, for the firewall module.
+    let t = Tree::fixture("debian12-services");
+    with_ufw(&t, false);
+    let p = t.profile("site", &format!("{fw}{}", admin()));
+    let runner = services_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(plan.contains("ufw (firewall module)"), "{plan}");
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        apt_lines(&runner)
+            .iter()
+            .any(|l| l.contains(" ufw") && (l.contains(" remove ") || l.contains(" purge "))),
+        "{:?}",
+        apt_lines(&runner)
+    );
+    assert!(!t.read("var/lib/dpkg/status").contains("Package: ufw\n"));
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
+
+    // ufw enabled: not removed in this run (the host would be unfiltered in between); said so.
+    let t = Tree::fixture("debian12-services");
+    with_ufw(&t, true);
+    let p = t.profile("site", &format!("{fw}{}", admin()));
+    let runner = services_runner();
+    let (_, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert!(!plan.contains("ufw (firewall module)"), "{plan}");
+    assert!(
+        plan.contains("ufw is enabled, so it is not removed"),
+        "{plan}"
+    );
+
+    // Without the switch nothing is removed.
+    let t = Tree::fixture("debian12-services");
+    with_ufw(&t, false);
+    let p = t.profile(
+        "site",
+        &format!("[firewall]\nbackend = \"nftables\"\n{}", admin()),
+    );
+    let (_, plan) = t.run(&services_runner(), &["plan", "--profile", &p]);
+    assert!(!plan.contains("ufw (firewall module)"), "{plan}");
+}

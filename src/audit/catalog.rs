@@ -34,7 +34,18 @@ impl Catalog {
     /// # Errors
     /// When a file does not parse or a check is invalid.
     pub fn embedded() -> Result<Catalog, CatalogError> {
-        Catalog::from_texts(CATALOG_FILES.iter().map(|(n, t)| (n.to_string(), *t)))
+        let mut texts = Vec::with_capacity(CATALOG_FILES.len());
+        for (n, gz) in CATALOG_FILES {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(*gz), &mut t).map_err(
+                |e| CatalogError {
+                    file: n.to_string(),
+                    message: format!("decompressing the embedded catalog: {e}"),
+                },
+            )?;
+            texts.push((n.to_string(), t));
+        }
+        Catalog::from_texts(texts.iter().map(|(n, t)| (n.clone(), t.as_str())))
     }
 
     /// Loads catalog files given as (file name, text).

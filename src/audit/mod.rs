@@ -296,7 +296,10 @@ fn unmet(cx: &AuditCx, c: &Check) -> Option<String> {
         if cx.profile_json.is_none() {
             return Some(format!("needs a profile declaring {k} (--profile)"));
         }
-        if cx.profile_values(k).is_empty() {
+        // A switch set to false counts as not set: `when = { profile_key = "firewall.remove_other" }`
+        // means "when the profile turns it on".
+        let values = cx.profile_values(k);
+        if values.iter().all(|v| *v == serde_json::Value::Bool(false)) {
             return Some(format!("the profile does not set {k}"));
         }
     }

@@ -237,6 +237,8 @@ pub struct Plan {
     pub ssh_access: Option<crate::modules::sshd::SshAccess>,
     /// Packages modules asked for: (module, package), collected before planning.
     pub requested_packages: Vec<(&'static str, String)>,
+    /// Installed packages modules need removed: (module, package), collected before planning.
+    pub requested_removals: Vec<(&'static str, String)>,
 }
 
 impl Plan {

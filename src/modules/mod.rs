@@ -45,6 +45,11 @@ pub trait Module: Sync {
     fn required_packages(&self, _cx: &Context) -> Vec<String> {
         Vec::new()
     }
+    /// Installed packages this module needs gone for the profile at hand (removed by the
+    /// packages module before anything else).
+    fn unwanted_packages(&self, _cx: &Context) -> Vec<String> {
+        Vec::new()
+    }
     /// Checks the target after apply (re-reads state; e.g. `sshd -T`).
     ///
     /// # Errors
@@ -108,6 +113,11 @@ pub fn plan_all(cx: &Context) -> Result<Plan> {
         for p in m.required_packages(cx) {
             if !plan.requested_packages.iter().any(|(_, q)| *q == p) {
                 plan.requested_packages.push((m.name(), p));
+            }
+        }
+        for p in m.unwanted_packages(cx) {
+            if !plan.requested_removals.iter().any(|(_, q)| *q == p) {
+                plan.requested_removals.push((m.name(), p));
             }
         }
     }

@@ -319,6 +319,7 @@ impl Module for Packages {
     fn plan(&self, cx: &Context, plan: &mut Plan) -> Result<()> {
         let section = cx.profile.profile.packages.clone().unwrap_or_default();
         let requested = plan.requested_packages.clone();
+        let plan_removals = plan.requested_removals.clone();
         let state = DpkgState::read(cx)?;
         let mut p = Planner::new(self.name(), plan);
         let policy = RelPath::lit(POLICY_RC_D);
@@ -336,14 +337,23 @@ impl Module for Packages {
                 wanted.push((pkg.as_str().to_string(), "packages.install".into()));
             }
         }
-        let removals: Vec<&PackageName> = section.remove.iter().flatten().collect();
+        // What to remove: the profile's list, then what modules need gone.
+        let mut removals: Vec<(String, String)> = section
+            .remove
+            .iter()
+            .flatten()
+            .map(|r| (r.as_str().to_string(), "packages.remove".to_string()))
+            .collect();
+        for (module, pkg) in &plan_removals {
+            if !removals.iter().any(|(n, _)| n == pkg) {
+                removals.push((pkg.clone(), format!("{module} module")));
+            }
+        }
+        let base = |n: &str| n.split(':').next().unwrap_or(n).to_string();
         for (pkg, who) in &wanted {
-            if removals
-                .iter()
-                .any(|r| r.base() == pkg.split(':').next().unwrap_or(pkg))
-            {
+            if let Some((_, by)) = removals.iter().find(|(r, _)| base(r) == base(pkg)) {
                 p.refuse(
-                    format!("packages.remove lists {pkg}, which the {who} needs"),
+                    format!("{by} removes {pkg}, which the {who} needs"),
                     format!(
                         "drop {pkg} from packages.remove, or the profile section that needs it"
                     ),
@@ -352,9 +362,9 @@ impl Module for Packages {
         }
         let install: Vec<&(String, String)> =
             wanted.iter().filter(|(n, _)| !state.has(n)).collect();
-        let remove: Vec<&PackageName> = removals
-            .into_iter()
-            .filter(|r| state.installed.contains_key(r.base()))
+        let remove: Vec<&(String, String)> = removals
+            .iter()
+            .filter(|(r, _)| state.installed.contains_key(&base(r)))
             .collect();
 
         if install.is_empty() && remove.is_empty() {
@@ -458,15 +468,16 @@ impl Module for Packages {
         if !remove.is_empty() {
             let purge = section.purge.unwrap_or(false);
             let mut args = vec![if purge { "purge" } else { "remove" }];
-            let names: Vec<&str> = remove.iter().map(|r| r.as_str()).collect();
+            let names: Vec<&str> = remove.iter().map(|(r, _)| r.as_str()).collect();
             args.extend(names.iter().copied());
+            let why: Vec<String> = remove.iter().map(|(n, w)| format!("{n} ({w})")).collect();
             p.run(
                 apt_get(&args, lock_timeout, StdDuration::from_secs(1800)),
                 Vec::new(),
                 format!(
                     "{} {}",
                     if purge { "purge" } else { "remove" },
-                    names.join(", ")
+                    why.join(", ")
                 ),
             );
         }

@@ -323,12 +323,32 @@ fn cannot_act(cx: &Context, backend: Backend) -> Option<String> {
     None
 }
 
+/// With `remove_other`: the installed firewall utility not chosen, and whether it is enabled.
+fn other_utility(cx: &Context) -> Option<(&'static str, bool)> {
+    let s = cx.profile.profile.firewall.as_ref()?;
+    if s.remove_other != Some(true) || cannot_act(cx, resolve_backend(cx)).is_some() {
+        return None;
+    }
+    let (pkg, enabled) = match resolve_backend(cx) {
+        Backend::Nftables => ("ufw", netcommon::ufw_active(cx)),
+        Backend::Ufw => ("nftables", netcommon::unit_enabled(cx, "nftables.service")),
+    };
+    cx.facts.package(pkg).map(|_| (pkg, enabled))
+}
+
 /// The firewall module.
 pub struct Firewall;
 
 impl Module for Firewall {
     fn name(&self) -> &'static str {
         "firewall"
+    }
+
+    fn unwanted_packages(&self, cx: &Context) -> Vec<String> {
+        match other_utility(cx) {
+            Some((pkg, false)) => vec![pkg.to_string()],
+            _ => Vec::new(),
+        }
     }
 
     fn required_packages(&self, cx: &Context) -> Vec<String> {
@@ -354,6 +374,12 @@ impl Module for Firewall {
                 format!("the firewall cannot act here and is skipped, nothing changed: {reason}"),
             );
             return Ok(());
+        }
+        if let Some((other, true)) = other_utility(cx) {
+            p.note(
+                Level::Warning,
+                format!("firewall.remove_other: {other} is enabled, so it is not removed in this run (the host would be unfiltered in between); disable it once the new ruleset is checked, then apply again"),
+            );
         }
         let (tool, package) = match backend {
             Backend::Nftables => ("usr/sbin/nft", "nftables"),

@@ -308,6 +308,12 @@ pub struct FirewallSection {
     /// Filter IPv6 too (default true). false leaves IPv6 traffic unfiltered (as ufw's IPV6=no).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<bool>,
+    /// Remove the firewall utility not chosen (ufw when the backend is nftables, nftables when
+    /// it is ufw), so only one can ever be active (CIS 4.1.1). An enabled one is left until it
+    /// is disabled (the plan says so): removing it would leave the host briefly unfiltered.
+    /// Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_other: Option<bool>,
     /// ufw: remove rules bollwerk did not create (default false: they are kept and reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusive: Option<bool>,
