@@ -32,7 +32,9 @@ cargo test --features failpoints -- --test-threads="${BOLLWERK_TEST_THREADS:-4}"
 step "static build"
 cargo build --release --target x86_64-unknown-linux-musl
 bin=target/x86_64-unknown-linux-musl/release/bollwerk
-file "$bin" | tee /dev/stderr | grep -q 'static-pie linked'
+# (no `tee /dev/stderr`: that re-opens a redirected log file and truncates it)
+file "$bin"
+file "$bin" | grep -q 'static-pie linked'
 size=$(stat -c %s "$bin")
 echo "static binary: $size bytes"
 (( size <= 8000000 )) || { echo "static binary larger than 8 MB" >&2; exit 1; }
