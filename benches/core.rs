@@ -5,35 +5,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::bench::{measure, median};
 use common::testbed::*;
-
-/// Runs the command, returning (wall time, peak RSS in KiB, success).
-fn measure(args: &[&str]) -> (Duration, i64, bool) {
-    let start = Instant::now();
-    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also yields the rusage
-    let child = Command::new(bollwerk_bin())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child with valid pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    assert_eq!(pid, child.id() as i32);
-    let ok = std::process::ExitStatus::from_raw(status).success();
-    (start.elapsed(), ru.ru_maxrss, ok)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn main() {
     let Some(tb) = testbed_or_skip("bench core") else {

@@ -29,20 +29,6 @@ fn bollwerk(args: &[&str]) -> std::process::Output {
     )
 }
 
-/// Lists every path of a tree with type, mode, owner and content hash (for byte-identity);
-/// `var/log` is left out (sshd records logins there).
-fn tree_state(root: &std::path::Path) -> String {
-    let out = run_capture(
-        Command::new("sh").arg("-c").arg(
-            "cd \"$1\" && find . -xdev \\( -path ./proc -o -path ./sys -o -path ./dev -o -path ./run -o -path ./var/lib/bollwerk -o -path ./var/log \\) -prune -o -printf '%p %y %m %U:%G %l\\n' | sort && find . -xdev \\( -path ./proc -o -path ./sys -o -path ./dev -o -path ./run -o -path ./var/lib/bollwerk -o -path ./var/log \\) -prune -o -type f -print0 | sort -z | xargs -0 sha256sum",
-        ).arg("sh").arg(root),
-        None,
-        DEFAULT_TIMEOUT,
-    );
-    assert!(out.status.success(), "{}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn baseline_admin_key_login_works_password_and_root_refused() {
     let Some(tb) = testbed_or_skip("baseline_admin_key_login_works_password_and_root_refused")

@@ -16,20 +16,6 @@ fn bollwerk(args: &[&str]) -> std::process::Output {
     )
 }
 
-/// Lists every path of a tree with type, mode, owner and content hash (for byte-identity);
-/// `var/log` is left out (sshd and sudo log there).
-fn tree_state(root: &std::path::Path) -> String {
-    let out = run_capture(
-        Command::new("sh").arg("-c").arg(
-            "cd \"$1\" && find . -xdev \\( -path ./proc -o -path ./sys -o -path ./dev -o -path ./run -o -path ./var/lib/bollwerk -o -path ./var/log \\) -prune -o -printf '%p %y %m %U:%G %l\\n' | sort && find . -xdev \\( -path ./proc -o -path ./sys -o -path ./dev -o -path ./run -o -path ./var/lib/bollwerk -o -path ./var/log \\) -prune -o -type f -print0 | sort -z | xargs -0 sha256sum",
-        ).arg("sh").arg(root),
-        None,
-        DEFAULT_TIMEOUT,
-    );
-    assert!(out.status.success(), "{}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A SHA-512 crypt hash made by the rootfs's own libcrypt.
 fn hash(inst: &Instance, password: &str) -> String {
     inst.sh_ok(&format!(

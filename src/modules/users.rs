@@ -793,9 +793,10 @@ fn plan_keys(cx: &Context, p: &mut Planner, u: &UserSpec, pw: &Passwd) -> Result
     Ok(())
 }
 
-/// Validates sudoers candidates with the root's own `visudo -c -f`.
+/// Validates the staged candidate of one sudoers file (the path it is for) with the root's own
+/// `visudo -c -q -f`; used for every sudoers drop-in bollwerk writes.
 #[derive(Debug)]
-pub struct Visudo;
+pub struct Visudo(pub &'static str);
 
 impl Validator for Visudo {
     fn describe(&self) -> String {
@@ -803,7 +804,7 @@ impl Validator for Visudo {
     }
 
     fn validate(&self, cx: &Context, staged: &crate::engine::Staged) -> Result<()> {
-        let rel = RelPath::lit(SUDOERS_DROPIN);
+        let rel = RelPath::lit(self.0);
         let Some(path) = staged.files.get(&rel) else {
             return Ok(());
         };
@@ -885,7 +886,7 @@ fn plan_sudoers(cx: &Context, p: &mut Planner, profile: &Profile) -> Result<()> 
         content.push_str(&l);
         content.push('\n');
     }
-    let validator: Arc<dyn Validator> = Arc::new(Visudo);
+    let validator: Arc<dyn Validator> = Arc::new(Visudo(SUDOERS_DROPIN));
     p.file_with(
         &cx.root,
         &rel,

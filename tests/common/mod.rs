@@ -4,5 +4,6 @@
 //! Not every test binary uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod testbed;
 pub mod tree;

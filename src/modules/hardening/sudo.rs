@@ -8,9 +8,8 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Context, Level, Plan, Planner, Staged, Validator, Visibility};
+use crate::engine::{Context, Level, Plan, Planner, Validator, Visibility};
 use crate::error::{Error, Result};
-use crate::exec::Cmd;
 use crate::modules::Module;
 use crate::modules::users::MANAGED_HEADER;
 use crate::profile::types::AbsPath;
@@ -83,36 +82,6 @@ pub fn render(s: &SudoSection) -> String {
     out
 }
 
-/// Validates staged sudoers candidates of the given paths with `visudo -c -q -f`.
-#[derive(Debug)]
-pub struct VisudoFile(pub &'static str);
-
-impl Validator for VisudoFile {
-    fn describe(&self) -> String {
-        "visudo -c".into()
-    }
-
-    fn validate(&self, cx: &Context, staged: &Staged) -> Result<()> {
-        let rel = RelPath::lit(self.0);
-        let Some(path) = staged.files.get(&rel) else {
-            return Ok(());
-        };
-        let out = cx.runner.run(
-            &cx.root,
-            &Cmd::in_root("/usr/sbin/visudo", &["-c", "-q", "-f", path]),
-        )?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(Error::Validation {
-                path: rel.to_string(),
-                validator: self.describe(),
-                output: out.combined(),
-            })
-        }
-    }
-}
-
 /// Lines of the target's sudoers files that switch re-authentication off globally.
 fn authenticate_disabled(cx: &Context) -> Result<Vec<String>> {
     let mut files = vec![RelPath::lit("etc/sudoers")];
@@ -179,7 +148,7 @@ impl Module for Sudo {
                 ),
             );
         }
-        let validator: Arc<dyn Validator> = Arc::new(VisudoFile(DROPIN));
+        let validator: Arc<dyn Validator> = Arc::new(crate::modules::users::Visudo(DROPIN));
         p.file_with(
             &cx.root,
             &rel,
