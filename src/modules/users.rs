@@ -793,6 +793,22 @@ fn plan_keys(cx: &Context, p: &mut Planner, u: &UserSpec, pw: &Passwd) -> Result
     Ok(())
 }
 
+/// Mode and owner for rewriting `etc/shadow` or `etc/gshadow`: the file's current ones, else
+/// the distribution's 0640 root:shadow.
+///
+/// # Errors
+/// When the file cannot be inspected.
+pub fn shadow_perms(cx: &Context, rel: &RelPath) -> Result<Perms> {
+    Ok(match cx.root.entry(rel)? {
+        Entry::File { perms, .. } => perms,
+        _ => Perms {
+            mode: 0o640,
+            uid: 0,
+            gid: cx.facts.accounts.gid("shadow").unwrap_or(0),
+        },
+    })
+}
+
 /// Validates the staged candidate of one sudoers file (the path it is for) with the root's own
 /// `visudo -c -q -f`; used for every sudoers drop-in bollwerk writes.
 #[derive(Debug)]

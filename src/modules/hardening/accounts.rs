@@ -445,14 +445,7 @@ impl Module for Accounts {
             )?;
         }
         if let (Some(sh), false) = (&shadow, shadow_summary.is_empty()) {
-            let perms = match cx.root.entry(&shadow_rel)? {
-                Entry::File { perms, .. } => perms,
-                _ => Perms {
-                    mode: 0o640,
-                    uid: 0,
-                    gid: cx.facts.accounts.gid("shadow").unwrap_or(0),
-                },
-            };
+            let perms = crate::modules::users::shadow_perms(cx, &shadow_rel)?;
             p.file_with(
                 &cx.root,
                 &shadow_rel,

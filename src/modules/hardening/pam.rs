@@ -1019,14 +1019,7 @@ fn plan_su_group(
                 members: Vec::new(),
             });
             let rel = RelPath::lit("etc/gshadow");
-            let perms = match cx.root.entry(&rel)? {
-                Entry::File { perms, .. } => perms,
-                _ => Perms {
-                    mode: 0o640,
-                    uid: 0,
-                    gid: cx.facts.accounts.gid("shadow").unwrap_or(0),
-                },
-            };
+            let perms = crate::modules::users::shadow_perms(cx, &rel)?;
             p.file_with(
                 &cx.root,
                 &rel,
