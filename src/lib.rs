@@ -19,5 +19,6 @@ pub mod profile;
 pub mod root;
 pub mod sshd_config;
 pub mod sshkeys;
+pub mod state;
 
 pub use error::{Error, ExitStatus, Result};
