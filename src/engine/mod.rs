@@ -234,7 +234,7 @@ pub struct Plan {
     pub refusals: Vec<Refusal>,
     /// Who can log in over SSH after the plan (computed by the sshd module, read by the
     /// lockout guard).
-    pub ssh_access: Option<crate::modules::sshd::SshAccess>,
+    pub ssh_access: Option<crate::state::sshd::SshAccess>,
     /// Packages modules asked for: (module, package), collected before planning.
     pub requested_packages: Vec<(&'static str, String)>,
     /// Installed packages modules need removed: (module, package), collected before planning.

@@ -11,7 +11,7 @@
 use crate::engine::{Context, Level, Note, Plan, Refusal};
 use crate::error::Result;
 use crate::etcdb::{Db, Group, Passwd, Shadow};
-use crate::modules::sshd::SshAccess;
+use crate::state::sshd::SshAccess;
 use crate::modules::users::SUDO_GROUPS;
 use crate::root::RelPath;
 use crate::sshd_config::glob_match;

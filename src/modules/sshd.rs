@@ -478,36 +478,7 @@ pub fn sshd_facts(cx: &Context) -> SshdFacts {
     }
 }
 
-/// The settings that decide who can log in, as they will be after apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshAccess {
-    /// Ports sshd will listen on.
-    pub ports: Vec<u16>,
-    /// `PermitRootLogin` value.
-    pub permit_root_login: String,
-    /// `PasswordAuthentication`.
-    pub password_authentication: bool,
-    /// `KbdInteractiveAuthentication`.
-    pub kbd_interactive: bool,
-    /// `PubkeyAuthentication`.
-    pub pubkey: bool,
-    /// `AuthenticationMethods` chains (empty = any).
-    pub methods: Vec<Vec<String>>,
-    /// `AllowUsers`.
-    pub allow_users: Vec<String>,
-    /// `AllowGroups`.
-    pub allow_groups: Vec<String>,
-    /// `DenyUsers`.
-    pub deny_users: Vec<String>,
-    /// `DenyGroups`.
-    pub deny_groups: Vec<String>,
-    /// `AuthorizedKeysFile` patterns (`%h`, `%u`, `%%` tokens).
-    pub authorized_keys_files: Vec<String>,
-    /// `PubkeyAcceptedAlgorithms` (empty: OpenSSH default).
-    pub pubkey_accepted: Vec<String>,
-    /// OpenSSH ≥ 9.1 enforces RSA ≥ 2048 bits by default.
-    pub rsa_min_bits: u32,
-}
+pub use crate::state::sshd::SshAccess;
 
 /// The sshd module.
 pub struct Sshd;
@@ -577,7 +548,7 @@ impl Module for Sshd {
                 ));
             }
         }
-        let access = compute_access(cx, p.plan(), &f)?;
+        let access = crate::state::sshd::global_access(cx, p.plan())?;
         plan.ssh_access = Some(access);
         Ok(())
     }
@@ -912,181 +883,17 @@ fn includes_dropin(pattern: &str) -> bool {
     }
 }
 
-/// The root's `etc/ssh` files as they will be after `plan`: main config text, then every
-/// file its `Include`s pull in (in order), with planned contents substituted.
-fn config_texts(cx: &Context, plan: &Plan) -> Result<Vec<(String, String)>> {
-    let main_rel = RelPath::lit(MAIN);
-    let Some(main) = cx.after(plan, &main_rel)? else {
-        return Ok(Vec::new());
-    };
-    let main = String::from_utf8_lossy(&main).into_owned();
-    let mut out = Vec::new();
-    expand(cx, plan, &main, &mut out, 0)?;
-    Ok(out)
-}
-
-fn expand(
-    cx: &Context,
-    plan: &Plan,
-    text: &str,
-    out: &mut Vec<(String, String)>,
-    depth: usize,
-) -> Result<()> {
-    if depth > 8 {
-        return Ok(());
-    }
-    let mut own = String::new();
-    for line in text.lines() {
-        let words = split_words(line.trim());
-        if words
-            .first()
-            .is_some_and(|w| w.eq_ignore_ascii_case("include"))
-        {
-            out.push(("(config)".into(), std::mem::take(&mut own)));
-            for pat in &words[1..] {
-                for (path, body) in glob_files(cx, plan, pat)? {
-                    let mut sub = Vec::new();
-                    expand(cx, plan, &body, &mut sub, depth + 1)?;
-                    for (_, t) in sub {
-                        out.push((path.clone(), t));
-                    }
-                }
-            }
-        } else {
-            own.push_str(line);
-            own.push('\n');
-        }
-    }
-    out.push(("(config)".into(), own));
-    Ok(())
-}
-
-/// Files matching an `Include` pattern after `plan` (sorted by name, as OpenSSH's glob does).
-fn glob_files(cx: &Context, plan: &Plan, pattern: &str) -> Result<Vec<(String, String)>> {
-    let abs = if pattern.starts_with('/') {
-        pattern.to_string()
-    } else {
-        format!("/etc/ssh/{pattern}")
-    };
-    let Some((dir, glob)) = abs.rsplit_once('/') else {
-        return Ok(Vec::new());
-    };
-    let Ok(dir_rel) = RelPath::new(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut names: Vec<String> = cx.root.list_dir(&dir_rel)?;
-    for c in &plan.changes {
-        if let Some(p) = c.action.path()
-            && p.parent().as_ref() == Some(&dir_rel)
-            && !names.contains(&p.file_name().to_string())
-        {
-            names.push(p.file_name().to_string());
-        }
-    }
-    names.sort();
-    let mut out = Vec::new();
-    for n in names.into_iter().filter(|n| glob_match(glob, n)) {
-        let rel = dir_rel.join(&n).map_err(Error::Runtime)?;
-        if let Some(b) = cx.after(plan, &rel)? {
-            out.push((rel.to_string(), String::from_utf8_lossy(&b).into_owned()));
-        }
-    }
-    Ok(out)
-}
-
-/// Statically evaluates the global (non-`Match`) settings after `plan`: first value wins,
-/// except keywords OpenSSH accumulates (`Port`, `ListenAddress`, `HostKey`, …).
+/// Statically evaluates the global (non-`Match`) settings after `plan`, as `sshd -T` without
+/// `-C` prints them: keyword → values (see [`crate::state::sshd`]).
+///
+/// # Errors
+/// When the configuration cannot be read or exceeds the reader's limits.
 pub fn static_effective(cx: &Context, plan: &Plan) -> Result<BTreeMap<String, Vec<String>>> {
-    let mut eff: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut in_match = false;
-    let texts = config_texts(cx, plan)?;
-    for (_, text) in texts {
-        for d in SshdConfig::parse(&text).directives {
-            if d.keyword == "match" {
-                in_match = true;
-            }
-            if in_match || d.in_match {
-                continue;
-            }
-            let cumulative = matches!(
-                d.keyword.as_str(),
-                "port" | "listenaddress" | "hostkey" | "acceptenv" | "setenv"
-            );
-            let entry = eff.entry(d.keyword.clone()).or_default();
-            if cumulative {
-                entry.push(d.args.join(" "));
-            } else if entry.is_empty() {
-                *entry = vec![d.args.join(" ")];
-            }
-        }
-        // A Match block only ends at end of file (Include semantics aside).
-        in_match = false;
-    }
-    Ok(eff)
-}
-
-fn compute_access(cx: &Context, plan: &Plan, _f: &SshdFacts) -> Result<SshAccess> {
-    let eff = static_effective(cx, plan)?;
-    let first = |k: &str| {
-        eff.get(k)
-            .and_then(|v| v.first())
-            .map(|s| s.to_ascii_lowercase())
-    };
-    let bool_of = |k: &str, default: bool| first(k).map(|v| v == "yes").unwrap_or(default);
-    let list = |k: &str| -> Vec<String> {
-        eff.get(k)
-            .map(|v| {
-                v.iter()
-                    .flat_map(|x| x.split_whitespace().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let ports: Vec<u16> = eff
-        .get("port")
-        .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
-        .unwrap_or_default();
-    let methods = first("authenticationmethods")
-        .filter(|m| m != "any")
-        .map(|m| {
-            m.split_whitespace()
-                .map(|c| c.split(',').map(str::to_string).collect())
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(SshAccess {
-        ports: if ports.is_empty() { vec![22] } else { ports },
-        permit_root_login: first("permitrootlogin").unwrap_or_else(|| "prohibit-password".into()),
-        password_authentication: bool_of("passwordauthentication", true),
-        kbd_interactive: first("kbdinteractiveauthentication")
-            .or(first("challengeresponseauthentication"))
-            .map(|v| v == "yes")
-            .unwrap_or(true),
-        pubkey: bool_of("pubkeyauthentication", true),
-        methods,
-        allow_users: list("allowusers"),
-        allow_groups: list("allowgroups"),
-        deny_users: list("denyusers"),
-        deny_groups: list("denygroups"),
-        authorized_keys_files: {
-            let l = list("authorizedkeysfile");
-            if l.is_empty() {
-                vec![
-                    ".ssh/authorized_keys".into(),
-                    ".ssh/authorized_keys2".into(),
-                ]
-            } else {
-                l
-            }
-        },
-        pubkey_accepted: first("pubkeyacceptedalgorithms")
-            .or(first("pubkeyacceptedkeytypes"))
-            .map(|v| v.split(',').map(str::to_string).collect())
-            .unwrap_or_default(),
-        rsa_min_bits: first("requiredrsasize")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1024),
-    })
+    let flat = crate::state::sshd::load_planned(cx, plan)?;
+    Ok(crate::sshd_config::evaluate(&flat, None)
+        .into_iter()
+        .map(|(k, v)| (k, v.values))
+        .collect())
 }
 
 /// Validates sshd candidates: writes a candidate main config to the scratch directory whose
@@ -1129,33 +936,7 @@ impl Validator for SshdValidator {
     }
 }
 
-/// When the root has no host keys (an image before first boot), generates a throwaway one in
-/// the scratch directory so `sshd -t`/`-T` can run.
-fn scratch_host_key(
-    cx: &Context,
-    dir_in_root: &str,
-    dir_host: &std::path::Path,
-) -> Result<Option<String>> {
-    let has_keys = cx
-        .root
-        .list_dir(&RelPath::lit("etc/ssh"))?
-        .iter()
-        .any(|n| n.starts_with("ssh_host_") && n.ends_with("_key"));
-    if has_keys {
-        return Ok(None);
-    }
-    let key = format!("{dir_in_root}/hostkey");
-    if !dir_host.join("hostkey").exists() {
-        cx.runner.run_ok(
-            &cx.root,
-            &Cmd::in_root(
-                "/usr/bin/ssh-keygen",
-                &["-q", "-t", "ed25519", "-N", "", "-f", &key],
-            ),
-        )?;
-    }
-    Ok(Some(key))
-}
+use crate::state::sshd::scratch_host_key;
 
 /// The main config with every top-level `Include` expanded to explicit files, staged
 /// candidates substituted for their targets.
@@ -1211,26 +992,7 @@ fn candidate_main(cx: &Context, main: &str, staged: &crate::engine::Staged) -> R
 /// # Errors
 /// When sshd cannot run or rejects its configuration.
 pub fn effective_config(cx: &Context) -> Result<crate::sshd_config::Effective> {
-    let dir_rel = RelPath::lit("var/lib/bollwerk/tmp");
-    crate::engine::journal::ensure_state_dir(&cx.root)?;
-    if !cx.root.entry(&dir_rel)?.exists() {
-        cx.root.create_dir(&dir_rel, Perms::root(0o700))?;
-    }
-    let sub = dir_rel
-        .join(&format!("verify-{}", std::process::id()))
-        .map_err(Error::Runtime)?;
-    cx.root.create_dir(&sub, Perms::root(0o700))?;
-    let host = cx.root.resolve(&sub);
-    let res = (|| {
-        let mut cmd = Cmd::in_root("/usr/sbin/sshd", &["-T"]);
-        if let Some(key) = scratch_host_key(cx, &sub.absolute(), &host)? {
-            cmd = cmd.arg("-h").arg(key);
-        }
-        let out = cx.runner.run_ok(&cx.root, &cmd)?;
-        Ok(crate::sshd_config::Effective::parse(&out.stdout))
-    })();
-    let _ = std::fs::remove_dir_all(&host);
-    res
+    crate::state::sshd::run_sshd_t(cx, None)
 }
 
 #[cfg(test)]
