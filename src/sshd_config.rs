@@ -307,7 +307,11 @@ fn cidr_contains(net: &str, addr: IpAddr) -> Option<bool> {
             if bits > 32 {
                 return None;
             }
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             Some(u32::from(n) & mask == u32::from(x) & mask)
         }
         (IpAddr::V6(n), IpAddr::V6(x)) => {
@@ -700,11 +704,21 @@ mod tests {
     fn limits() {
         let big = "#".repeat(MAX_FILE_BYTES + 1);
         let m = mem(&[("/etc/ssh/sshd_config", &big)]);
-        assert!(load("/etc/ssh/sshd_config", &m).unwrap_err().contains("bytes"));
+        assert!(
+            load("/etc/ssh/sshd_config", &m)
+                .unwrap_err()
+                .contains("bytes")
+        );
         let m = mem(&[("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config\n")]);
         let e = load("/etc/ssh/sshd_config", &m).unwrap_err();
-        assert!(e.contains("deeper than 16") || e.contains("included files"), "{e}");
-        let m = mem(&[("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config /etc/ssh/sshd_config /etc/ssh/sshd_config\n")]);
+        assert!(
+            e.contains("deeper than 16") || e.contains("included files"),
+            "{e}"
+        );
+        let m = mem(&[(
+            "/etc/ssh/sshd_config",
+            "Include /etc/ssh/sshd_config /etc/ssh/sshd_config /etc/ssh/sshd_config\n",
+        )]);
         assert!(load("/etc/ssh/sshd_config", &m).is_err());
     }
 

@@ -168,11 +168,7 @@ impl ConfigSource for Planned<'_, '_> {
                 names.push(p.file_name().to_string());
             }
         }
-        names.retain(|n| {
-            rel.join(n)
-                .map(|p| !self.plan.removes(&p))
-                .unwrap_or(false)
-        });
+        names.retain(|n| rel.join(n).map(|p| !self.plan.removes(&p)).unwrap_or(false));
         Ok(names)
     }
 }
@@ -199,7 +195,10 @@ pub fn global_access(cx: &Context, plan: &Plan) -> Result<SshAccess> {
 
 /// The `-C` argument for one connection.
 pub fn conn_spec(ci: &ConnInfo) -> String {
-    let mut s = format!("user={},host={},addr={},lport={}", ci.user, ci.host, ci.addr, ci.lport);
+    let mut s = format!(
+        "user={},host={},addr={},lport={}",
+        ci.user, ci.host, ci.addr, ci.lport
+    );
     if let Some(l) = ci.laddr {
         s.push_str(&format!(",laddr={l}"));
     }
@@ -290,12 +289,7 @@ pub fn scratch_host_key(
 
 /// A connection context for `user` from `addr` on `lport`, the groups read from the given
 /// account files (as the plan leaves them).
-pub fn conn_for(
-    user: &str,
-    groups: Vec<String>,
-    addr: IpAddr,
-    lport: u16,
-) -> ConnInfo {
+pub fn conn_for(user: &str, groups: Vec<String>, addr: IpAddr, lport: u16) -> ConnInfo {
     ConnInfo {
         user: user.to_string(),
         groups,
