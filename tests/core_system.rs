@@ -252,3 +252,220 @@ fn every_typed_ssh_key_verifies_against_the_real_sshd_t() {
         sshd.stderr_log()
     );
 }
+
+/// A lockout case the guard refuses, proven right: plan and apply exit 2 and leave the tree as
+/// it was; `apply --force` on the same copy goes through, and the real sshd then refuses the
+/// admin's key. `undo` (a shell script in the root) removes the cause, and the key works again,
+/// so the refusal was sshd's answer to that cause and nothing else.
+fn refusal_proven_by_real_sshd(name: &str, prepare: &str, extra: &str, undo: &str, want: &str) {
+    let Some(tb) = testbed_or_skip(name) else {
+        return;
+    };
+    let inst = tb.instance();
+    let tmp = TempDir::new("lockout-system");
+    let (key, pubkey) = keypair(tmp.path(), "deploy");
+    let site = profile(tmp.path(), &pubkey, extra);
+    let root = inst.root.to_string_lossy().into_owned();
+    if !prepare.is_empty() {
+        inst.sh_ok(prepare);
+    }
+    let before = tree_state(&inst.root);
+    let out = bollwerk(&["plan", "--profile", &site, "--root", &root]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(want),
+        "{}",
+        describe(&out)
+    );
+    let out = bollwerk(&["apply", "--profile", &site, "--root", &root]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(
+        tree_state(&inst.root),
+        before,
+        "a refused apply changed the tree"
+    );
+
+    let out = bollwerk(&["apply", "--force", "--profile", &site, "--root", &root]);
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(3),
+        "{}",
+        describe(&out)
+    );
+    stdout_ok(&inst.chroot(&["/usr/sbin/sshd", "-t"]), "sshd -t");
+    let sshd = inst.start_sshd(2222);
+    let out = sshd.ssh("deploy", &key, "id -un");
+    // sshd answers "Permission denied", or disconnects when no method is left for the user;
+    // either way after it accepted the connection.
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success()
+            && (err.contains("Permission denied")
+                || err.contains("no authentication methods enabled")),
+        "the real sshd must refuse the key: {}\n{}",
+        describe(&out),
+        sshd.stderr_log()
+    );
+    drop(sshd);
+    inst.sh_ok(undo);
+    let sshd = inst.start_sshd(2222);
+    let out = sshd.ssh("deploy", &key, "id -un");
+    assert!(
+        out.status.success(),
+        "control: without the cause the key works: {}\n{}",
+        describe(&out),
+        sshd.stderr_log()
+    );
+}
+
+#[test]
+fn lockout_match_block_demanding_a_password_is_refused_and_real_sshd_agrees() {
+    refusal_proven_by_real_sshd(
+        "lockout_match_block_demanding_a_password_is_refused_and_real_sshd_agrees",
+        "printf 'Match User deploy\\n  AuthenticationMethods publickey,password\\n' > /etc/ssh/sshd_config.d/60-deploy.conf",
+        "",
+        "rm /etc/ssh/sshd_config.d/60-deploy.conf",
+        "AuthenticationMethods publickey,password [/etc/ssh/sshd_config.d/60-deploy.conf:2",
+    );
+}
+
+#[test]
+fn lockout_use_pam_no_with_a_locked_password_is_refused_and_real_sshd_agrees() {
+    refusal_proven_by_real_sshd(
+        "lockout_use_pam_no_with_a_locked_password_is_refused_and_real_sshd_agrees",
+        "",
+        "[ssh]\nuse_pam = false\n",
+        // `*` is "no password", not locked: sshd without PAM accepts the key then.
+        "usermod -p '*' deploy",
+        "deploy: UsePAM no [/etc/ssh/sshd_config.d/00-bollwerk.conf:",
+    );
+}
+
+#[test]
+fn lockout_group_writable_home_is_refused_and_real_sshd_agrees() {
+    refusal_proven_by_real_sshd(
+        "lockout_group_writable_home_is_refused_and_real_sshd_agrees",
+        "",
+        // Debian's OpenSSH allows a group-writable home when the group is the user's own
+        // (no other member); a second member makes it unsafe.
+        "home_mode = \"0775\"\n[[users]]\nname = \"ci\"\ngroups = [\"deploy\"]\n",
+        "chmod 0750 /home/deploy",
+        "/home/deploy is group-writable (mode 0775)",
+    );
+}
+
+/// Reads an instance's files for the static evaluator.
+struct InstFiles(std::path::PathBuf);
+
+impl bollwerk::sshd_config::ConfigSource for InstFiles {
+    fn read(&self, abs: &str) -> Result<Option<Vec<u8>>, String> {
+        match std::fs::read(self.0.join(abs.trim_start_matches('/'))) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    fn list(&self, dir: &str) -> Result<Vec<String>, String> {
+        Ok(std::fs::read_dir(self.0.join(dir.trim_start_matches('/')))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+#[test]
+fn static_match_evaluation_agrees_with_real_sshd_t_c() {
+    let Some(tb) = testbed_or_skip("static_match_evaluation_agrees_with_real_sshd_t_c") else {
+        return;
+    };
+    let inst = tb.instance();
+    inst.sh_ok(
+        "useradd -m -G sudo alice && useradd -m bob && groupadd ops && useradd -m -G ops carol",
+    );
+    inst.write(
+        "etc/ssh/sshd_config.d/10-a.conf",
+        "PasswordAuthentication no\nAllowGroups sudo ops\nMatch Group ops\n  AllowGroups ops\n  AuthenticationMethods publickey,password\n",
+    );
+    inst.write(
+        "etc/ssh/sshd_config.d/20-b.conf",
+        "PermitRootLogin no\nMatch User bob Address 10.0.0.0/8,!10.1.0.0/16\n  PubkeyAuthentication no\n  PasswordAuthentication yes\nMatch LocalPort 2222\n  PermitRootLogin prohibit-password\n",
+    );
+    let main = inst.read("etc/ssh/sshd_config");
+    inst.write(
+        "etc/ssh/sshd_config",
+        format!("{main}\nMatch User alice,!root Host *.example.org\n  KbdInteractiveAuthentication yes\n  AuthenticationMethods keyboard-interactive\nMatch All\n  PermitRootLogin yes\n"),
+    );
+    let flat =
+        bollwerk::sshd_config::load("/etc/ssh/sshd_config", &InstFiles(inst.root.clone())).unwrap();
+    let group = std::fs::read_to_string(inst.root.join("etc/group")).unwrap();
+    let passwd = std::fs::read_to_string(inst.root.join("etc/passwd")).unwrap();
+    let groups_of = |user: &str| -> Vec<String> {
+        let gid = passwd
+            .lines()
+            .find(|l| l.starts_with(&format!("{user}:")))
+            .and_then(|l| l.split(':').nth(3))
+            .unwrap_or("")
+            .to_string();
+        group
+            .lines()
+            .filter(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                f.len() == 4 && (f[2] == gid || f[3].split(',').any(|m| m == user))
+            })
+            .map(|l| l.split(':').next().unwrap_or("").to_string())
+            .collect()
+    };
+    let mut compared = 0;
+    for user in ["root", "alice", "bob", "carol"] {
+        for (addr, host) in [
+            ("192.0.2.1", "192.0.2.1"),
+            ("10.2.3.4", "10.2.3.4"),
+            ("10.1.2.3", "10.1.2.3"),
+            ("198.51.100.9", "ws1.example.org"),
+        ] {
+            for lport in [22u16, 2222] {
+                let ci = bollwerk::sshd_config::ConnInfo {
+                    user: user.into(),
+                    groups: groups_of(user),
+                    host: host.into(),
+                    addr: addr.parse().unwrap(),
+                    laddr: None,
+                    lport,
+                };
+                let spec = bollwerk::state::sshd::conn_spec(&ci);
+                let real = stdout_ok(
+                    &inst.chroot(&["/usr/sbin/sshd", "-T", "-C", &spec]),
+                    "sshd -T -C",
+                );
+                let real = bollwerk::state::sshd::SshAccess::from_values(
+                    &bollwerk::state::sshd::values_from_tool(
+                        &bollwerk::sshd_config::Effective::parse(&real),
+                        "sshd",
+                    ),
+                );
+                let stat = bollwerk::state::sshd::SshAccess::from_values(
+                    &bollwerk::sshd_config::evaluate(&flat, Some(&ci)),
+                );
+                let view = |a: &bollwerk::state::sshd::SshAccess| {
+                    let mut g = a.allow_groups.clone();
+                    g.sort();
+                    format!(
+                        "root={} pw={} kbd={} pubkey={} methods={:?} allowgroups={g:?} pam={} strict={}",
+                        a.permit_root_login,
+                        a.password_authentication,
+                        a.kbd_interactive,
+                        a.pubkey,
+                        a.methods,
+                        a.use_pam,
+                        a.strict_modes
+                    )
+                };
+                assert_eq!(view(&stat), view(&real), "for {spec}");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 32);
+}

@@ -127,7 +127,13 @@ fn use_pam_no_with_a_locked_password() {
 #[test]
 fn strict_modes_group_writable_home_from_the_profile() {
     let t = Tree::fixture("debian12");
+    // Debian's OpenSSH accepts a group-writable home whose group is the user's own…
     let p = t.profile("site", &site("home_mode = \"0775\"\n"));
+    let (st, out) = plan(&t, &p);
+    assert_eq!(st, ExitStatus::Pending, "{out}");
+    // …not when another user is in that group.
+    let shared = "home_mode = \"0775\"\n[[users]]\nname = \"ci\"\ngroups = [\"deploy\"]\n";
+    let p = t.profile("site", &site(shared));
     let out = refused(&t, &p);
     assert!(
         out.contains("sshd ignores its authorized_keys (StrictModes): /home/deploy is group-writable (mode 0775)"),
@@ -136,7 +142,7 @@ fn strict_modes_group_writable_home_from_the_profile() {
     // StrictModes no in the profile's extra directives: sshd does not check, nor does the guard.
     let p = t.profile(
         "site",
-        &site("home_mode = \"0775\"\n[ssh.extra]\nStrictModes = \"no\"\n"),
+        &site(&format!("{shared}[ssh.extra]\nStrictModes = \"no\"\n")),
     );
     let (st, out) = plan(&t, &p);
     assert_eq!(st, ExitStatus::Pending, "{out}");

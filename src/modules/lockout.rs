@@ -124,8 +124,9 @@ impl PlannedAccounts {
     }
 }
 
-/// Mode and owner a path has after the plan (a final symlink followed on the root as it is).
-fn perms_after(cx: &Context, plan: &Plan, rel: &RelPath) -> Result<Option<(u32, u32)>> {
+/// Mode, owner and group a path has after the plan (a final symlink followed on the root as
+/// it is).
+fn perms_after(cx: &Context, plan: &Plan, rel: &RelPath) -> Result<Option<(u32, u32, u32)>> {
     for c in plan.changes.iter().rev() {
         match &c.action {
             Action::WriteFile { path, perms, .. }
@@ -133,37 +134,64 @@ fn perms_after(cx: &Context, plan: &Plan, rel: &RelPath) -> Result<Option<(u32, 
             | Action::SetPerms { path, perms }
                 if path == rel =>
             {
-                return Ok(Some((perms.mode, perms.uid)));
+                return Ok(Some((perms.mode, perms.uid, perms.gid)));
             }
             Action::Remove { path } if path == rel => return Ok(None),
             _ => {}
         }
     }
     Ok(match cx.root.entry(rel)? {
-        Entry::File { perms, .. } | Entry::Dir { perms } => Some((perms.mode, perms.uid)),
+        Entry::File { perms, .. } | Entry::Dir { perms } => {
+            Some((perms.mode, perms.uid, perms.gid))
+        }
         Entry::Symlink { .. } => {
             use std::os::unix::fs::MetadataExt;
             std::fs::metadata(cx.root.resolve_follow(rel))
                 .ok()
-                .map(|m| (m.mode() & 0o7777, m.uid()))
+                .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()))
         }
         _ => None,
     })
 }
 
+/// Debian's and Ubuntu's OpenSSH (patch `user-group-modes`) accept a group-writable path
+/// when the group's only member, primary or supplementary, is the path's owner.
+fn private_group_of(acc: &PlannedAccounts, gid: u32, owner: u32) -> bool {
+    let Some(g) = acc.group.entries().find(|g| g.gid == gid) else {
+        return false;
+    };
+    let Some(owner_name) = acc
+        .passwd
+        .entries()
+        .find(|p| p.uid == owner)
+        .map(|p| &p.name)
+    else {
+        return false;
+    };
+    let primary: Vec<&Passwd> = acc.passwd.entries().filter(|p| p.gid == gid).collect();
+    primary.iter().all(|p| p.uid == owner)
+        && g.members.iter().all(|m| m == owner_name)
+        && (!primary.is_empty() || !g.members.is_empty())
+}
+
 /// sshd's `StrictModes` check of an `authorized_keys` file: the file and every directory up to
-/// the home directory must be owned by root or the user and not group/world-writable.
+/// the home directory must be owned by root or the user and not group/world-writable (on
+/// Debian/Ubuntu, group-writable is fine for a group whose only member is the owner).
 fn strict_modes_problem(
     cx: &Context,
     plan: &Plan,
+    acc: &PlannedAccounts,
     file: &RelPath,
     home: &str,
     uid: u32,
 ) -> Result<Option<String>> {
-    let bad = |p: &RelPath, (mode, owner): (u32, u32)| {
+    let debian = cx.facts.os.is_debian_family();
+    let bad = |p: &RelPath, (mode, owner, gid): (u32, u32, u32)| {
         let what = if owner != 0 && owner != uid {
             Some(format!("owned by uid {owner}"))
-        } else if mode & 0o022 != 0 {
+        } else if mode & 0o002 != 0
+            || (mode & 0o020 != 0 && !(debian && private_group_of(acc, gid, owner)))
+        {
             Some(format!(
                 "{}-writable (mode {mode:04o})",
                 if mode & 0o002 != 0 { "world" } else { "group" }
@@ -264,7 +292,7 @@ fn judge(
         }
         if good > 0
             && a.strict_modes
-            && let Some(why) = strict_modes_problem(cx, plan, &rel, &u.home, u.uid)?
+            && let Some(why) = strict_modes_problem(cx, plan, acc, &rel, &u.home, u.uid)?
         {
             strict.push(format!("{why}{}", src(a, "strictmodes")));
             continue;
