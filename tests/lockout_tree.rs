@@ -303,3 +303,31 @@ fn deploy_user_cut_off_by_allow_groups_is_warned_with_a_fix_that_works() {
     assert!(!out.contains("cannot log in after apply"), "{out}");
     assert!(out.contains("ci (publickey, any address)"), "{out}");
 }
+
+#[test]
+fn after_apply_the_real_sshd_t_c_is_asked_who_can_log_in() {
+    let t = Tree::fixture("debian12");
+    let p = t.profile("site", &site(""));
+    // An sshd whose per-connection answer disagrees with the files (say, a Match block in a
+    // file the static reading could not see): verification reports it instead of "ok".
+    let runner = fake_runner();
+    runner.respond_with("/usr/sbin/sshd -T -C", |_, _| bollwerk::exec::Output {
+        code: 0,
+        stdout: "permitrootlogin no\npubkeyauthentication no\npasswordauthentication no\nkbdinteractiveauthentication no\nusepam yes\nallowgroups sudo\n".into(),
+        stderr: String::new(),
+    });
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_ne!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        runner.log().iter().any(|l| l.starts_with(
+            "/usr/sbin/sshd -T -C user=deploy,host=203.0.113.7,addr=203.0.113.7,lport=22"
+        )),
+        "{:?}",
+        runner.log()
+    );
+    // The plain fake (sshd -T -C agreeing with the drop-in) verifies fine.
+    let t = Tree::fixture("debian12");
+    let p = t.profile("site", &site(""));
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+}

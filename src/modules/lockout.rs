@@ -576,6 +576,43 @@ pub fn check(cx: &Context, plan: &mut Plan) -> Result<()> {
     Ok(())
 }
 
+/// After an apply: asks the root's own sshd (`sshd -T -C` for root and every account with an
+/// `authorized_keys` file, through [`crate::state::sshd::per_user`]) who can log in now, and
+/// reports a finding when nobody can, which the planned (static) reading did not foresee.
+/// Nothing when the apply was forced (the operator accepted the refusal).
+///
+/// # Errors
+/// When the accounts or the configuration cannot be read.
+pub fn verify_logins(cx: &Context) -> Result<Vec<crate::engine::Finding>> {
+    if cx.options.force {
+        return Ok(Vec::new());
+    }
+    let empty = Plan::default();
+    let (users, source) = crate::state::sshd::per_user(cx, ANY_ADDR)?;
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let acc = planned_accounts(cx, &empty)?;
+    let mut why = Vec::new();
+    for us in &users {
+        let Some(u) = acc.passwd.get(&us.conn.user) else {
+            continue;
+        };
+        let j = judge(cx, &empty, &acc, u, &us.access)?;
+        if j.ok {
+            return Ok(Vec::new());
+        }
+        why.push(format!("{}: {}", u.name, j.reason));
+    }
+    Ok(vec![crate::engine::Finding {
+        module: "sshd",
+        message: format!(
+            "{source} says nobody can log in over SSH now: {}",
+            why.join("; ")
+        ),
+    }])
+}
+
 /// "after apply, SSH logins: deploy (publickey, any address); root: refused (…)".
 fn logins_line(v: &[Verdict]) -> String {
     let shown: Vec<String> = v

@@ -570,7 +570,7 @@ impl Module for Sshd {
                 }]);
             }
         };
-        let mut out = Vec::new();
+        let mut out = crate::modules::lockout::verify_logins(cx)?;
         let mut dummy = Plan::default();
         let mut p = Planner::new("sshd", &mut dummy);
         let dropin = render_dropin(cx, s, &f, &mut p)?;
