@@ -313,7 +313,7 @@ fn after_apply_the_real_sshd_t_c_is_asked_who_can_log_in() {
     let runner = fake_runner();
     runner.respond_with("/usr/sbin/sshd -T -C", |_, _| bollwerk::exec::Output {
         code: 0,
-        stdout: "permitrootlogin no\npubkeyauthentication no\npasswordauthentication no\nkbdinteractiveauthentication no\nusepam yes\nallowgroups sudo\n".into(),
+        stdout: "permitrootlogin no\npubkeyauthentication no\npasswordauthentication no\nkbdinteractiveauthentication no\nusepam yes\nstrictmodes yes\nallowgroups sudo\n".into(),
         stderr: String::new(),
     });
     let (st, out) = t.run(&runner, &["apply", "--profile", &p]);

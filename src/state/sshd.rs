@@ -300,6 +300,14 @@ pub fn conn_for(user: &str, groups: Vec<String>, addr: IpAddr, lport: u16) -> Co
     }
 }
 
+/// Keywords every real `sshd -T` prints; output without them is not trusted.
+const COMPLETE: &[&str] = &[
+    "usepam",
+    "pubkeyauthentication",
+    "permitrootlogin",
+    "strictmodes",
+];
+
 /// One account's effective sshd settings on the root as it is now.
 #[derive(Debug, Clone)]
 pub struct UserSsh {
@@ -337,7 +345,7 @@ pub fn per_user(cx: &Context, addr: IpAddr) -> Result<(Vec<UserSsh>, String)> {
         let mut access = None;
         if tool_ok {
             match run_sshd_t(cx, Some(&ci)) {
-                Ok(e) if !e.values.is_empty() => {
+                Ok(e) if COMPLETE.iter().all(|k| e.get(k).is_some()) => {
                     access = Some(SshAccess::from_values(&values_from_tool(
                         &e,
                         &format!("sshd -T -C {}", conn_spec(&ci)),
@@ -345,7 +353,7 @@ pub fn per_user(cx: &Context, addr: IpAddr) -> Result<(Vec<UserSsh>, String)> {
                 }
                 Ok(_) => {
                     tool_ok = false;
-                    why = "sshd -T printed nothing".into();
+                    why = format!("its output lacks one of {}", COMPLETE.join(", "));
                 }
                 Err(e) => {
                     tool_ok = false;
