@@ -983,4 +983,56 @@ mod tests {
             vec![2222]
         );
     }
+
+    #[test]
+    fn live_host_port_in_use_and_foreign_listen_address_are_refused() {
+        let root_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root_dir.path().join("etc/ssh")).unwrap();
+        std::fs::write(root_dir.path().join("etc/ssh/sshd_config"), "Port 22\n").unwrap();
+        let proc_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(proc_dir.path().join("net")).unwrap();
+        // Something listens on 2222 (0x08AE) and on 22 (sshd itself).
+        std::fs::write(
+            proc_dir.path().join("net/tcp"),
+            "  sl  local_address rem_address   st\n   0: 00000000:0016 00000000:0000 0A 0\n   1: 00000000:08AE 00000000:0000 0A 0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            proc_dir.path().join("net/fib_trie"),
+            "Main:\n     |-- 192.0.2.10\n        /32 host LOCAL\n",
+        )
+        .unwrap();
+        let root = crate::root::Root::new(root_dir.path()).unwrap();
+        let runner = crate::exec::FakeRunner::new();
+        let loaded = crate::profile::Loaded {
+            profile: Default::default(),
+            layers: Vec::new(),
+            digest: String::new(),
+        };
+        let cx = Context::new(root, &runner, &loaded, Default::default()).unwrap();
+        let mut a = crate::state::sshd::SshAccess::from_values(&Default::default());
+        a.ports = vec![22, 2222];
+        a.listen_addresses = vec![
+            "192.0.2.10:2222".into(),
+            "198.51.100.1".into(),
+            "0.0.0.0".into(),
+        ];
+        let r = live_refusals(&cx, &a, proc_dir.path());
+        let text: Vec<&str> = r.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(r.len(), 2, "{text:?}");
+        assert!(
+            text[0].starts_with("ssh.port 2222 is already in use"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with(
+                "ListenAddress 198.51.100.1: 198.51.100.1 is not an address of this host"
+            ),
+            "{text:?}"
+        );
+        // Port 22 is sshd's own (in the current configuration): not "in use" by someone else.
+        a.ports = vec![22];
+        a.listen_addresses.clear();
+        assert!(live_refusals(&cx, &a, proc_dir.path()).is_empty());
+    }
 }
