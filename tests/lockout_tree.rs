@@ -331,3 +331,23 @@ fn after_apply_the_real_sshd_t_c_is_asked_who_can_log_in() {
     let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
     assert_eq!(st, ExitStatus::Ok, "{out}");
 }
+
+#[test]
+fn an_admin_who_logs_in_with_a_key_today_keeps_that_login() {
+    // ubuntu (sudo, with a key) logs in today; a new admin would still get in, but the profile
+    // would cut ubuntu off: refused all the same.
+    let t = Tree::fixture("ubuntu2204");
+    let p = t.profile("site", &site("[ssh]\nallow_users = [\"deploy\"]\n"));
+    let out = refused(&t, &p);
+    assert!(
+        out.contains("ubuntu logs in with a key today and could not after this plan: not in AllowUsers deploy"),
+        "{out}"
+    );
+    // Letting ubuntu in too is fine.
+    let p = t.profile(
+        "site",
+        &site("[ssh]\nallow_users = [\"deploy\", \"ubuntu\"]\n"),
+    );
+    let (st, out) = plan(&t, &p);
+    assert_eq!(st, ExitStatus::Pending, "{out}");
+}

@@ -544,24 +544,9 @@ pub fn check(cx: &Context, plan: &mut Plan) -> Result<()> {
         return Ok(());
     }
     cut_off_warnings(plan, &v);
-    let group = Db::<Group>::parse(
-        &cx.after(plan, &RelPath::lit("etc/group"))?
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default(),
-    );
-    let sudoers = cx
-        .after(plan, &RelPath::lit(crate::modules::users::SUDOERS_DROPIN))?
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let admin = can.iter().any(|x| {
-        x.user == "root"
-            || group
-                .entries()
-                .any(|g| SUDO_GROUPS.contains(&g.name.as_str()) && g.members.contains(&x.user))
-            || sudoers
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(x.user.as_str()))
-    });
+    lost_admin_refusals(cx, plan, &v)?;
+    let admins = Admins::read(cx, plan)?;
+    let admin = can.iter().any(|x| admins.is(&x.user));
     if !admin {
         let names: Vec<&str> = can.iter().map(|x| x.user.as_str()).collect();
         plan.notes.push(Note {
@@ -570,6 +555,86 @@ pub fn check(cx: &Context, plan: &mut Plan) -> Result<()> {
             message: format!(
                 "{} can log in over SSH, but none of them has sudo rights and root cannot log in",
                 names.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Who has sudo rights in a state: members of the sudo groups, or a line in bollwerk's
+/// sudoers drop-in; root always.
+struct Admins {
+    group: Db<Group>,
+    sudoers: String,
+}
+
+impl Admins {
+    fn read(cx: &Context, plan: &Plan) -> Result<Admins> {
+        Ok(Admins {
+            group: Db::parse(
+                &cx.after(plan, &RelPath::lit("etc/group"))?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default(),
+            ),
+            sudoers: cx
+                .after(plan, &RelPath::lit(crate::modules::users::SUDOERS_DROPIN))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn is(&self, user: &str) -> bool {
+        user == "root"
+            || self.group.entries().any(|g| {
+                SUDO_GROUPS.contains(&g.name.as_str()) && g.members.iter().any(|m| m == user)
+            })
+            || self
+                .sudoers
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(user))
+    }
+}
+
+/// Refuses a plan after which an admin (sudo rights, not root) who logs in with a key today
+/// could not any more, even when somebody else still could: the admin's key is the operator's
+/// way in. Root is left out: turning off root logins is what hardening profiles do.
+fn lost_admin_refusals(cx: &Context, plan: &mut Plan, after: &[Verdict]) -> Result<()> {
+    let empty = Plan::default();
+    let Ok(flat) = crate::state::sshd::load_planned(cx, &empty) else {
+        return Ok(());
+    };
+    let lport = crate::state::sshd::global_access(cx, &empty)
+        .ok()
+        .and_then(|a| a.ports.first().copied())
+        .unwrap_or(22);
+    let before = verdicts(cx, &empty, &flat, lport)?;
+    let admins = Admins::read(cx, &empty)?;
+    for b in before
+        .iter()
+        .filter(|b| b.uid != 0 && b.can_login && b.methods.iter().any(|m| m.contains("publickey")))
+    {
+        if !admins.is(&b.user) {
+            continue;
+        }
+        let Some(a) = after.iter().find(|a| a.user == b.user) else {
+            continue;
+        };
+        if a.can_login && a.methods.iter().any(|m| m.contains("publickey")) {
+            continue;
+        }
+        let reason = if a.can_login {
+            format!("only with {} then", a.methods.join(" or "))
+        } else {
+            a.reason.clone()
+        };
+        plan.refusals.push(Refusal {
+            reason: format!(
+                "{} logs in with a key today and could not after this plan: {reason}",
+                b.user
+            ),
+            hint: format!(
+                "keep {}'s key login working (fix what the reason names), or take away its sudo rights in the same profile if that is intended (--force applies anyway)",
+                b.user
             ),
         });
     }
