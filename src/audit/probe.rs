@@ -435,21 +435,19 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
         Probe::All { probes } => combine_all(probes.iter().map(|q| eval(cx, q)).collect()),
         Probe::Any { probes } => {
             let outs: Vec<Outcome> = probes.iter().map(|q| eval(cx, q)).collect();
-            if let Some(o) = outs.iter().find(|o| o.status == Status::Pass) {
-                return o.clone();
-            }
-            combine_all(outs)
+            combine_any(outs)
         }
     }
 }
 
-/// All must pass: the worst status wins (fail > error > skipped > n/a > pass), evidence of
-/// every part.
+/// All must pass: the worst status wins (fail > error > not evaluated > skipped > n/a >
+/// pass), evidence of every part.
 fn combine_all(outs: Vec<Outcome>) -> Outcome {
     let rank = |s: Status| match s {
-        Status::Fail => 4,
-        Status::Error => 3,
-        Status::Skipped => 2,
+        Status::Fail => 5,
+        Status::Error => 4,
+        Status::NotEvaluated => 3,
+        Status::Skipped | Status::Waived => 2,
         Status::NotApplicable => 1,
         Status::Pass => 0,
     };
@@ -473,6 +471,27 @@ fn combine_all(outs: Vec<Outcome>) -> Outcome {
             .filter(|e| !e.is_empty())
             .collect::<Vec<_>>()
             .join("; "),
+    }
+}
+
+/// One must pass: a pass wins; a fail only when every part failed; otherwise the part that
+/// could not decide (error, not evaluated, …) says why, with the evidence of every part.
+fn combine_any(outs: Vec<Outcome>) -> Outcome {
+    if let Some(o) = outs.iter().find(|o| o.status == Status::Pass) {
+        return o.clone();
+    }
+    let undecided: Vec<Outcome> = outs
+        .iter()
+        .filter(|o| o.status != Status::Fail)
+        .cloned()
+        .collect();
+    if undecided.is_empty() {
+        return combine_all(outs);
+    }
+    let status = combine_all(undecided).status;
+    Outcome {
+        status,
+        ..combine_all(outs)
     }
 }
 
@@ -732,11 +751,9 @@ fn service_probe(
         if let Some(want) = active {
             match cx.unit_active(u) {
                 None => {
-                    if enabled.is_none() {
-                        parts.push(Outcome::skipped(format!(
-                            "{u}: activity needs the running system (systemd is not running there)"
-                        )));
-                    }
+                    parts.push(Outcome::not_evaluated(format!(
+                        "{u} active: not evaluated (only a running systemd can say; the root is not a live system)"
+                    )));
                 }
                 Some(Err(e)) => parts.push(Outcome::error(e)),
                 Some(Ok(state)) => {
@@ -794,7 +811,13 @@ fn kmod_probe(cx: &AuditCx, module: &str) -> Outcome {
         if shipped {
             why.push("loadable");
         } else if m.kernels.is_empty() {
-            ev.push("no kernel modules in lib/modules".into());
+            if m.loaded.as_ref().is_some_and(|l| l.contains(&name)) {
+                return Outcome::fail(format!("{}: loaded now (/proc/modules)", ev.join("; ")));
+            }
+            return Outcome::not_evaluated(format!(
+                "{}; no kernel under lib/modules (no modules.dep): whether {module} can be loaded is not readable here",
+                ev.join("; ")
+            ));
         } else {
             ev.push(format!("not shipped by kernel {}", m.kernels.join(", ")));
         }
@@ -817,6 +840,11 @@ fn mount_probe(cx: &AuditCx, path: &str, separate: bool, options: &[String]) -> 
         Err(e) => return Outcome::error(e),
     };
     let Some((opts, src)) = m.points.get(path) else {
+        if path == "/dev/shm" && !cx.live() {
+            return Outcome::not_evaluated(
+                "/dev/shm is not in etc/fstab: systemd mounts it at boot with options only the running system shows (not evaluated offline)",
+            );
+        }
         if separate {
             return Outcome::fail(format!(
                 "{path} is not a separate mount (etc/fstab, mount units)"
@@ -1725,11 +1753,10 @@ fn fail2ban_probe(
                 )),
                 Err(e) => Outcome::error(e.to_string()),
             });
-        } else if outs.iter().all(|o| o.status == Status::Pass) {
-            outs.push(Outcome {
-                status: Status::Pass,
-                evidence: "running state not checked: not the running system".into(),
-            });
+        } else {
+            outs.push(Outcome::not_evaluated(format!(
+                "jail {jail} running: not evaluated (fail2ban-client needs the running system; the root is not live)"
+            )));
         }
     }
     combine_all(outs)
@@ -1884,7 +1911,9 @@ fn unit_setting_probe(
 
 fn apparmor_probe(cx: &AuditCx, prop: AppArmorProperty) -> Outcome {
     let Some(sys) = &cx.sys_dir else {
-        return Outcome::skipped("AppArmor state needs the running system (--root is not /)");
+        return Outcome::not_evaluated(
+            "AppArmor state needs the running system (--root is not /): not evaluated",
+        );
     };
     match prop {
         AppArmorProperty::Enabled => {
