@@ -4,3 +4,5 @@
 //!
 //! Submodules, one per concern: `sshd` (per connection context, `Match` evaluated),
 //! further ones (PAM, firewall, accounts, services) as they are built.
+
+pub mod pam;
