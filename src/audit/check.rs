@@ -583,6 +583,14 @@ pub enum Probe {
         /// Judgement of the effective value.
         expect: Expect,
     },
+    /// A password-ageing field of every existing account with a usable password, from the
+    /// root's `etc/shadow` (state layer); an empty field fails unless `expect` has a default.
+    ShadowAgeing {
+        /// `min`, `max`, `warn` or `inactive`.
+        field: crate::state::accounts::AgeingField,
+        /// Judgement of each account's value.
+        expect: Expect,
+    },
     /// Passwd/group/shadow integrity (one read of the databases shared by all checks).
     Accounts {
         /// The rule.
@@ -699,6 +707,7 @@ impl Probe {
             Probe::LoginDefs { .. } => "login_defs",
             Probe::Pam { .. } => "pam",
             Probe::PamOption { .. } => "pam_option",
+            Probe::ShadowAgeing { .. } => "shadow_ageing",
             Probe::Accounts { .. } => "accounts",
             Probe::WorldWritable { .. } => "world_writable",
             Probe::Unowned { .. } => "unowned",

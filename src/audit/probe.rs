@@ -15,6 +15,7 @@ use super::facts::{AuditCx, Setting, module_name, normalize_ws, parse_ini};
 use super::result::Status;
 use crate::root::RelPath;
 use crate::sshd_config::glob_match;
+use crate::state::accounts::AgeingField;
 use crate::state::pam::{self, PamLine};
 
 const LIST_MAX: usize = 8;
@@ -142,6 +143,11 @@ pub fn expected(p: &Probe) -> String {
             None => format!("{key} {}", describe(expect)),
         },
         Probe::LoginDefs { key, expect } => format!("{key} {} (login.defs)", describe(expect)),
+        Probe::ShadowAgeing { field, expect } => format!(
+            "every account with a password: shadow {} {}",
+            field.as_str(),
+            describe(expect)
+        ),
         Probe::PamOption {
             file,
             pam_type,
@@ -364,6 +370,7 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             option,
             expect,
         } => pam_option_probe(cx, file, pam_type, module, option, expect),
+        Probe::ShadowAgeing { field, expect } => shadow_ageing_probe(cx, *field, expect),
         Probe::Accounts { rule } => accounts_probe(cx, *rule),
         Probe::WorldWritable { roots } => match cx.walk(roots) {
             Err(e) => Outcome::error(e),
@@ -1145,6 +1152,58 @@ fn pam_option_probe(
             })
             .collect(),
     )
+}
+
+fn shadow_ageing_probe(cx: &AuditCx, field: AgeingField, expect: &Expect) -> Outcome {
+    let Some(all) = crate::state::accounts::ageing(&cx.facts.accounts) else {
+        return Outcome::not_evaluated(
+            "the root has no etc/shadow: existing accounts' ageing is not readable here",
+        );
+    };
+    let with_pw: Vec<_> = all.iter().filter(|a| a.has_password).collect();
+    if with_pw.is_empty() {
+        return Outcome::pass(format!(
+            "no account has a usable password ({} entries in /etc/shadow)",
+            all.len()
+        ));
+    }
+    let name = field.as_str();
+    let bad: Vec<String> = with_pw
+        .iter()
+        .filter_map(|a| {
+            let v = a.get(field).map(|v| v.to_string());
+            let o = judge(expect, name, v.as_deref(), &a.at);
+            (o.status != Status::Pass).then(|| {
+                format!(
+                    "{} {name} {} ({})",
+                    a.name,
+                    v.as_deref().unwrap_or("empty"),
+                    a.at
+                )
+            })
+        })
+        .collect();
+    if bad.is_empty() {
+        Outcome::pass(format!(
+            "{} account(s) with a password: {} (/etc/shadow)",
+            with_pw.len(),
+            list_some(
+                &with_pw
+                    .iter()
+                    .map(|a| format!(
+                        "{} {name} {}",
+                        a.name,
+                        a.get(field).map_or("empty".into(), |v| v.to_string())
+                    ))
+                    .collect::<Vec<_>>()
+            )
+        ))
+    } else {
+        Outcome::fail(format!(
+            "existing accounts outside the policy: {}",
+            list_some(&bad)
+        ))
+    }
 }
 
 fn login_defs_int(cx: &AuditCx, key: &str, default: u32) -> u32 {

@@ -5,4 +5,5 @@
 //! Submodules, one per concern: `sshd` (per connection context, `Match` evaluated),
 //! further ones (PAM, firewall, accounts, services) as they are built.
 
+pub mod accounts;
 pub mod pam;
