@@ -44,6 +44,12 @@ fn sample_report() -> Report {
         level: 1,
         only: Some(ids.iter().map(|s| s.to_string()).collect()),
         threads: Some(2),
+        profile_data: Some(serde_json::json!({"audit": {"waivers": [{
+            "check": "banner.motd-no-os-info",
+            "reason": "the motd names the OS on purpose (ticket OPS-12)",
+            "approved_by": "security team",
+            "expires": "2099-12-31"
+        }]}})),
         ..Default::default()
     };
     let cat = Catalog::embedded().unwrap();
@@ -67,6 +73,8 @@ fn sample_covers_every_status() {
         Status::Pass,
         Status::Fail,
         Status::NotApplicable,
+        Status::NotEvaluated,
+        Status::Waived,
         Status::Skipped,
     ] {
         assert!(r.results.iter().any(|x| x.status == st), "{st} missing");
@@ -80,6 +88,122 @@ fn sample_covers_every_status() {
     assert_eq!(by["ssh.permit-root-login"], Status::Fail);
     assert_eq!(by["ssh.password-authentication"], Status::Pass);
     assert_eq!(by["kmod.udf"], Status::Skipped, "level 2 at level 1");
+    // No kernel under lib/modules in the fixture: not evaluated, never a pass.
+    assert_eq!(by["kmod.cramfs"], Status::NotEvaluated);
+    assert_eq!(by["banner.motd-no-os-info"], Status::Waived);
+}
+
+#[test]
+fn every_format_shows_errors_not_evaluated_and_waivers() {
+    let r = sample_report();
+    let c = &r.summary.counts;
+    assert!(c.not_evaluated >= 2 && c.waived == 1, "{c:?}");
+    let basis = c.score_text();
+    assert!(
+        basis.contains(&format!("passed of {} judged", c.pass + c.fail))
+            && basis.contains("not evaluated")
+            && basis.contains("errors")
+            && basis.contains("1 waived"),
+        "{basis}"
+    );
+    for fmt in [
+        ReportFormat::Text,
+        ReportFormat::Html,
+        ReportFormat::Markdown,
+        ReportFormat::Junit,
+    ] {
+        let out = report::render(&r, fmt, false).unwrap();
+        assert!(out.contains(&basis), "{fmt:?} lacks the score basis");
+        assert!(
+            out.contains("ticket OPS-12"),
+            "{fmt:?} lacks the waiver reason"
+        );
+        assert!(out.contains("not evaluated"), "{fmt:?}");
+        assert!(
+            out.contains("not a CIS assessment for this OS"),
+            "{fmt:?} claims a benchmark the host is not"
+        );
+    }
+    let prom = report::render(&r, ReportFormat::Prometheus, false).unwrap();
+    for st in ["error", "not_evaluated", "waived"] {
+        assert!(
+            prom.contains(&format!("bollwerk_checks{{status=\"{st}\"}}")),
+            "{st}"
+        );
+    }
+    assert!(prom.contains(&format!("bollwerk_judged_checks {}", c.judged)));
+    let json: serde_json::Value = serde_json::from_str(&report::json(&r)).unwrap();
+    assert_eq!(json["summary"]["waived"], 1);
+    assert_eq!(json["benchmark"]["for_host"], false);
+    let w = r
+        .results
+        .iter()
+        .find(|x| x.id == "banner.motd-no-os-info")
+        .unwrap();
+    let wv = w.waiver.as_ref().unwrap();
+    assert_eq!(wv.approved_by, "security team");
+    assert_eq!(wv.verdict, Status::Fail, "the hidden verdict is kept");
+}
+
+#[test]
+fn expired_waivers_turn_back_and_expiring_ones_warn() {
+    let t = Tree::fixture("debian12");
+    t.write("etc/motd", "Debian GNU/Linux\n");
+    let today = bollwerk::audit::rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 10 * 86_400,
+    )[..10]
+        .to_string();
+    let waiver = |id: &str, exp: &str| serde_json::json!({"check": id, "reason": "r", "approved_by": "a", "expires": exp});
+    let opts = AuditOptions {
+        only: Some(vec![
+            "banner.motd-no-os-info".into(),
+            "banner.issue-no-os-info".into(),
+        ]),
+        threads: Some(1),
+        profile_data: Some(serde_json::json!({"audit": {
+            "waivers": [waiver("banner.motd-no-os-info", "2020-01-31"), waiver("banner.issue-no-os-info", &today)],
+            "exclude": ["accounts.root-locked"]
+        }})),
+        ..Default::default()
+    };
+    let cat = Catalog::embedded().unwrap();
+    let r = run(
+        &cat,
+        Root::new(t.root()).unwrap(),
+        &FakeRunner::new(),
+        None,
+        &opts,
+    )
+    .unwrap();
+    let motd = r
+        .results
+        .iter()
+        .find(|x| x.id == "banner.motd-no-os-info")
+        .unwrap();
+    assert_eq!(motd.status, Status::Fail, "expired waiver: own verdict");
+    assert!(motd.waiver.is_none());
+    let issue = r
+        .results
+        .iter()
+        .find(|x| x.id == "banner.issue-no-os-info")
+        .unwrap();
+    assert_eq!(issue.status, Status::Waived, "{}", issue.evidence);
+    let warns = r.warnings.join("\n");
+    assert!(
+        warns.contains("banner.motd-no-os-info expired on 2020-01-31"),
+        "{warns}"
+    );
+    assert!(
+        warns.contains(&format!(
+            "banner.issue-no-os-info expires on {today} (within 30 days"
+        )),
+        "{warns}"
+    );
+    assert!(warns.contains("audit.exclude is deprecated"), "{warns}");
 }
 
 #[test]
@@ -367,6 +491,26 @@ fn cli_exit_codes_save_compare_and_read_only() {
         cli(t.root(), &["audit", "--fail-under", "100"], &runner).0,
         1
     );
+    // Nothing judged (a check that is not evaluated on this kernel-less tree): no score, so
+    // --fail-under fails instead of passing with an imaginary 100 %.
+    let (code, out) = cli(
+        t.root(),
+        &["audit", "--check", "kmod.cramfs", "--fail-under", "0"],
+        &runner,
+    );
+    assert_eq!(code, 1, "nothing judged must fail --fail-under\n{out}");
+    assert!(out.contains("n/a (nothing judged"), "{out}");
+    // A check that ends in error (its file is a directory): exit 3.
+    let te = Tree::fixture("debian12");
+    std::fs::remove_file(te.root().join("etc/motd")).ok();
+    std::fs::create_dir_all(te.root().join("etc/motd/x")).unwrap();
+    let (code, out) = cli(
+        te.root(),
+        &["audit", "--check", "banner.motd-no-os-info"],
+        &runner,
+    );
+    assert_eq!(code, 3, "an audit with errors exits 3\n{out}");
+    assert!(out.contains("ERRORS (1)"), "{out}");
     // Only passing checks: exit 0 by default.
     let (code, _) = cli(
         t.root(),
@@ -601,8 +745,13 @@ fn profile_audit_section_after_apply_exclude_and_threshold() {
         .iter()
         .find(|x| x.id == "accounts.root-locked")
         .unwrap();
-    assert_eq!(x.status, Status::Skipped);
+    assert_eq!(
+        x.status,
+        Status::Waived,
+        "audit.exclude: a deprecated waiver"
+    );
     assert!(x.evidence.contains("audit.exclude"));
+    assert!(r.warnings.iter().any(|w| w.contains("deprecated")));
     // Checks the profile covers are marked.
     let covered = r
         .results

@@ -186,7 +186,9 @@ fn validate_probe(p: &Probe) -> Result<(), String> {
         | Probe::LoginDefs { expect, .. }
         | Probe::Postgres { expect, .. }
         | Probe::AptConf { expect, .. }
-        | Probe::UnitSetting { expect, .. } => validate_expect(expect),
+        | Probe::UnitSetting { expect, .. }
+        | Probe::PamOption { expect, .. }
+        | Probe::ShadowAgeing { expect, .. } => validate_expect(expect),
         Probe::Pam { expect, arg, .. } => {
             if expect.is_some() != arg.is_some() {
                 return Err("pam probe: `arg` and `expect` go together".into());

@@ -561,6 +561,35 @@ pub enum Probe {
         /// Judgement of `arg`'s value.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expect: Option<Expect>,
+        /// `arg` names a group that must exist and have no members (`etc/group`, and no
+        /// user with it as primary group): `pam_wheel.so group=…` for `su`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        group_empty: bool,
+    },
+    /// A PAM module's effective option as the module sees it: its conf file and drop-ins
+    /// (`pwquality.conf.d/*.conf` then `pwquality.conf`; `faillock.conf`), overridden by the
+    /// arguments on the PAM line; judged on every line of the module whose failure counts
+    /// (`optional` lines enforce nothing and fail the check).
+    PamOption {
+        /// File below `etc/pam.d` (`common-password`).
+        file: String,
+        /// Management group (`password`).
+        #[serde(rename = "type")]
+        pam_type: String,
+        /// Module (`pam_pwquality.so`).
+        module: String,
+        /// Option name (`minlen`; a flag such as `enforce_for_root` has the value "").
+        option: String,
+        /// Judgement of the effective value.
+        expect: Expect,
+    },
+    /// A password-ageing field of every existing account with a usable password, from the
+    /// root's `etc/shadow` (state layer); an empty field fails unless `expect` has a default.
+    ShadowAgeing {
+        /// `min`, `max`, `warn` or `inactive`.
+        field: crate::state::accounts::AgeingField,
+        /// Judgement of each account's value.
+        expect: Expect,
     },
     /// Passwd/group/shadow integrity (one read of the databases shared by all checks).
     Accounts {
@@ -677,6 +706,8 @@ impl Probe {
             Probe::Conf { .. } => "conf",
             Probe::LoginDefs { .. } => "login_defs",
             Probe::Pam { .. } => "pam",
+            Probe::PamOption { .. } => "pam_option",
+            Probe::ShadowAgeing { .. } => "shadow_ageing",
             Probe::Accounts { .. } => "accounts",
             Probe::WorldWritable { .. } => "world_writable",
             Probe::Unowned { .. } => "unowned",

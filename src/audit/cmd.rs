@@ -123,11 +123,15 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The exit status for a report: 1 when below `--fail-under`, or (default) when a check of
-/// severity high or critical fails.
+/// The exit status for a report: 3 when a check ended in `error` (the audit could not judge
+/// everything it should have); else 1 when below `--fail-under` (also when nothing was judged,
+/// so there is no score), or (default) when a check of severity high or critical fails.
 pub fn exit_for(r: &Report, fail_under: Option<f64>) -> ExitStatus {
+    if r.summary.counts.error > 0 {
+        return ExitStatus::Failure;
+    }
     let bad = match fail_under {
-        Some(t) => r.summary.counts.score.unwrap_or(100.0) < t,
+        Some(t) => r.summary.counts.score.is_none_or(|s| s < t),
         None => r
             .results
             .iter()
@@ -175,6 +179,19 @@ pub fn audit(
             }
         }
     }
+    if let Some(l) = &loaded
+        && let Some(ws) = l.profile.audit.as_ref().and_then(|x| x.waivers.as_ref())
+    {
+        for wv in ws {
+            if cat.get(wv.check.as_str()).is_none() {
+                return Err(Error::Usage(format!(
+                    "{}: an audit waiver names no check `{}` (see `bollwerk checks list`)",
+                    l.name(),
+                    wv.check.as_str()
+                )));
+            }
+        }
+    }
     let fail_under = a.fail_under.or_else(|| {
         loaded
             .as_ref()
@@ -215,6 +232,9 @@ pub fn audit(
         ..Default::default()
     };
     let report = run(&cat, root.clone(), runner, loaded.as_ref(), &opts)?;
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
     let rendered = report::render(
         &report,
         a.format,
@@ -230,12 +250,11 @@ pub fn audit(
             w(
                 out,
                 &format!(
-                    "wrote {} ({:?}): score {}, {} fail, {} error\n",
+                    "wrote {} ({:?}): score {}, {} fail\n",
                     p.display(),
                     a.format,
-                    c.score.map_or("n/a".into(), |s| format!("{s:.1} %")),
-                    c.fail,
-                    c.error
+                    c.score_text(),
+                    c.fail
                 ),
             )?;
             if let Some(c) = &comparison {
@@ -286,11 +305,9 @@ pub fn after_apply(
         let p = report::save(root, &r)?;
         let c = &r.summary.counts;
         Ok(format!(
-            "audit: score {} ({} pass, {} fail, {} error); report saved as {p}",
-            c.score.map_or("n/a".into(), |s| format!("{s:.1} %")),
-            c.pass,
-            c.fail,
-            c.error
+            "audit: score {}, {} fail; report saved as {p}",
+            c.score_text(),
+            c.fail
         ))
     })();
     Some(match res {

@@ -44,6 +44,13 @@ impl Outcome {
             evidence: reason.into(),
         }
     }
+    /// The needed fact cannot be read here, with the reason (never a pass).
+    pub fn not_evaluated(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            status: Status::NotEvaluated,
+            evidence: reason.into(),
+        }
+    }
     /// Not judged, with the reason.
     pub fn skipped(reason: impl Into<String>) -> Outcome {
         Outcome {

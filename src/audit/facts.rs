@@ -727,11 +727,6 @@ impl<'a> AuditCx<'a> {
                         }
                     }
                 }
-                // systemd always mounts /dev/shm (tmpfs, nosuid,nodev) unless fstab says else.
-                m.points.entry("/dev/shm".into()).or_insert((
-                    vec!["rw".into(), "nosuid".into(), "nodev".into()],
-                    "systemd's built-in /dev/shm mount".into(),
-                ));
                 Ok(m)
             })
             .as_ref()

@@ -26,7 +26,8 @@ use check::{Check, Probe};
 use expect::Outcome;
 use facts::AuditCx;
 use result::{
-    CheckResult, HostInfo, ProfileInfo, REPORT_SCHEMA, Report, Status, Summary, ToolInfo,
+    BenchmarkInfo, CheckResult, HostInfo, ProfileInfo, REPORT_SCHEMA, Report, Status, Summary,
+    ToolInfo, WaiverInfo,
 };
 
 use crate::exec::Runner;
@@ -102,6 +103,14 @@ pub fn run(
         .iter()
         .filter(|c| opts.only.as_ref().is_none_or(|o| o.contains(&c.id)))
         .collect();
+    let today = rfc3339(
+        started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    )[..10]
+        .to_string();
+    let (waivers, mut warnings) = Waivers::from_profile(&cx, catalog, &today);
     // Expensive shared facts first, so they start while cheap checks run.
     let mut order: Vec<usize> = (0..checks.len()).collect();
     order.sort_by_key(|i| cost_rank(&checks[*i].probe));
@@ -120,7 +129,7 @@ pub fn run(
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { break };
                     let t = Instant::now();
-                    let r = judge_check(&cx, checks[i], opts.level);
+                    let r = waivers.apply(judge_check(&cx, checks[i], opts.level));
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
                     if let Ok(mut slot) = slots[i].lock() {
                         *slot = Some((r, ms));
@@ -142,6 +151,11 @@ pub fn run(
         results.push(r);
     }
     let summary = Summary::of(&results, &probe_ms);
+    if !cx.live() {
+        warnings.push(
+            "audited offline: facts only a running system can give (live kernel, loaded firewall, service activity) are not evaluated".into(),
+        );
+    }
     let timestamp = started
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -153,8 +167,13 @@ pub fn run(
         .flatten()
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
+    let os_id = format!("{} {}", cx.facts.os.id, cx.facts.os.version_id)
+        .trim()
+        .to_string();
     Ok(Report {
         schema: REPORT_SCHEMA.into(),
+        benchmark: BenchmarkInfo::for_os(&os_id, &cx.facts.os.pretty_name),
+        warnings,
         tool: ToolInfo {
             name: "bollwerk".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -163,9 +182,7 @@ pub fn run(
         host: HostInfo {
             hostname,
             os: cx.facts.os.pretty_name.clone(),
-            os_id: format!("{} {}", cx.facts.os.id, cx.facts.os.version_id)
-                .trim()
-                .to_string(),
+            os_id,
             container: cx.facts.container.clone(),
             root: cx.root.path().display().to_string(),
             live: cx.live(),
@@ -214,12 +231,6 @@ pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
             c.container_reason()
                 .unwrap_or_else(|| "does not apply in containers".into())
         ))
-    } else if cx
-        .profile_values("audit.exclude")
-        .iter()
-        .any(|v| v.as_str() == Some(c.id.as_str()))
-    {
-        Outcome::skipped("excluded by the profile (audit.exclude)")
     } else if c.level > level {
         Outcome::skipped(format!(
             "level {} check; the audit judges level {level}",
@@ -233,6 +244,133 @@ pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
     let mut r = CheckResult::new(c, o.status, o.evidence, expected);
     r.covered_by_profile = covered;
     r
+}
+
+/// The profile's waivers in force today (`[[audit.waivers]]`, and the deprecated
+/// `audit.exclude`), by check id.
+struct Waivers {
+    by_check: BTreeMap<String, WaiverInfo>,
+}
+
+impl Waivers {
+    /// Reads the waivers; returns them with the warnings about them (expired, expiring within
+    /// 30 days, unknown check ids, the deprecated `audit.exclude`).
+    fn from_profile(cx: &AuditCx, catalog: &Catalog, today: &str) -> (Waivers, Vec<String>) {
+        let mut by_check = BTreeMap::new();
+        let mut warnings = Vec::new();
+        let soon = days_after(today, 30);
+        let known = |id: &str| catalog.checks.iter().any(|c| c.id == id);
+        let excluded: Vec<String> = cx
+            .profile_values("audit.exclude")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        if !excluded.is_empty() {
+            warnings.push(format!(
+                "audit.exclude is deprecated: write [[audit.waivers]] with check, reason, approved_by and expires instead (excluded: {})",
+                excluded.join(", ")
+            ));
+        }
+        for id in excluded {
+            if !known(&id) {
+                warnings.push(format!("audit.exclude names no check of the catalog: {id}"));
+            }
+            by_check.insert(
+                id,
+                WaiverInfo {
+                    reason: "excluded by the profile (audit.exclude, deprecated)".into(),
+                    approved_by: String::new(),
+                    expires: None,
+                    verdict: Status::Skipped,
+                },
+            );
+        }
+        for v in cx.profile_values("audit.waivers") {
+            let w: profile::Waiver = match serde_json::from_value(v) {
+                Ok(w) => w,
+                Err(e) => {
+                    warnings.push(format!("ignoring an invalid audit waiver: {e}"));
+                    continue;
+                }
+            };
+            let id = w.check.as_str().to_string();
+            let expires = w.expires.as_str().to_string();
+            if !known(&id) {
+                warnings.push(format!("waiver names no check of the catalog: {id}"));
+            }
+            if expires.as_str() < today {
+                warnings.push(format!(
+                    "waiver for {id} expired on {expires}: the check's own verdict is reported"
+                ));
+                continue;
+            }
+            if expires <= soon {
+                warnings.push(format!(
+                    "waiver for {id} expires on {expires} (within 30 days; approved by {})",
+                    w.approved_by.as_str()
+                ));
+            }
+            by_check.insert(
+                id,
+                WaiverInfo {
+                    reason: w.reason.as_str().to_string(),
+                    approved_by: w.approved_by.as_str().to_string(),
+                    expires: Some(expires),
+                    verdict: Status::Skipped,
+                },
+            );
+        }
+        (Waivers { by_check }, warnings)
+    }
+
+    /// Turns `r` into `waived` when a waiver in force names it; the verdict stays recorded.
+    /// A check that does not apply or is above the level stays as it is.
+    fn apply(&self, mut r: CheckResult) -> CheckResult {
+        let Some(w) = self.by_check.get(&r.id) else {
+            return r;
+        };
+        if matches!(r.status, Status::NotApplicable | Status::Skipped) {
+            return r;
+        }
+        let mut w = w.clone();
+        w.verdict = r.status;
+        r.evidence = format!(
+            "{}{}{} (verdict without the waiver: {}: {})",
+            w.reason,
+            if w.approved_by.is_empty() {
+                String::new()
+            } else {
+                format!("; approved by {}", w.approved_by)
+            },
+            w.expires
+                .as_ref()
+                .map(|e| format!(", until {e}"))
+                .unwrap_or_default(),
+            r.status,
+            r.evidence
+        );
+        r.status = Status::Waived;
+        r.waiver = Some(w);
+        r
+    }
+}
+
+/// `YYYY-MM-DD` of `days` after the date `today` (`YYYY-MM-DD`).
+fn days_after(today: &str, days: u64) -> String {
+    let parse = |r: std::ops::Range<usize>| today.get(r).and_then(|x| x.parse::<i64>().ok());
+    let (Some(y), Some(m), Some(d)) = (parse(0..4), parse(5..7), parse(8..10)) else {
+        return today.to_string();
+    };
+    // Days from civil (Howard Hinnant's algorithm), the inverse of `rfc3339`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let epoch_days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(epoch_days).unwrap_or(0) + days;
+    rfc3339(secs * 86_400)[..10].to_string()
 }
 
 /// True when the profile sets the key that fixes the check. A package or module list
@@ -338,5 +476,12 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_790_000_000), "2026-09-21T14:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn days_after_crosses_months_and_years() {
+        assert_eq!(days_after("2026-12-06", 30), "2027-01-05");
+        assert_eq!(days_after("2024-02-28", 1), "2024-02-29");
+        assert_eq!(days_after("1970-01-01", 0), "1970-01-01");
     }
 }

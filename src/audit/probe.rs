@@ -15,6 +15,8 @@ use super::facts::{AuditCx, Setting, module_name, normalize_ws, parse_ini};
 use super::result::Status;
 use crate::root::RelPath;
 use crate::sshd_config::glob_match;
+use crate::state::accounts::AgeingField;
+use crate::state::pam::{self, PamLine};
 
 const LIST_MAX: usize = 8;
 
@@ -141,6 +143,21 @@ pub fn expected(p: &Probe) -> String {
             None => format!("{key} {}", describe(expect)),
         },
         Probe::LoginDefs { key, expect } => format!("{key} {} (login.defs)", describe(expect)),
+        Probe::ShadowAgeing { field, expect } => format!(
+            "every account with a password: shadow {} {}",
+            field.as_str(),
+            describe(expect)
+        ),
+        Probe::PamOption {
+            file,
+            pam_type,
+            module,
+            option,
+            expect,
+        } => format!(
+            "{pam_type} {module} in pam.d/{file} enforcing, effective {option} {}",
+            describe(expect)
+        ),
         Probe::Pam {
             file,
             pam_type,
@@ -150,9 +167,16 @@ pub fn expected(p: &Probe) -> String {
             args_absent,
             arg,
             expect,
+            group_empty,
         } => {
             if !present {
                 return format!("no {pam_type} {module} in pam.d/{file}");
+            }
+            if *group_empty {
+                return format!(
+                    "{pam_type} {module} in pam.d/{file} with {} naming an empty group",
+                    arg.as_deref().unwrap_or("group")
+                );
             }
             let mut s = format!("{pam_type} {module} in pam.d/{file}");
             if !args_present.is_empty() {
@@ -324,17 +348,29 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             args_absent,
             arg,
             expect,
+            group_empty,
         } => pam_probe(
             cx,
+            &PamQuery {
+                file,
+                pam_type,
+                module,
+                present: *present,
+                args_present,
+                args_absent,
+                arg: arg.as_deref(),
+                expect: expect.as_ref(),
+                group_empty: *group_empty,
+            },
+        ),
+        Probe::PamOption {
             file,
             pam_type,
             module,
-            *present,
-            args_present,
-            args_absent,
-            arg.as_deref(),
-            expect.as_ref(),
-        ),
+            option,
+            expect,
+        } => pam_option_probe(cx, file, pam_type, module, option, expect),
+        Probe::ShadowAgeing { field, expect } => shadow_ageing_probe(cx, *field, expect),
         Probe::Accounts { rule } => accounts_probe(cx, *rule),
         Probe::WorldWritable { roots } => match cx.walk(roots) {
             Err(e) => Outcome::error(e),
@@ -435,21 +471,19 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
         Probe::All { probes } => combine_all(probes.iter().map(|q| eval(cx, q)).collect()),
         Probe::Any { probes } => {
             let outs: Vec<Outcome> = probes.iter().map(|q| eval(cx, q)).collect();
-            if let Some(o) = outs.iter().find(|o| o.status == Status::Pass) {
-                return o.clone();
-            }
-            combine_all(outs)
+            combine_any(outs)
         }
     }
 }
 
-/// All must pass: the worst status wins (fail > error > skipped > n/a > pass), evidence of
-/// every part.
+/// All must pass: the worst status wins (fail > error > not evaluated > skipped > n/a >
+/// pass), evidence of every part.
 fn combine_all(outs: Vec<Outcome>) -> Outcome {
     let rank = |s: Status| match s {
-        Status::Fail => 4,
-        Status::Error => 3,
-        Status::Skipped => 2,
+        Status::Fail => 5,
+        Status::Error => 4,
+        Status::NotEvaluated => 3,
+        Status::Skipped | Status::Waived => 2,
         Status::NotApplicable => 1,
         Status::Pass => 0,
     };
@@ -473,6 +507,27 @@ fn combine_all(outs: Vec<Outcome>) -> Outcome {
             .filter(|e| !e.is_empty())
             .collect::<Vec<_>>()
             .join("; "),
+    }
+}
+
+/// One must pass: a pass wins; a fail only when every part failed; otherwise the part that
+/// could not decide (error, not evaluated, …) says why, with the evidence of every part.
+fn combine_any(outs: Vec<Outcome>) -> Outcome {
+    if let Some(o) = outs.iter().find(|o| o.status == Status::Pass) {
+        return o.clone();
+    }
+    let undecided: Vec<Outcome> = outs
+        .iter()
+        .filter(|o| o.status != Status::Fail)
+        .cloned()
+        .collect();
+    if undecided.is_empty() {
+        return combine_all(outs);
+    }
+    let status = combine_all(undecided).status;
+    Outcome {
+        status,
+        ..combine_all(outs)
     }
 }
 
@@ -732,11 +787,9 @@ fn service_probe(
         if let Some(want) = active {
             match cx.unit_active(u) {
                 None => {
-                    if enabled.is_none() {
-                        parts.push(Outcome::skipped(format!(
-                            "{u}: activity needs the running system (systemd is not running there)"
-                        )));
-                    }
+                    parts.push(Outcome::not_evaluated(format!(
+                        "{u} active: not evaluated (only a running systemd can say; the root is not a live system)"
+                    )));
                 }
                 Some(Err(e)) => parts.push(Outcome::error(e)),
                 Some(Ok(state)) => {
@@ -794,7 +847,13 @@ fn kmod_probe(cx: &AuditCx, module: &str) -> Outcome {
         if shipped {
             why.push("loadable");
         } else if m.kernels.is_empty() {
-            ev.push("no kernel modules in lib/modules".into());
+            if m.loaded.as_ref().is_some_and(|l| l.contains(&name)) {
+                return Outcome::fail(format!("{}: loaded now (/proc/modules)", ev.join("; ")));
+            }
+            return Outcome::not_evaluated(format!(
+                "{}; no kernel under lib/modules (no modules.dep): whether {module} can be loaded is not readable here",
+                ev.join("; ")
+            ));
         } else {
             ev.push(format!("not shipped by kernel {}", m.kernels.join(", ")));
         }
@@ -817,6 +876,11 @@ fn mount_probe(cx: &AuditCx, path: &str, separate: bool, options: &[String]) -> 
         Err(e) => return Outcome::error(e),
     };
     let Some((opts, src)) = m.points.get(path) else {
+        if path == "/dev/shm" && !cx.live() {
+            return Outcome::not_evaluated(
+                "/dev/shm is not in etc/fstab: systemd mounts it at boot with options only the running system shows (not evaluated offline)",
+            );
+        }
         if separate {
             return Outcome::fail(format!(
                 "{path} is not a separate mount (etc/fstab, mount units)"
@@ -910,81 +974,57 @@ fn conf_probe(
     judge(expect, key, found.as_ref().map(|s| s.value.as_str()), &src)
 }
 
-/// A parsed PAM line.
-struct PamLine {
-    at: String,
-    pam_type: String,
-    module: String,
-    args: Vec<String>,
+/// What a `pam` probe asks.
+struct PamQuery<'a> {
+    file: &'a str,
+    pam_type: &'a str,
+    module: &'a str,
+    present: bool,
+    args_present: &'a [String],
+    args_absent: &'a [String],
+    arg: Option<&'a str>,
+    expect: Option<&'a Expect>,
+    group_empty: bool,
 }
 
-fn pam_lines(
-    cx: &AuditCx,
-    file: &str,
-    depth: usize,
-    out: &mut Vec<PamLine>,
-) -> Result<bool, String> {
-    if depth > 8 {
-        return Ok(true);
-    }
-    let path = format!("etc/pam.d/{file}");
-    let Some(text) = cx.read(&path)? else {
-        return Ok(false);
-    };
-    for (i, line) in text.lines().enumerate() {
-        let l = line.split('#').next().unwrap_or("").trim();
-        if l.is_empty() {
-            continue;
-        }
-        if let Some(inc) = l.strip_prefix("@include") {
-            pam_lines(cx, inc.trim(), depth + 1, out)?;
-            continue;
-        }
-        // type control module args; control may be `[...]` with spaces.
-        let ty = l.split_whitespace().next().unwrap_or("");
-        let rest = l[ty.len()..].trim_start();
-        let rest = if rest.starts_with('[') {
-            rest.split_once(']').map_or("", |(_, r)| r).trim_start()
-        } else {
-            rest.split_once(char::is_whitespace)
-                .map_or("", |(_, r)| r)
-                .trim_start()
-        };
-        let mut w = rest.split_whitespace();
-        let module = w.next().unwrap_or("").to_string();
-        out.push(PamLine {
-            at: format!("/{path}:{}", i + 1),
-            pam_type: ty.trim_start_matches('-').to_string(),
-            module: module.rsplit('/').next().unwrap_or(&module).to_string(),
-            args: w.map(str::to_string).collect(),
-        });
-    }
-    Ok(true)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn pam_probe(
+/// The lines of `type module` in the effective stack of `file` (state layer), or the
+/// outcome when there are none.
+fn pam_hits(
     cx: &AuditCx,
     file: &str,
     pam_type: &str,
     module: &str,
-    present: bool,
-    args_present: &[String],
-    args_absent: &[String],
-    arg: Option<&str>,
-    expect: Option<&Expect>,
-) -> Outcome {
-    let mut lines = Vec::new();
-    match pam_lines(cx, file, 0, &mut lines) {
-        Err(e) => return Outcome::error(e),
-        Ok(false) => return Outcome::fail(format!("/etc/pam.d/{file} does not exist")),
-        Ok(true) => {}
+) -> Result<Vec<PamLine>, Outcome> {
+    match pam::stack(&cx.root, file) {
+        Err(e) => Err(Outcome::error(e)),
+        Ok(None) => Err(Outcome::fail(format!("/etc/pam.d/{file} does not exist"))),
+        Ok(Some(lines)) => Ok(lines
+            .into_iter()
+            .filter(|l| l.pam_type == pam_type && l.module == module)
+            .collect()),
     }
-    let hits: Vec<&PamLine> = lines
-        .iter()
-        .filter(|l| l.pam_type == pam_type && l.module == module)
-        .collect();
-    if !present {
+}
+
+fn pam_line_text(h: &PamLine) -> String {
+    format!(
+        "{} {} {} {} ({})",
+        h.pam_type,
+        h.control,
+        h.module,
+        h.args.join(" "),
+        h.at
+    )
+}
+
+fn pam_probe(cx: &AuditCx, q: &PamQuery) -> Outcome {
+    let hits = match pam_hits(cx, q.file, q.pam_type, q.module) {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
+    let (pam_type, module, file) = (q.pam_type, q.module, q.file);
+    if !q.present {
+        // A line whose failure is ignored still runs the module (e.g. nullok parsing), so
+        // "absent" means absent.
         return Outcome::judge(
             hits.is_empty(),
             if hits.is_empty() {
@@ -1006,22 +1046,22 @@ fn pam_probe(
         ));
     }
     let mut outs = Vec::new();
-    for h in hits {
-        let ev = format!(
-            "{} {} {} ({})",
-            h.pam_type,
-            h.module,
-            h.args.join(" "),
-            h.at
-        );
+    for h in &hits {
+        let ev = pam_line_text(h);
         let mut why = Vec::new();
+        if !h.enforcing() {
+            why.push(format!(
+                "control {} ignores a failure of {module}",
+                h.control
+            ));
+        }
         let name_of = |a: &str| a.split('=').next().unwrap_or(a).to_string();
-        for a in args_present {
+        for a in q.args_present {
             if !h.args.iter().any(|x| x == a || name_of(x) == *a) {
                 why.push(format!("lacks {a}"));
             }
         }
-        for a in args_absent {
+        for a in q.args_absent {
             if h.args.iter().any(|x| x == a || name_of(x) == *a) {
                 why.push(format!("has {a}"));
             }
@@ -1031,16 +1071,139 @@ fn pam_probe(
         } else {
             Outcome::fail(format!("{ev}: {}", why.join(", ")))
         };
-        if let (Some(a), Some(e), Status::Pass) = (arg, expect, o.status) {
-            let v = h
-                .args
-                .iter()
-                .find_map(|x| x.strip_prefix(&format!("{a}=")).map(str::to_string));
+        if let (Some(a), Some(e), Status::Pass) = (q.arg, q.expect, o.status) {
+            let v = h.arg(a);
             o = judge(e, a, v.as_deref(), &h.at);
+            if q.group_empty && o.status == Status::Pass {
+                o = group_empty_outcome(cx, v.as_deref().unwrap_or(""), &h.at);
+            }
         }
         outs.push(o);
     }
     combine_all(outs)
+}
+
+fn group_empty_outcome(cx: &AuditCx, group: &str, at: &str) -> Outcome {
+    match pam::group_members(&cx.root, group) {
+        Err(e) => Outcome::error(e),
+        Ok(None) => Outcome::fail(format!("group={group} ({at}): no such group in /etc/group")),
+        Ok(Some(m)) if m.is_empty() => Outcome::pass(format!(
+            "group={group} ({at}); the group has no members (/etc/group, /etc/passwd)"
+        )),
+        Ok(Some(m)) => Outcome::fail(format!(
+            "group={group} ({at}) has members: {} (/etc/group, /etc/passwd): they can su",
+            list_some(&m)
+        )),
+    }
+}
+
+fn pam_option_probe(
+    cx: &AuditCx,
+    file: &str,
+    pam_type: &str,
+    module: &str,
+    option: &str,
+    expect: &Expect,
+) -> Outcome {
+    let hits = match pam_hits(cx, file, pam_type, module) {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
+    if hits.is_empty() {
+        return Outcome::fail(format!(
+            "no {pam_type} {module} line in /etc/pam.d/{file} (includes followed): {option} is not enforced"
+        ));
+    }
+    let (enforcing, ignored): (Vec<&PamLine>, Vec<&PamLine>) =
+        hits.iter().partition(|h| h.enforcing());
+    if enforcing.is_empty() {
+        return Outcome::fail(format!(
+            "{}: a failure of {module} is ignored, so {option} is not enforced",
+            ignored
+                .iter()
+                .map(|h| pam_line_text(h))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    combine_all(
+        enforcing
+            .iter()
+            .map(|h| match pam::effective_options(&cx.root, h) {
+                Err(e) => Outcome::error(e),
+                Ok(opts) => {
+                    let v = opts.get(option);
+                    let src = v.map_or_else(
+                        || {
+                            format!(
+                                "{}, {}",
+                                h.at,
+                                pam::conf_files(&cx.root, h)
+                                    .iter()
+                                    .map(|f| format!("/{f}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        },
+                        |v| v.source.clone(),
+                    );
+                    judge(expect, option, v.map(|v| v.value.as_str()), &src)
+                }
+            })
+            .collect(),
+    )
+}
+
+fn shadow_ageing_probe(cx: &AuditCx, field: AgeingField, expect: &Expect) -> Outcome {
+    let Some(all) = crate::state::accounts::ageing(&cx.facts.accounts) else {
+        return Outcome::not_evaluated(
+            "the root has no etc/shadow: existing accounts' ageing is not readable here",
+        );
+    };
+    let with_pw: Vec<_> = all.iter().filter(|a| a.has_password).collect();
+    if with_pw.is_empty() {
+        return Outcome::pass(format!(
+            "no account has a usable password ({} entries in /etc/shadow)",
+            all.len()
+        ));
+    }
+    let name = field.as_str();
+    let bad: Vec<String> = with_pw
+        .iter()
+        .filter_map(|a| {
+            let v = a.get(field).map(|v| v.to_string());
+            let o = judge(expect, name, v.as_deref(), &a.at);
+            (o.status != Status::Pass).then(|| {
+                format!(
+                    "{} {name} {} ({})",
+                    a.name,
+                    v.as_deref().unwrap_or("empty"),
+                    a.at
+                )
+            })
+        })
+        .collect();
+    if bad.is_empty() {
+        Outcome::pass(format!(
+            "{} account(s) with a password: {} (/etc/shadow)",
+            with_pw.len(),
+            list_some(
+                &with_pw
+                    .iter()
+                    .map(|a| format!(
+                        "{} {name} {}",
+                        a.name,
+                        a.get(field).map_or("empty".into(), |v| v.to_string())
+                    ))
+                    .collect::<Vec<_>>()
+            )
+        ))
+    } else {
+        Outcome::fail(format!(
+            "existing accounts outside the policy: {}",
+            list_some(&bad)
+        ))
+    }
 }
 
 fn login_defs_int(cx: &AuditCx, key: &str, default: u32) -> u32 {
@@ -1725,11 +1888,10 @@ fn fail2ban_probe(
                 )),
                 Err(e) => Outcome::error(e.to_string()),
             });
-        } else if outs.iter().all(|o| o.status == Status::Pass) {
-            outs.push(Outcome {
-                status: Status::Pass,
-                evidence: "running state not checked: not the running system".into(),
-            });
+        } else {
+            outs.push(Outcome::not_evaluated(format!(
+                "jail {jail} running: not evaluated (fail2ban-client needs the running system; the root is not live)"
+            )));
         }
     }
     combine_all(outs)
@@ -1884,7 +2046,9 @@ fn unit_setting_probe(
 
 fn apparmor_probe(cx: &AuditCx, prop: AppArmorProperty) -> Outcome {
     let Some(sys) = &cx.sys_dir else {
-        return Outcome::skipped("AppArmor state needs the running system (--root is not /)");
+        return Outcome::not_evaluated(
+            "AppArmor state needs the running system (--root is not /): not evaluated",
+        );
     };
     match prop {
         AppArmorProperty::Enabled => {

@@ -54,12 +54,27 @@ fn status_color(s: Status) -> &'static str {
         Status::Fail => "1;31",
         Status::Error => "33",
         Status::NotApplicable => "2",
+        Status::NotEvaluated => "36",
+        Status::Waived => "34",
         Status::Skipped => "35",
     }
 }
 
 fn score_text(score: Option<f64>) -> String {
     score.map_or("n/a".into(), |s| format!("{s:.1} %"))
+}
+
+/// Section counts in one line: `3 pass, 1 fail, …`.
+fn counts_line(c: &super::result::Counts) -> String {
+    format!(
+        "{} pass, {} fail, {} error, {} not evaluated, {} waived, {} n/a, {} skipped",
+        c.pass, c.fail, c.error, c.not_evaluated, c.waived, c.not_applicable, c.skipped
+    )
+}
+
+/// Results with status `st`.
+fn with_status(r: &Report, st: Status) -> Vec<&CheckResult> {
+    r.results.iter().filter(|x| x.status == st).collect()
 }
 
 fn fix_text(r: &CheckResult) -> String {
@@ -82,7 +97,7 @@ pub fn text(r: &Report, color: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{} {} ({}{}), CIS Ubuntu 22.04 v2.0.0 level {}{}",
+        "{} {} ({}{}), level {}{}",
         paint("Audit of", "1", color),
         if r.host.hostname.is_empty() {
             &r.host.root
@@ -105,12 +120,9 @@ pub fn text(r: &Report, color: bool) -> String {
             .map(|p| format!(", profile {}", p.name))
             .unwrap_or_default()
     );
-    if !r.host.live {
-        let _ = writeln!(
-            s,
-            "root {} audited offline: live kernel and service state not judged",
-            r.host.root
-        );
+    let _ = writeln!(s, "benchmark: {}", r.benchmark.note);
+    for w in &r.warnings {
+        let _ = writeln!(s, "{} {w}", paint("warning:", "33", color));
     }
     let fails = r.failures();
     if !fails.is_empty() {
@@ -140,11 +152,7 @@ pub fn text(r: &Report, color: bool) -> String {
             }
         }
     }
-    let errors: Vec<&CheckResult> = r
-        .results
-        .iter()
-        .filter(|x| x.status == Status::Error)
-        .collect();
+    let errors = with_status(r, Status::Error);
     if !errors.is_empty() {
         let _ = writeln!(
             s,
@@ -155,21 +163,42 @@ pub fn text(r: &Report, color: bool) -> String {
             let _ = writeln!(s, "  ? {}  {}", e.id, e.evidence);
         }
     }
+    let waived = with_status(r, Status::Waived);
+    if !waived.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n{}",
+            paint(&format!("WAIVED ({})", waived.len()), "34", color)
+        );
+        for x in waived {
+            if let Some(w) = &x.waiver {
+                let _ = writeln!(
+                    s,
+                    "  ~ {}  {} (approved by {}, until {}; verdict {})",
+                    x.id,
+                    w.reason,
+                    if w.approved_by.is_empty() {
+                        "-"
+                    } else {
+                        &w.approved_by
+                    },
+                    w.expires.as_deref().unwrap_or("-"),
+                    w.verdict
+                );
+            }
+        }
+    }
     for sec in &r.summary.sections {
         let _ = writeln!(
             s,
             "\n{}",
             paint(
                 &format!(
-                    "{} {}  score {}  ({} pass, {} fail, {} n/a, {} error, {} skipped)",
+                    "{} {}  score {}  ({})",
                     sec.id,
                     sec.name,
                     score_text(sec.counts.score),
-                    sec.counts.pass,
-                    sec.counts.fail,
-                    sec.counts.not_applicable,
-                    sec.counts.error,
-                    sec.counts.skipped
+                    counts_line(&sec.counts)
                 ),
                 "1",
                 color
@@ -186,6 +215,8 @@ pub fn text(r: &Report, color: bool) -> String {
                     Status::Fail => "FAIL",
                     Status::NotApplicable => "n/a",
                     Status::Error => "error",
+                    Status::NotEvaluated => "n/eval",
+                    Status::Waived => "waived",
                     Status::Skipped => "skip",
                 }
             );
@@ -202,18 +233,14 @@ pub fn text(r: &Report, color: bool) -> String {
     let c = &r.summary.counts;
     let _ = writeln!(
         s,
-        "\n{} {}: {} pass, {} fail, {} not applicable, {} error, {} skipped; {} checks in {:.3} s",
+        "\n{} {}\n{}; {} checks in {:.3} s",
         paint("Score", "1", color),
         paint(
-            &score_text(c.score),
+            &c.score_text(),
             if c.fail == 0 { "1;32" } else { "1;31" },
             color
         ),
-        c.pass,
-        c.fail,
-        c.not_applicable,
-        c.error,
-        c.skipped,
+        counts_line(c),
         c.total(),
         r.duration_seconds
     );
@@ -258,6 +285,7 @@ pub fn html(r: &Report) -> Result<String> {
         r => minijinja::Value::from_serialize(r),
         failures => minijinja::Value::from_serialize(r.failures()),
         score_text => score_text(r.summary.counts.score),
+        score_basis => r.summary.counts.score_text(),
         score_color => score_color,
     })
     .map_err(|e| Error::Runtime(format!("rendering html: {e:#}")))
@@ -283,16 +311,24 @@ pub fn xml_escape(s: &str) -> String {
 /// JUnit XML: one testsuite per section, one testcase per check.
 pub fn junit(r: &Report) -> String {
     let c = &r.summary.counts;
-    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let mut s = String::new();
+    s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         s,
         "<testsuites name=\"bollwerk audit\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\" timestamp=\"{}\">",
         c.total(),
         c.fail,
         c.error,
-        c.not_applicable + c.skipped,
+        c.not_applicable + c.skipped + c.not_evaluated + c.waived,
         r.duration_seconds,
         r.started
+    );
+    let _ = writeln!(
+        s,
+        "<!-- {}; score {}; {} -->",
+        xml_escape(&r.benchmark.note).replace("--", "- -"),
+        xml_escape(&c.score_text()).replace("--", "- -"),
+        counts_line(c)
     );
     for sec in &r.summary.sections {
         let sc = &sec.counts;
@@ -303,7 +339,7 @@ pub fn junit(r: &Report) -> String {
             sc.total(),
             sc.fail,
             sc.error,
-            sc.not_applicable + sc.skipped,
+            sc.not_applicable + sc.skipped + sc.not_evaluated + sc.waived,
             sec.probe_ms / 1000.0
         );
         for x in r.results.iter().filter(|x| x.section == sec.id) {
@@ -342,7 +378,7 @@ pub fn junit(r: &Report) -> String {
                         xml_escape(&x.evidence)
                     );
                 }
-                Status::NotApplicable | Status::Skipped => {
+                Status::NotApplicable | Status::Skipped | Status::NotEvaluated | Status::Waived => {
                     let _ = writeln!(
                         s,
                         ">\n      <skipped message=\"{}: {}\"/>\n    </testcase>",
@@ -382,12 +418,10 @@ pub fn prometheus(r: &Report) -> String {
             );
         }
     }
-    s.push_str("# HELP bollwerk_compliance_score Passed checks / (passed + failed), 0..1.\n# TYPE bollwerk_compliance_score gauge\n");
-    let _ = writeln!(
-        s,
-        "bollwerk_compliance_score {}",
-        r.summary.counts.score.map_or(0.0, |x| x / 100.0)
-    );
+    s.push_str("# HELP bollwerk_compliance_score Passed checks / (passed + failed), 0..1; absent when nothing was judged (see bollwerk_judged_checks).\n# TYPE bollwerk_compliance_score gauge\n");
+    if let Some(x) = r.summary.counts.score {
+        let _ = writeln!(s, "bollwerk_compliance_score {}", x / 100.0);
+    }
     for sec in &r.summary.sections {
         if let Some(sc) = sec.counts.score {
             let _ = writeln!(
@@ -398,6 +432,8 @@ pub fn prometheus(r: &Report) -> String {
             );
         }
     }
+    s.push_str("# HELP bollwerk_judged_checks Checks that passed or failed: the score's denominator.\n# TYPE bollwerk_judged_checks gauge\n");
+    let _ = writeln!(s, "bollwerk_judged_checks {}", r.summary.counts.judged);
     s.push_str(
         "# HELP bollwerk_checks Number of checks by status.\n# TYPE bollwerk_checks gauge\n",
     );
@@ -451,16 +487,8 @@ pub fn markdown(r: &Report) -> String {
             &r.host.hostname
         }
     );
-    let _ = writeln!(
-        s,
-        "- **Score:** {} ({} pass, {} fail, {} not applicable, {} error, {} skipped)",
-        score_text(c.score),
-        c.pass,
-        c.fail,
-        c.not_applicable,
-        c.error,
-        c.skipped
-    );
+    let _ = writeln!(s, "- **Score:** {}", c.score_text());
+    let _ = writeln!(s, "- **Counts:** {}", counts_line(c));
     let _ = writeln!(
         s,
         "- **Host:** {}{}",
@@ -477,9 +505,13 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "- **Benchmark:** CIS Ubuntu Linux 22.04 LTS v2.0.0, level {}",
+        "- **Benchmark:** {}, level {}",
+        md_cell(&r.benchmark.note),
         r.level
     );
+    for w in &r.warnings {
+        let _ = writeln!(s, "- **Warning:** {}", md_cell(w));
+    }
     if let Some(p) = &r.profile {
         let _ = writeln!(s, "- **Profile:** {}", p.name);
     }
@@ -488,19 +520,21 @@ pub fn markdown(r: &Report) -> String {
         "- **Audited:** {} by {} {} in {:.3} s\n",
         r.started, r.tool.name, r.tool.version, r.duration_seconds
     );
-    s.push_str("## Sections\n\n| Section | Score | Pass | Fail | N/A | Error | Skipped |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("## Sections\n\n| Section | Score | Pass | Fail | Error | Not evaluated | Waived | N/A | Skipped |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for sec in &r.summary.sections {
         let sc = &sec.counts;
         let _ = writeln!(
             s,
-            "| {} {} | {} | {} | {} | {} | {} | {} |",
+            "| {} {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             sec.id,
             md_cell(&sec.name),
             score_text(sc.score),
             sc.pass,
             sc.fail,
-            sc.not_applicable,
             sc.error,
+            sc.not_evaluated,
+            sc.waived,
+            sc.not_applicable,
             sc.skipped
         );
     }
@@ -521,15 +555,29 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
-    let errs: Vec<&CheckResult> = r
-        .results
-        .iter()
-        .filter(|x| x.status == Status::Error)
-        .collect();
+    let errs = with_status(r, Status::Error);
     if !errs.is_empty() {
         let _ = writeln!(s, "\n## Errors ({})\n", errs.len());
         for e in errs {
             let _ = writeln!(s, "- `{}`: {}", e.id, md_cell(&e.evidence));
+        }
+    }
+    let waived = with_status(r, Status::Waived);
+    if !waived.is_empty() {
+        let _ = writeln!(s, "\n## Waived ({})\n", waived.len());
+        s.push_str("| Check | Reason | Approved by | Expires | Verdict |\n|---|---|---|---|---|\n");
+        for x in waived {
+            if let Some(w) = &x.waiver {
+                let _ = writeln!(
+                    s,
+                    "| `{}` | {} | {} | {} | {} |",
+                    x.id,
+                    md_cell(&w.reason),
+                    md_cell(&w.approved_by),
+                    w.expires.as_deref().unwrap_or(""),
+                    w.verdict
+                );
+            }
         }
     }
     s.push_str("\n<details><summary>All results</summary>\n\n| Status | Check | CIS | Evidence |\n|---|---|---|---|\n");

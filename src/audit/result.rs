@@ -1,6 +1,7 @@
 //! The result model shared by every report format: one [`CheckResult`] per check, a
-//! [`Summary`] (counts per status, score = pass / (pass + fail), per section), and the
-//! [`Report`] document (`bollwerk.report/v1`, documented in `docs/report-schema.json`).
+//! [`Summary`] (counts per status, score = pass / (pass + fail) with its denominator named, per
+//! section), and the [`Report`] document (`bollwerk.report/v1`, documented in
+//! `docs/report-schema.json`).
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,13 @@ pub enum Status {
     NotApplicable,
     /// The probe could not decide (unreadable file, tool failure); the evidence says why.
     Error,
-    /// Not judged in this run (above the requested level, needs the running system, excluded).
+    /// The fact the check needs cannot be read here (offline root, no kernel in the tree,
+    /// systemd not running); the evidence says why. Never counted as a pass.
+    NotEvaluated,
+    /// Waived by the profile (`[[audit.waivers]]`): the result's `waiver` holds the reason,
+    /// approver, expiry and the verdict the check would otherwise have had.
+    Waived,
+    /// Not judged in this run (above the requested level).
     Skipped,
 }
 
@@ -38,15 +45,19 @@ impl Status {
             Status::Fail => "fail",
             Status::NotApplicable => "not_applicable",
             Status::Error => "error",
+            Status::NotEvaluated => "not_evaluated",
+            Status::Waived => "waived",
             Status::Skipped => "skipped",
         }
     }
 
     /// All statuses, in report order.
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 7] = [
         Status::Fail,
         Status::Error,
+        Status::NotEvaluated,
         Status::Pass,
+        Status::Waived,
         Status::NotApplicable,
         Status::Skipped,
     ];
@@ -96,6 +107,23 @@ pub struct CheckResult {
     /// hosts, for this reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disposition: Option<Disposition>,
+    /// With status `waived`: the profile's waiver and the verdict it hides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiver: Option<WaiverInfo>,
+}
+
+/// A waiver applied to a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WaiverInfo {
+    /// Why the check is waived.
+    pub reason: String,
+    /// Who approved the waiver.
+    pub approved_by: String,
+    /// Last day the waiver holds (`YYYY-MM-DD`); `null` for the deprecated `audit.exclude`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// The verdict the check had without the waiver.
+    pub verdict: Status,
 }
 
 /// Why a check may legitimately fail on a hardened host.
@@ -145,6 +173,7 @@ impl CheckResult {
             gdpr: check.gdpr.clone(),
             covered_by_profile: None,
             disposition: check.disposition(),
+            waiver: None,
         }
     }
 }
@@ -160,8 +189,17 @@ pub struct Counts {
     pub not_applicable: u32,
     /// Could not decide.
     pub error: u32,
+    /// The needed fact cannot be read here.
+    #[serde(default)]
+    pub not_evaluated: u32,
+    /// Waived by the profile.
+    #[serde(default)]
+    pub waived: u32,
     /// Not judged.
     pub skipped: u32,
+    /// The score's denominator: pass + fail.
+    #[serde(default)]
+    pub judged: u32,
     /// pass / (pass + fail) in percent, one decimal; `null` when nothing was judged.
     pub score: Option<f64>,
 }
@@ -176,13 +214,37 @@ impl Counts {
                 Status::Fail => c.fail += 1,
                 Status::NotApplicable => c.not_applicable += 1,
                 Status::Error => c.error += 1,
+                Status::NotEvaluated => c.not_evaluated += 1,
+                Status::Waived => c.waived += 1,
                 Status::Skipped => c.skipped += 1,
             }
         }
-        let judged = c.pass + c.fail;
-        c.score =
-            (judged > 0).then(|| (f64::from(c.pass) * 1000.0 / f64::from(judged)).round() / 10.0);
+        c.judged = c.pass + c.fail;
+        c.score = (c.judged > 0)
+            .then(|| (f64::from(c.pass) * 1000.0 / f64::from(c.judged)).round() / 10.0);
         c
+    }
+
+    /// The score with its denominator named:
+    /// `82.1 % (230 passed of 280 judged; 10 not evaluated, 2 errors, 3 waived)`, or
+    /// `n/a (nothing judged; …)`.
+    pub fn score_text(&self) -> String {
+        let mut rest = vec![format!("{} not evaluated", self.not_evaluated)];
+        rest.push(format!(
+            "{} error{}",
+            self.error,
+            if self.error == 1 { "" } else { "s" }
+        ));
+        rest.push(format!("{} waived", self.waived));
+        match self.score {
+            Some(s) => format!(
+                "{s:.1} % ({} passed of {} judged; {})",
+                self.pass,
+                self.judged,
+                rest.join(", ")
+            ),
+            None => format!("n/a (nothing judged; {})", rest.join(", ")),
+        }
     }
 
     /// The count of one status.
@@ -192,13 +254,21 @@ impl Counts {
             Status::Fail => self.fail,
             Status::NotApplicable => self.not_applicable,
             Status::Error => self.error,
+            Status::NotEvaluated => self.not_evaluated,
+            Status::Waived => self.waived,
             Status::Skipped => self.skipped,
         }
     }
 
     /// Total number of results.
     pub fn total(&self) -> u32 {
-        self.pass + self.fail + self.not_applicable + self.error + self.skipped
+        self.pass
+            + self.fail
+            + self.not_applicable
+            + self.error
+            + self.not_evaluated
+            + self.waived
+            + self.skipped
     }
 }
 
@@ -277,6 +347,42 @@ pub struct HostInfo {
     pub live: bool,
 }
 
+/// The benchmark a report's check numbers refer to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BenchmarkInfo {
+    /// The benchmark whose numbers the results' `cis` fields carry.
+    pub name: String,
+    /// True when the audited OS is the one that benchmark is written for.
+    pub for_host: bool,
+    /// How to read the numbers on this host (one sentence).
+    pub note: String,
+}
+
+/// The benchmark of the embedded catalog.
+pub const CATALOG_BENCHMARK: &str = "CIS Ubuntu Linux 22.04 LTS Benchmark v2.0.0";
+
+impl BenchmarkInfo {
+    /// The label for a host with `os_id` (`ubuntu 22.04`) and pretty name `os`: the catalog
+    /// carries CIS Ubuntu 22.04 numbers; on any other OS they are the reference only.
+    pub fn for_os(os_id: &str, os: &str) -> BenchmarkInfo {
+        let for_host = os_id == "ubuntu 22.04";
+        let name = CATALOG_BENCHMARK.to_string();
+        let note = if for_host {
+            format!("{CATALOG_BENCHMARK}, judged on the OS it is written for")
+        } else {
+            let os = if os.is_empty() { "an unknown OS" } else { os };
+            format!(
+                "host runs {os}: not a CIS assessment for this OS; the {CATALOG_BENCHMARK} numbers are the reference for the equivalent controls"
+            )
+        };
+        BenchmarkInfo {
+            name,
+            for_host,
+            note,
+        }
+    }
+}
+
 /// The profile an audit was run against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProfileInfo {
@@ -306,6 +412,12 @@ pub struct Report {
     pub tool: ToolInfo,
     /// The host.
     pub host: HostInfo,
+    /// The benchmark the check numbers come from, and whether it is the host's.
+    #[serde(default)]
+    pub benchmark: BenchmarkInfo,
+    /// Warnings about the audit itself (waivers expiring soon, deprecated settings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The profile, when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileInfo>,
@@ -356,6 +468,7 @@ mod tests {
             gdpr: vec![],
             covered_by_profile: None,
             disposition: None,
+            waiver: None,
         }
     }
 
@@ -368,10 +481,16 @@ mod tests {
             r("a.d", "1", Status::NotApplicable),
             r("a.e", "10", Status::Error),
             r("a.f", "bollwerk", Status::Skipped),
+            r("a.g", "5", Status::NotEvaluated),
+            r("a.h", "5", Status::Waived),
         ];
         let s = Summary::of(&rs, &BTreeMap::new());
         assert_eq!(s.counts.score, Some(66.7));
-        assert_eq!(s.counts.total(), 6);
+        assert_eq!(s.counts.total(), 8);
+        assert_eq!(
+            s.counts.score_text(),
+            "66.7 % (2 passed of 3 judged; 1 not evaluated, 1 error, 1 waived)"
+        );
         let order: Vec<&str> = s.sections.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(order, ["1", "5", "10", "bollwerk"]);
         assert_eq!(s.sections[0].counts.score, None);

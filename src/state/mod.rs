@@ -2,7 +2,10 @@
 //! file:line, the live kernel, or "not readable here" and why). Planning, the lockout guard and
 //! the audit all read the host through this layer; none of them parses these raw files itself.
 //!
-//! Submodules, one per concern: `sshd` (per connection context, `Match` evaluated),
-//! further ones (PAM, firewall, accounts, services) as they are built.
+//! Submodules, one per concern: `sshd` (per connection context, `Match` evaluated), `pam` (the
+//! stack as PAM evaluates it), `accounts` (every account's shadow fields), and the others as
+//! they are built.
 
+pub mod accounts;
+pub mod pam;
 pub mod sshd;
