@@ -1063,6 +1063,17 @@ impl Root {
             .target(rel, Some(0), true)
             .map_err(|e| self.fail(e, "opening", rel.as_str()))?;
         let io = |e: Errno| Error::io("opening", self.shown(rel.as_str()), errno_io(e));
+        if let Some(st) = &t.existing
+            && kind_of(st) != FileType::RegularFile
+        {
+            return Err(Error::Unsafe {
+                reason: format!(
+                    "refusing to open {rel}: it is {}, not a regular file",
+                    describe_kind(kind_of(st))
+                ),
+                hint: "remove it; bollwerk creates it again".into(),
+            });
+        }
         let fd = rfs::openat(
             &t.dir,
             t.name.as_str(),

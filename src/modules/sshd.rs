@@ -1229,7 +1229,7 @@ pub fn effective_config(cx: &Context) -> Result<crate::sshd_config::Effective> {
         let out = cx.runner.run_ok(&cx.root, &cmd)?;
         Ok(crate::sshd_config::Effective::parse(&out.stdout))
     })();
-    let _ = std::fs::remove_dir_all(&host);
+    let _ = cx.root.remove_all(&sub);
     res
 }
 
