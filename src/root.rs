@@ -543,6 +543,20 @@ impl Root {
         })
     }
 
+    /// Checks, without changing anything, that `rel` could be changed now: the safe walk and
+    /// the final-step rules of every change (see [`Root::write_atomic`]). A path whose
+    /// directories do not exist yet passes (they are checked when they are created and when
+    /// the change is made).
+    ///
+    /// # Errors
+    /// [`Error::Unsafe`] for an unsafe path transition, a clear error for a symlink loop.
+    pub fn check_change(&self, rel: &RelPath, new_uid: Option<u32>, in_place: bool) -> Result<()> {
+        match self.target(rel, new_uid, in_place) {
+            Ok(_) | Err(WalkErr::Os(Errno::NOENT | Errno::NOTDIR)) => Ok(()),
+            Err(e) => Err(self.fail(e, "changing", rel.as_str())),
+        }
+    }
+
     /// Resolves `rel` to a host path, following symlinks in every component but the last as a
     /// `chroot` would (absolute targets are re-based on the root, `..` never climbs above it).
     ///

@@ -230,9 +230,14 @@ fn a_postgres_owned_conf_d_symlink_never_leads_a_write_elsewhere() {
         let inside = t.path(&trip.path().join("sub").display().to_string());
         std::fs::create_dir_all(&inside).unwrap();
         let runner = pg_runner();
+        let tree_before = t.snapshot();
         let (st, out) = apply(&t, &runner, &format!("{}{PG}", site()));
         assert_eq!(st, ExitStatus::Refused, "{target}: {out}");
-        assert!(out.contains("conf.d: it is a symlink"), "{target}: {out}");
+        assert!(
+            out.contains("/etc/postgresql/15/main/conf.d is a symlink owned by uid 101"),
+            "{target}: {out}"
+        );
+        assert_eq!(t.snapshot(), tree_before, "{target}: nothing changed");
         assert_eq!(
             files_in(&t.path("etc/apt/apt.conf.d")),
             apt_before,
@@ -324,13 +329,15 @@ fn a_sudoers_d_owned_by_another_user_gets_no_root_drop_in() {
     let before = trip.hash();
     let t = Tree::fixture("debian12");
     set_owner(&t.path("etc/sudoers.d"), USER, USER);
+    let tree_before = t.snapshot();
     let (st, out) = apply(&t, &fake_runner(), &site());
-    // Refused at the write (exit 3: earlier changes of the run are journaled for rollback).
-    assert_eq!(st, ExitStatus::Failure, "{out}");
+    // Refused before anything is changed (the write itself would refuse again).
+    assert_eq!(st, ExitStatus::Refused, "{out}");
     assert!(
-        out.contains("refused: refusing writing /etc/sudoers.d/bollwerk"),
+        out.contains("refusing changing /etc/sudoers.d/bollwerk: it would be owned by uid 0"),
         "{out}"
     );
+    assert_eq!(t.snapshot(), tree_before, "nothing changed");
     assert!(out.contains("uid 1000"), "{out}");
     assert_eq!(files_in(&t.path("etc/sudoers.d")), vec!["README"]);
     assert_eq!(trip.hash(), before);

@@ -123,6 +123,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
     if plan.is_empty() {
         return Ok(report);
     }
+    preflight(cx, plan)?;
     let profile = Some(ProfileRef {
         name: cx.profile.name(),
         digest: cx.profile.digest.clone(),
@@ -213,6 +214,33 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
         )));
     }
     Ok(report)
+}
+
+/// Checks every path the plan changes for unsafe transitions before anything is changed, so a
+/// path another user controls is refused with nothing written (exit 2). The same check runs
+/// again on the held directory at each write, which closes the gap to a swap in between.
+fn preflight(cx: &Context, plan: &Plan) -> Result<()> {
+    for c in &plan.changes {
+        let (path, uid, in_place) = match &c.action {
+            Action::WriteFile { path, perms, .. } => (path, Some(perms.uid), false),
+            Action::CreateDir { path, perms } | Action::SetPerms { path, perms } => {
+                (path, Some(perms.uid), true)
+            }
+            Action::Symlink { path, .. } => (path, Some(0), false),
+            Action::Remove { path } => (path, None, false),
+            Action::Run { .. } => continue,
+        };
+        cx.root
+            .check_change(path, uid, in_place)
+            .map_err(|e| match e {
+                Error::Unsafe { reason, hint } => Error::Unsafe {
+                    reason: format!("{} ({}): {reason}", c.module, c.summary),
+                    hint,
+                },
+                e => e,
+            })?;
+    }
+    Ok(())
 }
 
 /// Candidates staged in a scratch directory, and the validators that still have to run.
