@@ -1381,6 +1381,30 @@ mod tests {
     }
 
     #[test]
+    fn without_openat2_the_user_space_walk_keeps_the_same_rules() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "host").unwrap();
+        let (dir, root) = setup();
+        symlink(outside.path(), dir.path().join("out")).unwrap();
+        symlink("a", dir.path().join("b")).unwrap();
+        symlink("b", dir.path().join("a")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        // Other tests may run meanwhile: they must see the same results either way.
+        HAVE_OPENAT2.store(false, Ordering::Relaxed);
+        let out = root.read(&RelPath::lit("out/secret"));
+        let lp = root.read(&RelPath::lit("a/x"));
+        let fifo = root.read(&RelPath::lit("fifo"));
+        HAVE_OPENAT2.store(true, Ordering::Relaxed);
+        assert_eq!(out.unwrap(), None);
+        assert!(lp.unwrap_err().to_string().contains("too many levels"));
+        assert!(fifo.unwrap_err().to_string().contains("FIFO"));
+    }
+
+    #[test]
     fn symlink_loops_and_long_chains_are_a_clear_error() {
         let (dir, root) = setup();
         symlink("b", dir.path().join("a")).unwrap();
