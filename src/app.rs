@@ -36,6 +36,15 @@ pub fn run(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write) -> ExitStatus {
     }
 }
 
+/// Like [`run`], but returns the error instead of printing it (for in-process tests that check
+/// the message).
+///
+/// # Errors
+/// Whatever the command fails with.
+pub fn try_run(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write) -> Result<ExitStatus> {
+    dispatch(cli, runner, out, use_color(cli.global.color))
+}
+
 fn use_color(c: Color) -> bool {
     match c {
         Color::Always => true,

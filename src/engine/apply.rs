@@ -32,11 +32,35 @@ pub struct ApplyReport {
     pub stopped: Option<String>,
 }
 
+/// A test callback run at every fail point (see [`set_failpoint_hook`]).
+#[cfg(feature = "failpoints")]
+type FailpointHook = Box<dyn Fn(&str) + Send + Sync>;
+
+#[cfg(feature = "failpoints")]
+static FAILPOINT_HOOKS: std::sync::Mutex<Vec<FailpointHook>> = std::sync::Mutex::new(Vec::new());
+
+/// Test hook: registers a callback that every fail point calls with its name, so an in-process
+/// test can change the target between plan and write (e.g. swap `~/.ssh` for a symlink at
+/// `apply.after-backup`). Callbacks stay registered for the process; each must act only on
+/// its own test's tree. Compiled only with the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+pub fn set_failpoint_hook(hook: impl Fn(&str) + Send + Sync + 'static) {
+    if let Ok(mut hooks) = FAILPOINT_HOOKS.lock() {
+        hooks.push(Box::new(hook));
+    }
+}
+
 /// Test hook: abort the process at a named step (`BOLLWERK_FAILPOINT=name:N` aborts on the
-/// N-th hit). Compiled only with the `failpoints` feature.
+/// N-th hit), after running the callbacks of [`set_failpoint_hook`]. Compiled only with the
+/// `failpoints` feature.
 #[cfg(feature = "failpoints")]
 pub fn failpoint(name: &str) {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    if let Ok(hooks) = FAILPOINT_HOOKS.lock() {
+        for h in hooks.iter() {
+            h(name);
+        }
+    }
     static HITS: AtomicUsize = AtomicUsize::new(0);
     if let Ok(spec) = std::env::var("BOLLWERK_FAILPOINT")
         && let Some((n, count)) = spec.split_once(':')
@@ -55,8 +79,12 @@ pub fn failpoint(name: &str) {
 #[inline(always)]
 pub fn failpoint(_name: &str) {}
 
-/// A scratch directory inside the root for validation candidates; removed on drop.
+/// A scratch directory inside the root for validation candidates; removed on drop. It is
+/// created, filled and removed through the root's directory handles, below the root-only state
+/// directory (every directory on the way is checked to be root's).
 struct Scratch {
+    root: crate::root::Root,
+    rel: RelPath,
     host: std::path::PathBuf,
     in_root: String,
 }
@@ -69,17 +97,19 @@ impl Scratch {
             cx.root.create_dir(&tmp, Perms::root(0o700))?;
         }
         let rel = tmp.join(run).map_err(Error::Runtime)?;
-        cx.root.create_dir(&rel, Perms::root(0o700))?;
+        cx.root.create_dir_new(&rel, Perms::root(0o700))?;
         Ok(Scratch {
+            root: cx.root.clone(),
             host: cx.root.resolve(&rel),
             in_root: rel.absolute(),
+            rel,
         })
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.host);
+        let _ = self.root.remove_all(&self.rel);
     }
 }
 
@@ -93,6 +123,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
     if plan.is_empty() {
         return Ok(report);
     }
+    preflight(cx, plan)?;
     let profile = Some(ProfileRef {
         name: cx.profile.name(),
         digest: cx.profile.digest.clone(),
@@ -185,6 +216,33 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
     Ok(report)
 }
 
+/// Checks every path the plan changes for unsafe transitions before anything is changed, so a
+/// path another user controls is refused with nothing written (exit 2). The same check runs
+/// again on the held directory at each write, which closes the gap to a swap in between.
+fn preflight(cx: &Context, plan: &Plan) -> Result<()> {
+    for c in &plan.changes {
+        let (path, uid, in_place) = match &c.action {
+            Action::WriteFile { path, perms, .. } => (path, Some(perms.uid), false),
+            Action::CreateDir { path, perms } | Action::SetPerms { path, perms } => {
+                (path, Some(perms.uid), true)
+            }
+            Action::Symlink { path, .. } => (path, Some(0), false),
+            Action::Remove { path } => (path, None, false),
+            Action::Run { .. } => continue,
+        };
+        cx.root
+            .check_change(path, uid, in_place)
+            .map_err(|e| match e {
+                Error::Unsafe { reason, hint } => Error::Unsafe {
+                    reason: format!("{} ({}): {reason}", c.module, c.summary),
+                    hint,
+                },
+                e => e,
+            })?;
+    }
+    Ok(())
+}
+
 /// Candidates staged in a scratch directory, and the validators that still have to run.
 struct Validation {
     _scratch: Option<Scratch>,
@@ -226,11 +284,9 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
         } = &c.action
         {
             let name = format!("{:03}-{}", i, path.file_name());
-            let host = scratch.host.join(&name);
-            std::fs::write(&host, content).map_err(|e| Error::io("staging", &host, e))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(perms.mode & 0o777))
-                .map_err(|e| Error::io("staging", &host, e))?;
+            let rel = scratch.rel.join(&name).map_err(Error::Runtime)?;
+            cx.root
+                .write_atomic(&rel, content, Perms::root(perms.mode & 0o777))?;
             files.insert(path.clone(), format!("{}/{name}", scratch.in_root));
         }
     }

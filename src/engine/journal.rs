@@ -6,7 +6,7 @@
 //! change was in flight; rollback restores byte-identical content, mode and owner, and removes
 //! what the run created.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -223,14 +223,9 @@ pub fn ensure_state_dir(root: &Root) -> Result<()> {
 /// [`Error::Locked`] when another run holds it.
 pub fn lock(root: &Root) -> Result<Lock> {
     ensure_state_dir(root)?;
-    let path = root.resolve(&RelPath::lit(LOCK_FILE));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("opening lock", &path, e))?;
+    let path = root.path().join(LOCK_FILE);
+    // On the root's directory handles: a link planted at the lock's path is never followed.
+    let file = root.open_private(&RelPath::lit(LOCK_FILE))?;
     // A lock can look held for a moment without another run: a process forked by a thread of
     // ours (or of the caller) shares the lock's open file description until its exec. Retry for
     // a short grace period before reporting another run.
@@ -251,6 +246,10 @@ pub fn lock(root: &Root) -> Result<Lock> {
         }
     }
 }
+
+/// Largest file the journal backs up and restores (the default read limit is for parsed
+/// configuration; a journaled file may be bigger, e.g. a payload of `[[files]]`).
+const BACKUP_LIMIT: u64 = 1 << 30;
 
 /// How long [`lock`] waits for a lock that looks held before giving up.
 const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -407,7 +406,7 @@ impl Journal {
                 .join(&format!("backup/{sha256}"))
                 .map_err(Error::Runtime)?;
             if !self.root.entry(&dest)?.exists() {
-                let content = self.root.read(path)?.ok_or_else(|| {
+                let content = self.root.read_limited(path, BACKUP_LIMIT)?.ok_or_else(|| {
                     Error::Runtime(format!("{path} vanished while backing it up"))
                 })?;
                 if crate::root::sha256_hex(&content) != *sha256 {
@@ -550,7 +549,7 @@ pub fn rollback(root: &Root, id: &str, force: bool) -> Result<RollbackReport> {
             && !e.secret
         {
             let b = backup_dir.join(sha256).map_err(Error::Runtime)?;
-            match root.read(&b)? {
+            match root.read_limited(&b, BACKUP_LIMIT)? {
                 Some(bytes) if crate::root::sha256_hex(&bytes) == *sha256 => {}
                 _ => conflicts.push(format!("backup of {} is missing or corrupt", e.path)),
             }
@@ -640,8 +639,7 @@ fn restore(
             if let Entry::Dir { .. } = cur
                 && force
             {
-                let p = root.resolve(path);
-                std::fs::remove_dir_all(&p).map_err(|e| Error::io("removing", p, e))?;
+                root.remove_all(path)?;
             } else {
                 root.remove(path)?;
             }
@@ -649,7 +647,10 @@ fn restore(
         }
         Entry::File { sha256, perms, .. } => {
             let bytes = root
-                .read(&backup_dir.join(sha256).map_err(Error::Runtime)?)?
+                .read_limited(
+                    &backup_dir.join(sha256).map_err(Error::Runtime)?,
+                    BACKUP_LIMIT,
+                )?
                 .ok_or_else(|| Error::Runtime(format!("backup of {path} is missing")))?;
             if let Entry::Dir { .. } = cur {
                 root.remove(path)?;

@@ -26,7 +26,7 @@ use crate::modules::netcommon::{self, Cidr};
 use crate::modules::users::MANAGED_HEADER;
 use crate::profile::types::Duration;
 use crate::profile::{Layer, ProfileError};
-use crate::root::{Perms, RelPath};
+use crate::root::{Entry, Perms, RelPath};
 
 /// The drop-in bollwerk owns.
 pub const DROPIN: &str = "etc/fail2ban/jail.d/bollwerk.local";
@@ -596,16 +596,21 @@ pub struct Fail2banValidator {
     pub created_logs: Vec<String>,
 }
 
-fn copy_dir(src: &std::path::Path, dst: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dst)?;
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        let ft = e.file_type()?;
-        let to = dst.join(e.file_name());
-        if ft.is_dir() {
-            copy_dir(&e.path(), &to)?;
-        } else if ft.is_file() {
-            std::fs::copy(e.path(), &to)?;
+/// Copies a directory of the root into the scratch directory, reading through the root's
+/// handles (links inside are skipped, as before; nothing is followed on the host).
+fn copy_dir(root: &crate::root::Root, src: &RelPath, dst: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dst).map_err(|e| Error::io("creating", dst, e))?;
+    for name in root.list_dir(src)? {
+        let rel = src.join(&name).map_err(Error::Runtime)?;
+        let to = dst.join(&name);
+        match root.entry(&rel)? {
+            Entry::Dir { .. } => copy_dir(root, &rel, &to)?,
+            Entry::File { .. } => {
+                if let Some(bytes) = root.read(&rel)? {
+                    std::fs::write(&to, bytes).map_err(|e| Error::io("copying", &to, e))?;
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -619,9 +624,9 @@ impl Validator for Fail2banValidator {
     fn validate(&self, cx: &Context, staged: &Staged) -> Result<()> {
         let conf_host = staged.dir_host.join("fail2ban");
         let conf_in_root = format!("{}/fail2ban", staged.dir_in_root);
-        let src = cx.root.resolve(&RelPath::lit(CONF_DIR));
-        if src.is_dir() {
-            copy_dir(&src, &conf_host).map_err(|e| Error::io("copying", &src, e))?;
+        let src = RelPath::lit(CONF_DIR);
+        if cx.root.exists(&src) {
+            copy_dir(&cx.root, &src, &conf_host)?;
         }
         let dropin = RelPath::lit(DROPIN);
         let cand = staged

@@ -1173,23 +1173,29 @@ fn overridden_elsewhere(cx: &Context, c: &Cluster, r: &Rendered, p: &mut Planner
 }
 
 /// Validates a cluster's candidates with PostgreSQL itself: a copy of the cluster's
-/// configuration directory (candidates in place) in a private temporary directory under the
-/// target's `/tmp`, owned by the cluster's owner, is parsed by `postgres -C` run as postgres.
-/// Any invalid setting makes it exit non-zero with PostgreSQL's message.
+/// configuration directory (candidates in place) in a fresh temporary directory under the
+/// target's `/tmp` is parsed by `postgres -C` run as postgres. The copy belongs to root and is
+/// only readable by the cluster's group (0750/0640), so the cluster owner can neither swap nor
+/// redirect it; the originals are read without following anything the cluster owner controls
+/// (a `conf.d` replaced by a symlink is refused). Any invalid setting makes `postgres -C` exit
+/// non-zero with PostgreSQL's message.
 #[derive(Debug)]
 pub struct PostgresCheck {
     /// The cluster.
     pub cluster: Cluster,
 }
 
-/// Removes the check directory on drop.
-struct CheckDir(std::path::PathBuf);
+/// Removes the check directory on drop (through the root's handles).
+struct CheckDir(crate::root::Root, RelPath);
 
 impl Drop for CheckDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = self.0.remove_all(&self.1);
     }
 }
+
+/// Largest configuration file the check copies.
+const CONF_LIMIT: u64 = 4 * 1024 * 1024;
 
 impl Validator for PostgresCheck {
     fn describe(&self) -> String {
@@ -1211,35 +1217,37 @@ impl Validator for PostgresCheck {
                         .map(Some)
                         .map_err(|e| Error::io("reading", &h, e))
                 }
-                None => cx.root.read(rel),
+                None => cx.root.read_safe(rel, CONF_LIMIT),
             }
         };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let name = format!(
-            "tmp/bollwerk-pgcheck-{}-{}",
+            "tmp/bollwerk-pgcheck-{}-{}-{nanos:x}",
             std::process::id(),
             staged.dir_in_root.rsplit('/').next().unwrap_or("x")
         );
         let dir_rel = RelPath::new(&name).map_err(Error::Runtime)?;
-        let (uid, gid) = c.owner;
-        let owned = |mode| Perms { mode, uid, gid };
+        let (_, gid) = c.owner;
+        let owned = |mode| Perms { mode, uid: 0, gid };
         if !cx.root.exists(&RelPath::lit("tmp")) {
             return Err(Error::Runtime(
                 "the target has no /tmp for PostgreSQL's configuration check".into(),
             ));
         }
-        if cx.root.exists(&dir_rel) {
-            let _ = std::fs::remove_dir_all(cx.root.resolve(&dir_rel));
-        }
-        cx.root.create_dir(&dir_rel, owned(0o700))?;
-        let _guard = CheckDir(cx.root.resolve(&dir_rel));
+        // A fresh name: fails when someone planted it.
+        cx.root.create_dir_new(&dir_rel, owned(0o750))?;
+        let _guard = CheckDir(cx.root.clone(), dir_rel.clone());
         let conf = read_candidate(&conf_rel)?.unwrap_or_default();
         let conf = absolutize_includes(&String::from_utf8_lossy(&conf), &c.dir.absolute());
         let sub = |n: &str| dir_rel.join(n).map_err(Error::Runtime);
         cx.root
-            .write_atomic(&sub("postgresql.conf")?, conf.as_bytes(), owned(0o600))?;
-        cx.root.create_dir(&sub("conf.d")?, owned(0o700))?;
+            .write_atomic(&sub("postgresql.conf")?, conf.as_bytes(), owned(0o640))?;
+        cx.root.create_dir(&sub("conf.d")?, owned(0o750))?;
         let confd = c.file("conf.d");
-        let mut names = cx.root.list_dir(&confd)?;
+        let mut names = cx.root.list_dir_safe(&confd)?;
         if !names.iter().any(|n| n == "bollwerk.conf") {
             names.push("bollwerk.conf".into());
         }
@@ -1247,7 +1255,7 @@ impl Validator for PostgresCheck {
             let rel = confd.join(n).map_err(Error::Runtime)?;
             if let Some(b) = read_candidate(&rel)? {
                 cx.root
-                    .write_atomic(&sub(&format!("conf.d/{n}"))?, &b, owned(0o600))?;
+                    .write_atomic(&sub(&format!("conf.d/{n}"))?, &b, owned(0o640))?;
             }
         }
         let cand = format!("/{name}/postgresql.conf");

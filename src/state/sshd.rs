@@ -252,7 +252,7 @@ pub fn run_sshd_t(cx: &Context, ci: Option<&ConnInfo>) -> Result<Effective> {
             .run_ok(&cx.root, &cmd.timeout(std::time::Duration::from_secs(30)))?;
         Ok(Effective::parse(&out.stdout))
     })();
-    let _ = std::fs::remove_dir_all(&host);
+    let _ = cx.root.remove_all(&sub);
     res
 }
 
