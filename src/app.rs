@@ -17,6 +17,30 @@ use crate::root::Root;
 /// Schema id of `plan --format json`.
 pub const PLAN_SCHEMA: &str = "bollwerk.plan/v1";
 
+/// The runner for `cli`: commands that change the target (`apply`, `rollback`, `confirm`,
+/// `firstboot`, `install-units`, `sysctl-load`) run the root's binaries as root; every other
+/// command only reads and runs them without capabilities, as `nobody` with
+/// `--untrusted-root` (see [`crate::exec::Privilege`]). Only roots other than `/` are affected.
+pub fn system_runner(cli: &Cli) -> crate::exec::SystemRunner {
+    use crate::exec::Privilege;
+    let changes = matches!(
+        cli.command,
+        Command::Apply { .. }
+            | Command::Rollback { .. }
+            | Command::Confirm { .. }
+            | Command::Firstboot(_)
+            | Command::InstallUnits(_)
+            | Command::SysctlLoad { .. }
+    );
+    crate::exec::SystemRunner::with_privilege(if changes {
+        Privilege::Full
+    } else if cli.global.untrusted_root {
+        Privilege::Nobody
+    } else {
+        Privilege::NoCaps
+    })
+}
+
 /// Runs a command; prints errors to stderr.
 pub fn run(cli: &Cli, runner: &dyn Runner, out: &mut dyn Write) -> ExitStatus {
     let color = use_color(cli.global.color);

@@ -37,6 +37,12 @@ pub struct GlobalArgs {
     /// Colour in text output.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+    /// Treat the binaries inside `--root DIR` as hostile: read-only commands (`plan`, `audit`,
+    /// `facts`, …) run them as `nobody` without capabilities. By default they run as root
+    /// without capabilities; `apply` always runs them as root. Every command in a root other
+    /// than `/` runs jailed (own PID, mount and network namespaces, pivot_root).
+    #[arg(long, global = true, env = "BOLLWERK_UNTRUSTED_ROOT")]
+    pub untrusted_root: bool,
 }
 
 /// When to use colour.

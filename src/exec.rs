@@ -14,6 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use nix::libc;
+
 use crate::root::{RelPath, Root};
 
 /// Where a command runs.
@@ -46,6 +48,11 @@ pub struct Cmd {
     pub network: bool,
     /// Re-run on transient failures (see [`Retry`]); `None`: run once.
     pub retry: Option<Retry>,
+    /// (source, target) directories, absolute as the command sees them, bind-mounted in the
+    /// command's private mount namespace before it starts (the host never sees them).
+    pub binds: Vec<(String, String)>,
+    /// Directories that get a private, empty tmpfs in the command's mount namespace.
+    pub tmpfs: Vec<String>,
 }
 
 /// When to re-run a failed command: its output names a transient cause (a lock held by another
@@ -81,6 +88,8 @@ impl Cmd {
             timeout: Duration::from_secs(120),
             network: false,
             retry: None,
+            binds: Vec::new(),
+            tmpfs: Vec::new(),
         }
     }
 
@@ -119,6 +128,20 @@ impl Cmd {
     /// Re-runs the command on transient failures (see [`Retry`]).
     pub fn retry(mut self, r: Retry) -> Cmd {
         self.retry = Some(r);
+        self
+    }
+
+    /// Bind-mounts `source` over `target` for this command only (private mount namespace;
+    /// both paths absolute as the command sees them). Paths arrive as data, never through a
+    /// shell.
+    pub fn bind(mut self, source: &str, target: &str) -> Cmd {
+        self.binds.push((source.to_string(), target.to_string()));
+        self
+    }
+
+    /// Mounts an empty tmpfs on `dir` for this command only.
+    pub fn tmpfs(mut self, dir: &str) -> Cmd {
+        self.tmpfs.push(dir.to_string());
         self
     }
 
@@ -267,9 +290,20 @@ pub trait Runner: Send + Sync {
     }
 }
 
-/// Runs real processes.
-#[derive(Debug, Default)]
-pub struct SystemRunner;
+/// Runs real processes. Commands inside a root other than `/` run in a jail (see the module
+/// documentation) with [`SystemRunner::privilege`]; commands in `/` run as the host's root.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemRunner {
+    /// What commands inside a root other than `/` keep of root's power.
+    pub privilege: Privilege,
+}
+
+impl SystemRunner {
+    /// A runner whose commands inside a root other than `/` keep `privilege`.
+    pub fn with_privilege(privilege: Privilege) -> SystemRunner {
+        SystemRunner { privilege }
+    }
+}
 
 fn program_path(root: &Root, cmd: &Cmd) -> std::path::PathBuf {
     match cmd.place {
@@ -316,13 +350,18 @@ impl Runner for SystemRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .current_dir("/");
-        if cmd.place == Place::InRoot && !root.is_host() {
-            let jail = Jail::prepare(root, cmd.network).map_err(|source| ExecError::Spawn {
-                argv: argv.clone(),
-                source,
-            })?;
-            // SAFETY: the closure only makes async-signal-safe system calls (unshare, mount,
-            // mkdir, chroot, chdir) on data prepared before the fork.
+        let privilege = if root.is_host() {
+            Privilege::Full
+        } else {
+            self.privilege
+        };
+        let jail = Jail::prepare(root, cmd, privilege).map_err(|source| ExecError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
+        if let Some(jail) = jail {
+            // SAFETY: the closure only makes async-signal-safe system calls (unshare, fork,
+            // mount, pivot_root, chdir, prctl, capset, waitpid) on data prepared before the fork.
             unsafe {
                 command.pre_exec(move || jail.enter());
             }
@@ -381,50 +420,118 @@ impl Runner for SystemRunner {
     }
 }
 
-/// Everything the forked child needs to enter the root, prepared before the fork.
+/// How much of root's power a command inside the target root keeps (see [`SystemRunner`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Privilege {
+    /// uid 0 with every capability (what `apply` needs: apt-get, useradd, pam-auth-update).
+    #[default]
+    Full,
+    /// uid 0 with empty capability sets (bounding, permitted, effective, inheritable, ambient)
+    /// and `no_new_privs`: it can read what root owns but cannot mount, load modules, trace,
+    /// change the clock or regain a capability through a set-uid or file-capability binary.
+    /// Read-only commands (`plan`, `audit`, `facts`) use it for roots other than `/`.
+    NoCaps,
+    /// uid/gid 65534 (`nobody`/`nogroup`), no supplementary groups, no capabilities,
+    /// `no_new_privs` (`--untrusted-root` for read-only commands).
+    Nobody,
+}
+
+/// Everything the forked child needs to enter the root, prepared before the fork (after the
+/// fork only async-signal-safe system calls run: no allocation, no locks).
 struct Jail {
-    root: std::ffi::CString,
-    proc_dir: std::ffi::CString,
-    run_dir: std::ffi::CString,
-    run_sshd: std::ffi::CString,
-    shm_dir: std::ffi::CString,
-    has_proc: bool,
-    has_run: bool,
-    has_shm: bool,
+    /// `None`: the command runs in the host's `/` (only a private mount namespace when it asks
+    /// for binds, and the privilege drop).
+    root: Option<std::ffi::CString>,
+    /// (source, target) pairs, absolute inside the root, bind-mounted after entering it.
+    binds: Vec<(std::ffi::CString, std::ffi::CString)>,
+    /// Directories that get a private tmpfs (mode 0755) after entering the root.
+    tmpfs: Vec<std::ffi::CString>,
     new_net: bool,
+    privilege: Privilege,
+}
+
+fn cstring(s: &str) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+fn errno(e: nix::errno::Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e as i32)
 }
 
 impl Jail {
-    fn prepare(root: &Root, network: bool) -> std::io::Result<Jail> {
-        use std::ffi::CString;
+    /// `None` when the command needs no jail at all (host command, or `/` with nothing to do).
+    fn prepare(root: &Root, cmd: &Cmd, privilege: Privilege) -> std::io::Result<Option<Jail>> {
         use std::os::unix::ffi::OsStrExt;
-        let c = |p: &std::path::Path| {
-            CString::new(p.as_os_str().as_bytes())
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-        };
-        let base = root.path();
-        Ok(Jail {
-            root: c(base)?,
-            proc_dir: c(&base.join("proc"))?,
-            run_dir: c(&base.join("run"))?,
-            run_sshd: c(&base.join("run/sshd"))?,
-            shm_dir: c(&base.join("dev/shm"))?,
-            has_proc: base.join("proc").is_dir(),
-            has_run: base.join("run").is_dir(),
-            has_shm: base.join("dev/shm").is_dir(),
-            new_net: !network,
-        })
+        if cmd.place == Place::Host {
+            return Ok(None);
+        }
+        let binds = cmd
+            .binds
+            .iter()
+            .map(|(a, b)| Ok((cstring(a)?, cstring(b)?)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let tmpfs = cmd
+            .tmpfs
+            .iter()
+            .map(|t| cstring(t))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        if root.is_host() {
+            if binds.is_empty() && tmpfs.is_empty() && privilege == Privilege::Full {
+                return Ok(None);
+            }
+            return Ok(Some(Jail {
+                root: None,
+                binds,
+                tmpfs,
+                new_net: false,
+                privilege,
+            }));
+        }
+        let path = std::ffi::CString::new(root.path().as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        Ok(Some(Jail {
+            root: Some(path),
+            binds,
+            tmpfs,
+            new_net: !cmd.network,
+            privilege,
+        }))
     }
 
+    /// Runs in the forked child before `exec`.
+    ///
+    /// Inside a root other than `/`: new mount, PID (and network) namespaces, then a second
+    /// fork. This process stays outside as a supervisor that waits for the namespace's PID 1
+    /// and exits with its status; the PID 1 child dies with it (`PR_SET_PDEATHSIG`), so a
+    /// timeout kill ends the whole namespace. The child bind-mounts the root onto itself (so a
+    /// plain directory works as well as a mount point), pivots into it and detaches the host's
+    /// tree, mounts a fresh `/proc` (which shows only the namespace), a tmpfs `/run` with
+    /// `/run/sshd` and a tmpfs `/dev/shm`, then the command's binds, drops privileges, and
+    /// returns so the command is exec'd.
     fn enter(&self) -> std::io::Result<()> {
         use nix::mount::{MsFlags, mount};
         use nix::sched::{CloneFlags, unshare};
-        let errno = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
-        let mut flags = CloneFlags::CLONE_NEWNS;
+        let Some(root) = &self.root else {
+            if !self.binds.is_empty() || !self.tmpfs.is_empty() {
+                unshare(CloneFlags::CLONE_NEWNS).map_err(errno)?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .map_err(errno)?;
+                self.mount_extra()?;
+            }
+            return drop_privileges(self.privilege);
+        };
+        let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
         if self.new_net {
             flags |= CloneFlags::CLONE_NEWNET;
         }
         unshare(flags).map_err(errno)?;
+        // Nothing mounted from here on may propagate back to the host.
         mount(
             None::<&str>,
             "/",
@@ -433,46 +540,217 @@ impl Jail {
             None::<&str>,
         )
         .map_err(errno)?;
+        // SAFETY: fork in a single-threaded child of `Command::spawn`; both sides only make
+        // async-signal-safe system calls afterwards.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if pid > 0 {
+            supervise(pid);
+        }
+        // The namespace's PID 1.
+        // SAFETY: prctl with integer arguments.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        }
+        mount(
+            Some(root.as_c_str()),
+            root.as_c_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(errno)?;
+        mount(
+            None::<&str>,
+            root.as_c_str(),
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(errno)?;
+        nix::unistd::chdir(root.as_c_str()).map_err(errno)?;
+        // pivot_root(".", "."): the old root ends up stacked on the new one and is detached;
+        // the host's tree is then unreachable from the namespace. Where pivot_root is refused
+        // (an initramfs root), chroot.
+        // SAFETY: system calls with NUL-terminated constant strings.
+        let pivoted = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
+        if pivoted == 0 {
+            nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(errno)?;
+        } else {
+            nix::unistd::chroot(".").map_err(errno)?;
+        }
+        nix::unistd::chdir("/").map_err(errno)?;
         let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        if self.has_proc {
+        if is_dir(c"/proc") {
             mount(
                 Some("proc"),
-                self.proc_dir.as_c_str(),
+                "/proc",
                 Some("proc"),
                 nodev | MsFlags::MS_NOEXEC,
                 None::<&str>,
             )
             .map_err(errno)?;
         }
-        if self.has_run {
+        if is_dir(c"/run") {
             mount(
                 Some("tmpfs"),
-                self.run_dir.as_c_str(),
+                "/run",
                 Some("tmpfs"),
                 nodev,
                 Some("mode=0755"),
             )
             .map_err(errno)?;
-            nix::unistd::mkdir(
-                self.run_sshd.as_c_str(),
-                nix::sys::stat::Mode::from_bits_truncate(0o755),
-            )
-            .map_err(errno)?;
+            nix::unistd::mkdir("/run/sshd", nix::sys::stat::Mode::from_bits_truncate(0o755))
+                .map_err(errno)?;
         }
-        if self.has_shm {
+        if is_dir(c"/dev/shm") {
             mount(
                 Some("tmpfs"),
-                self.shm_dir.as_c_str(),
+                "/dev/shm",
                 Some("tmpfs"),
                 nodev,
                 Some("mode=1777"),
             )
             .map_err(errno)?;
         }
-        nix::unistd::chroot(self.root.as_c_str()).map_err(errno)?;
-        nix::unistd::chdir("/").map_err(errno)?;
+        self.mount_extra()?;
+        drop_privileges(self.privilege)
+    }
+
+    /// The command's own tmpfs and bind mounts (paths as the command sees them).
+    fn mount_extra(&self) -> std::io::Result<()> {
+        use nix::mount::{MsFlags, mount};
+        for t in &self.tmpfs {
+            mount(
+                Some("tmpfs"),
+                t.as_c_str(),
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=0755"),
+            )
+            .map_err(errno)?;
+        }
+        for (src, dst) in &self.binds {
+            mount(
+                Some(src.as_c_str()),
+                dst.as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(errno)?;
+        }
         Ok(())
     }
+}
+
+/// A directory that is not a symlink (lstat; the path is inside the new root already).
+fn is_dir(p: &std::ffi::CStr) -> bool {
+    nix::sys::stat::lstat(p)
+        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .unwrap_or(false)
+}
+
+/// The supervisor outside the namespace: closes every descriptor but stdio (so `spawn` sees
+/// the exec of the real command, not this process), waits for the namespace's PID 1 and exits
+/// as it did. Never returns.
+fn supervise(pid: libc::pid_t) -> ! {
+    // SAFETY: close_range, waitpid, signal, kill and _exit are async-signal-safe.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            for fd in 3..1024 {
+                libc::close(fd);
+            }
+        }
+        let mut status = 0;
+        loop {
+            let r = libc::waitpid(pid, &mut status, 0);
+            if r == pid {
+                break;
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            libc::signal(sig, libc::SIG_DFL);
+            libc::kill(libc::getpid(), sig);
+        }
+        libc::_exit(if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            127
+        })
+    }
+}
+
+/// Applies `p` to the calling process (async-signal-safe: prctl, capset, setres[ug]id).
+fn drop_privileges(p: Privilege) -> std::io::Result<()> {
+    if p == Privilege::Full {
+        return Ok(());
+    }
+    let check = |r: libc::c_int| {
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: prctl/setgroups/setres[ug]id/capset with plain integers and a local struct.
+    unsafe {
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        // The bounding set first (needs CAP_SETPCAP); numbers beyond the kernel's last
+        // capability fail with EINVAL and end the loop.
+        for cap in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                if *libc::__errno_location() == libc::EINVAL {
+                    break;
+                }
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        check(libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ))?;
+        if p == Privilege::Nobody {
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setresgid(65534, 65534, 65534))?;
+            check(libc::setresuid(65534, 65534, 65534))?;
+        }
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: libc::c_int,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut header = Header {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let data = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        let r = libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr());
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// A canned answer for [`FakeRunner`].
@@ -610,7 +888,7 @@ mod tests {
     #[test]
     fn system_runner_captures_output_and_exit_code() {
         let root = Root::new("/").unwrap();
-        let out = SystemRunner
+        let out = SystemRunner::default()
             .run(
                 &root,
                 &Cmd::host("/bin/sh", &["-c", "echo out; echo err >&2; exit 3"]),
@@ -619,11 +897,11 @@ mod tests {
         assert_eq!(out.code, 3);
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
-        let err = SystemRunner
+        let err = SystemRunner::default()
             .run(&root, &Cmd::host("/nonexistent/prog", &[]))
             .unwrap_err();
         assert!(matches!(err, ExecError::NotFound { .. }));
-        let err = SystemRunner
+        let err = SystemRunner::default()
             .run(
                 &root,
                 &Cmd::host("/bin/sleep", &["5"]).timeout(Duration::from_millis(100)),

@@ -8,7 +8,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = bollwerk::cli::Cli::parse();
     bollwerk::cli::init_logging(&cli.global);
-    let runner = bollwerk::exec::SystemRunner;
+    let runner = bollwerk::app::system_runner(&cli);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let status = bollwerk::app::run(&cli, &runner, &mut out);

@@ -485,7 +485,7 @@ const PASSWORD_AFTER: &str = "password\trequisite\t\t\tpam_pwquality.so retry=3\
 /// writes what the real one writes (so re-planning converges).
 fn pam_runner() -> bollwerk::exec::FakeRunner {
     let r = fake_runner();
-    r.respond_with("/usr/bin/unshare -m --propagation private /bin/sh -c", |_, _| {
+    r.respond_with("/bin/sh -c '# bollwerk-pam-sandbox", |_, _| {
         bollwerk::exec::Output {
             code: 0,
             stdout: format!(
@@ -558,7 +558,7 @@ fn pam_profiles_activated_with_pam_auth_update_after_the_sandbox_check() {
     let log = runner.log();
     let sandbox = log
         .iter()
-        .position(|c| c.starts_with("/usr/bin/unshare -m"))
+        .position(|c| c.starts_with("/bin/sh -c '# bollwerk-pam-sandbox"))
         .expect("sandbox ran");
     let real = log
         .iter()
@@ -611,7 +611,7 @@ fn pam_sandbox_failure_activates_nothing() {
     let p = t.profile("site", &site(PAM));
     let before = t.snapshot();
     let runner = pam_runner();
-    runner.respond_with("/usr/bin/unshare -m --propagation private /bin/sh -c", |_, _| bollwerk::exec::Output {
+    runner.respond_with("/bin/sh -c '# bollwerk-pam-sandbox", |_, _| bollwerk::exec::Output {
         code: 11,
         stdout: String::new(),
         stderr: "pam-auth-update: Local modifications to /etc/pam.d/common-*, not updating.\nbollwerk-pam-sandbox: etc/pam.d/common-* were edited by hand: pam-auth-update does not overwrite them\n".into(),

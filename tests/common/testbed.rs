@@ -224,6 +224,58 @@ impl Testbed {
     }
 }
 
+impl Testbed {
+    /// A fresh writable copy as a plain directory (`cp -a` of the extracted rootfs), not a
+    /// mount point: the way an unpacked image tarball looks. Slower than [`Testbed::instance`]
+    /// (a full copy); use it where the difference matters (mount namespaces, propagation).
+    pub fn plain_instance(&self) -> Instance {
+        let runs = self.cache.join("run");
+        fs::create_dir_all(&runs).unwrap_or_else(|e| panic!("create {}: {e}", runs.display()));
+        let dir = loop {
+            let d = runs.join(unique_id());
+            match fs::create_dir(&d) {
+                Ok(()) => break d,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("create {}: {e}", d.display()),
+            }
+        };
+        let root = dir.join("root");
+        let inner = InstanceDir {
+            dir: dir.clone(),
+            root: root.clone(),
+            mounted: false,
+        };
+        let out = run_capture(
+            Command::new("cp")
+                .args(["-a", "--reflink=auto"])
+                .arg(&self.lower)
+                .arg(&root),
+            None,
+            Duration::from_secs(600),
+        );
+        assert!(
+            out.status.success(),
+            "copying the rootfs to {} failed:\n{}",
+            root.display(),
+            describe(&out)
+        );
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", root.display()));
+        assert!(!is_mounted(&root), "{} is a mount point", root.display());
+        let inst = Instance {
+            root,
+            inner: Arc::new(inner),
+        };
+        let out = inst.chroot(&["ssh-keygen", "-A"]);
+        assert!(
+            out.status.success(),
+            "ssh-keygen -A in the instance failed:\n{}",
+            describe(&out)
+        );
+        inst
+    }
+}
+
 fn acquire_uncached() -> Result<Testbed, String> {
     check_root()?;
     let missing: Vec<&str> = REQUIRED_TOOLS

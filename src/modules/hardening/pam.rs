@@ -8,7 +8,9 @@
 //! `unix` profile without `nullok`, which then replaces `unix`) and activates them with
 //! `pam-auth-update`. Before anything becomes active, [`PamStackCheck`] runs
 //! `pam-auth-update` on copies of `etc/pam.d`, `var/lib/pam`, debconf's database and the
-//! candidates in a private mount namespace (tmpfs copies bind-mounted over the originals),
+//! candidates in a private mount namespace (copies in the run's staging directory, which the
+//! runner bind-mounts over the originals; the scripts are fixed texts that get every path and
+//! name as a separate argument, so nothing from a profile is ever parsed by a shell),
 //! checks that the new stack has the expected modules and, with `pamtester`, that a password
 //! account still authenticates (and a wrong password does not) and a key-only account passes
 //! the account stage, i.e. that key-based SSH keeps working. Only then does the real
@@ -26,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Context, Level, Plan, Planner, Staged, Validator, Visibility};
 use crate::error::{Error, Result};
 use crate::etcdb::{Db, GShadow, Group};
-use crate::exec::{Cmd, ExecError, shell_quote};
+use crate::exec::{Cmd, ExecError};
 use crate::modules::Module;
 use crate::modules::users::MANAGED_HEADER;
 use crate::profile::types::GroupName;
@@ -364,94 +366,136 @@ fn random_hex(n: usize) -> String {
     hex::encode(buf)
 }
 
-impl PamStackCheck {
-    /// The sandbox script (run with `sh -c`): exit codes 10-12 for the stack, 20-24 for
-    /// pamtester; prints `bollwerk-pam-sandbox: ok` at the end. `candidates` are (target
-    /// path, staged candidate) pairs below `etc/` and `usr/share/pam-configs/`.
-    pub fn script(&self, sandbox: &str, candidates: &[(String, String)], password: &str) -> String {
-        let q = |s: &str| shell_quote(s);
-        let mut s = String::from("set -u\nS=");
-        s.push_str(&q(sandbox));
-        s.push_str(
-            r#"
-fail() { code=$1; shift; echo "bollwerk-pam-sandbox: $*" >&2; exit "$code"; }
-mount -t tmpfs -o mode=0700 tmpfs "$S" || fail 2 "cannot mount a tmpfs for the sandbox"
-mkdir -p "$S/etc" "$S/varlibpam" "$S/configs" "$S/debconf"
+/// Copies the configuration into the sandbox directory (`$1`) and stages the candidates: the
+/// remaining arguments are (target, candidate) pairs. A fixed text: every input arrives as a
+/// separate argument and is only ever expanded inside double quotes, never re-parsed.
+pub const COPY_SCRIPT: &str = r#"# bollwerk-pam-copy
+set -u
+fail() { code=$1; shift; printf 'bollwerk-pam-sandbox: %s\n' "$*" >&2; exit "$code"; }
+S=$1; shift
+mkdir -p -- "$S/etc" "$S/varlibpam" "$S/configs" "$S/debconf" || fail 2 "cannot create the sandbox"
 cp -a /etc/. "$S/etc/" && cp -a /usr/share/pam-configs/. "$S/configs/" \
   || fail 2 "cannot copy the configuration into the sandbox"
-[ -d /var/lib/pam ] && cp -a /var/lib/pam/. "$S/varlibpam/"
-[ -d /var/cache/debconf ] && cp -a /var/cache/debconf/. "$S/debconf/"
-"#,
-        );
-        for (target, cand) in candidates {
-            let dest = match target.strip_prefix("usr/share/pam-configs/") {
-                Some(name) => format!("$S/configs/{name}"),
-                None => format!("$S/{target}"),
-            };
-            s.push_str(&format!(
-                "mkdir -p \"$(dirname \"{dest}\")\" && cp {} \"{dest}\" || fail 2 'cannot stage {target}'\n",
-                q(cand)
-            ));
-        }
-        s.push_str(
-            r#"mount --bind "$S/etc" /etc || fail 2 "cannot bind the sandbox copy over /etc"
-mount --bind "$S/configs" /usr/share/pam-configs || fail 2 "cannot bind the sandbox copy over /usr/share/pam-configs"
-if [ -d /var/lib/pam ]; then mount --bind "$S/varlibpam" /var/lib/pam || fail 2 "cannot bind var/lib/pam"; fi
-if [ -d /var/cache/debconf ]; then mount --bind "$S/debconf" /var/cache/debconf || fail 2 "cannot bind debconf"; fi
-mount -t tmpfs -o mode=0755 tmpfs /run || fail 2 "cannot mount a private /run (faillock records)"
-"#,
-        );
-        s.push_str(&format!(
-            "DEBIAN_FRONTEND=noninteractive {PAM_AUTH_UPDATE}{}{} >\"$S/pau.out\" 2>&1 || {{ cat \"$S/pau.out\" >&2; fail 10 'pam-auth-update failed'; }}\n",
-            if self.enable.is_empty() { String::new() } else { format!(" --enable {}", self.enable.join(" ")) },
-            if self.disable.is_empty() { String::new() } else { format!(" --disable {}", self.disable.join(" ")) },
-        ));
-        s.push_str("if grep -q 'Local modifications' \"$S/pau.out\"; then cat \"$S/pau.out\" >&2; fail 11 'etc/pam.d/common-* were edited by hand: pam-auth-update does not overwrite them'; fi\n");
-        let mut shown: Vec<&str> = Vec::new();
-        let files = self
-            .expect
-            .present
-            .iter()
-            .map(|(f, _)| f.as_str())
-            .chain(self.expect.absent.iter().map(|(f, _, _)| f.as_str()));
-        for f in files {
-            if !shown.contains(&f) {
-                shown.push(f);
-                s.push_str(&format!("echo '==> {f}'; cat /etc/pam.d/{f}\n"));
-            }
-        }
-        s.push_str("echo '==> end'\n");
-        // pamtester: a password account, a key-only account, a wrong password, a new password.
-        let today = crate::facts::days_since_epoch();
-        s.push_str(&format!(
-            r#"if [ -x {PAMTESTER} ]; then
-  hash=$(perl -e 'print crypt($ARGV[0], "\$6\$" . $ARGV[1] . "\$")' {pw} {salt}) || fail 2 "perl crypt failed"
+if [ -d /var/lib/pam ]; then cp -a /var/lib/pam/. "$S/varlibpam/" || fail 2 "cannot copy var/lib/pam"; fi
+if [ -d /var/cache/debconf ]; then cp -a /var/cache/debconf/. "$S/debconf/" || fail 2 "cannot copy debconf"; fi
+while [ "$#" -ge 2 ]; do
+  t=$1; c=$2; shift 2
+  case $t in
+    usr/share/pam-configs/*) d="$S/configs/${t#usr/share/pam-configs/}" ;;
+    *) d="$S/$t" ;;
+  esac
+  mkdir -p -- "$(dirname -- "$d")" && cp -- "$c" "$d" || fail 2 "cannot stage $t"
+done
+"#;
+
+/// Runs `pam-auth-update` on the sandbox copies (bind-mounted over the originals by the
+/// runner) and tests the result with `pamtester`. Arguments: sandbox directory, password,
+/// salt, new password, today (days since the epoch), then `pam-auth-update`'s own arguments.
+/// Exit codes 10-11 for the stack, 20-24 for pamtester; prints every `common-*` file between
+/// `==> NAME` markers and `bollwerk-pam-sandbox: ok` at the end. Like [`COPY_SCRIPT`], a fixed
+/// text whose inputs are arguments only. `pam_unix` gets `nodelay` in the sandbox copy after
+/// the stack was printed: the wrong-password test then costs no 2 s delay.
+pub const TEST_SCRIPT: &str = r#"# bollwerk-pam-sandbox
+set -u
+fail() { code=$1; shift; printf 'bollwerk-pam-sandbox: %s\n' "$*" >&2; exit "$code"; }
+S=$1; PW=$2; SALT=$3; NEW=$4; TODAY=$5; shift 5
+DEBIAN_FRONTEND=noninteractive /usr/sbin/pam-auth-update "$@" >"$S/pau.out" 2>&1 \
+  || { cat "$S/pau.out" >&2; fail 10 "pam-auth-update failed"; }
+if grep -q 'Local modifications' "$S/pau.out"; then
+  cat "$S/pau.out" >&2
+  fail 11 "etc/pam.d/common-* were edited by hand: pam-auth-update does not overwrite them"
+fi
+for f in /etc/pam.d/common-*; do
+  [ -f "$f" ] || continue
+  printf '==> %s\n' "${f##*/}"; cat "$f"
+done
+echo '==> end'
+if [ -x /usr/bin/pamtester ]; then
+  sed -i '/^[[:space:]]*auth[[:space:]].*pam_unix\.so/s/$/ nodelay/' /etc/pam.d/common-auth \
+    || fail 2 "cannot add nodelay to the sandbox copy of common-auth"
+  hash=$(perl -e 'print crypt($ARGV[0], "\$6\$" . $ARGV[1] . "\$")' "$PW" "$SALT") || fail 2 "perl crypt failed"
   echo "bollwerk-pamtest:x:64999:64999::/nonexistent:/bin/sh" >> /etc/passwd
   echo "bollwerk-pamkey:x:64998:64999::/nonexistent:/bin/sh" >> /etc/passwd
   echo "bollwerk-pamtest:x:64999:" >> /etc/group
-  echo "bollwerk-pamtest:$hash:{today}:0:99999:7:::" >> /etc/shadow
-  echo "bollwerk-pamkey:!:{today}:0:99999:7:::" >> /etc/shadow
-  printf '%s\n' {pw} | {PAMTESTER} sshd bollwerk-pamtest authenticate acct_mgmt >"$S/t1" 2>&1 \
-    || {{ cat "$S/t1" >&2; fail 20 "the new stack rejects a correct password (service sshd)"; }}
-  printf '%s\n' {pw} | {PAMTESTER} sudo bollwerk-pamtest authenticate >"$S/t2" 2>&1 \
-    || {{ cat "$S/t2" >&2; fail 23 "the new stack rejects a correct password (service sudo)"; }}
-  {PAMTESTER} sshd bollwerk-pamkey acct_mgmt >"$S/t3" 2>&1 \
-    || {{ cat "$S/t3" >&2; fail 22 "the new account stack rejects a key-only account: key-based SSH logins would fail"; }}
-  if printf '%s\n' wrong-{pw} | {PAMTESTER} sshd bollwerk-pamtest authenticate >"$S/t4" 2>&1; then
+  printf 'bollwerk-pamtest:%s:%s:0:99999:7:::\n' "$hash" "$TODAY" >> /etc/shadow
+  printf 'bollwerk-pamkey:!:%s:0:99999:7:::\n' "$TODAY" >> /etc/shadow
+  printf '%s\n' "$PW" | /usr/bin/pamtester sshd bollwerk-pamtest authenticate acct_mgmt >"$S/t1" 2>&1 \
+    || { cat "$S/t1" >&2; fail 20 "the new stack rejects a correct password (service sshd)"; }
+  printf '%s\n' "$PW" | /usr/bin/pamtester sudo bollwerk-pamtest authenticate >"$S/t2" 2>&1 \
+    || { cat "$S/t2" >&2; fail 23 "the new stack rejects a correct password (service sudo)"; }
+  /usr/bin/pamtester sshd bollwerk-pamkey acct_mgmt >"$S/t3" 2>&1 \
+    || { cat "$S/t3" >&2; fail 22 "the new account stack rejects a key-only account: key-based SSH logins would fail"; }
+  if printf 'wrong-%s\n' "$PW" | /usr/bin/pamtester sshd bollwerk-pamtest authenticate >"$S/t4" 2>&1; then
     fail 21 "the new stack accepts a wrong password"
   fi
-  printf '%s\n%s\n' {new} {new} | {PAMTESTER} passwd bollwerk-pamtest chauthtok >"$S/t5" 2>&1 \
-    || {{ cat "$S/t5" >&2; fail 24 "the new password stack refuses a strong new password: nobody could change an expiring password"; }}
+  printf '%s\n%s\n' "$NEW" "$NEW" | /usr/bin/pamtester passwd bollwerk-pamtest chauthtok >"$S/t5" 2>&1 \
+    || { cat "$S/t5" >&2; fail 24 "the new password stack refuses a strong new password: nobody could change an expiring password"; }
   echo "bollwerk-pam-sandbox: ok (pamtester)"
 else
   echo "bollwerk-pam-sandbox: ok (static)"
 fi
-"#,
-            salt = q(&random_hex(8)),
-            pw = q(password),
-            new = q(&strong_password()),
-        ));
-        s
+"#;
+
+impl PamStackCheck {
+    /// The two sandbox commands: copy and stage (`candidates` are (target path, staged
+    /// candidate) pairs below `etc/` and `usr/share/pam-configs/`), then `pam-auth-update`
+    /// and `pamtester` with the copies bind-mounted over `/etc`, `/usr/share/pam-configs`,
+    /// `/var/lib/pam` and `/var/cache/debconf` (`has` says which of the last two exist) and a
+    /// private `/run` (faillock records). Both run fixed scripts; paths, profile names and
+    /// passwords are separate arguments.
+    pub fn commands(
+        &self,
+        sandbox: &str,
+        candidates: &[(String, String)],
+        password: &str,
+        has: impl Fn(&str) -> bool,
+    ) -> (Cmd, Cmd) {
+        let timeout = std::time::Duration::from_secs(180);
+        let mut copy = Cmd::in_root(
+            "/bin/sh",
+            &["-c", COPY_SCRIPT, "bollwerk-pam-copy", sandbox],
+        )
+        .timeout(timeout);
+        for (target, cand) in candidates {
+            copy = copy.arg(target.as_str()).arg(cand.as_str());
+        }
+        let today = crate::facts::days_since_epoch().to_string();
+        let mut test = Cmd::in_root(
+            "/bin/sh",
+            &[
+                "-c",
+                TEST_SCRIPT,
+                "bollwerk-pam-sandbox",
+                sandbox,
+                password,
+                &random_hex(8),
+                &strong_password(),
+                &today,
+            ],
+        )
+        .timeout(timeout)
+        .bind(&format!("{sandbox}/etc"), "/etc")
+        .bind(&format!("{sandbox}/configs"), "/usr/share/pam-configs")
+        .tmpfs("/run");
+        if has("var/lib/pam") {
+            test = test.bind(&format!("{sandbox}/varlibpam"), "/var/lib/pam");
+        }
+        if has("var/cache/debconf") {
+            test = test.bind(&format!("{sandbox}/debconf"), "/var/cache/debconf");
+        }
+        if !self.enable.is_empty() {
+            test = test.arg("--enable");
+            for p in &self.enable {
+                test = test.arg(p.as_str());
+            }
+        }
+        if !self.disable.is_empty() {
+            test = test.arg("--disable");
+            for p in &self.disable {
+                test = test.arg(p.as_str());
+            }
+        }
+        (copy, test)
     }
 }
 
@@ -507,21 +551,14 @@ impl Validator for PamStackCheck {
             .map_err(|e| Error::io("creating", &sandbox_host, e))?;
         let sandbox = format!("{}/pam-sandbox", staged.dir_in_root);
         let password = format!("Bw-{}-Aa1!", random_hex(12));
-        let script = self.script(&sandbox, &candidates, &password);
-        let cmd = Cmd::in_root(
-            "/usr/bin/unshare",
-            &[
-                "-m",
-                "--propagation",
-                "private",
-                "/bin/sh",
-                "-c",
-                &script,
-                "bollwerk-pam-sandbox",
-            ],
-        )
-        .timeout(std::time::Duration::from_secs(180));
-        let out = cx.runner.run(&cx.root, &cmd)?;
+        let has = |p: &str| RelPath::new(p).is_ok_and(|r| cx.root.exists(&r));
+        let (copy, test) = self.commands(&sandbox, &candidates, &password, has);
+        let copied = cx.runner.run(&cx.root, &copy)?;
+        let out = if copied.success() {
+            cx.runner.run(&cx.root, &test)?
+        } else {
+            copied
+        };
         let fail = |msg: String| Error::Validation {
             path: path.clone(),
             validator: self.describe(),
