@@ -222,11 +222,8 @@ impl Module for Firstboot {
                 uid,
                 gid,
             };
-            let vis = if std::str::from_utf8(&content).is_ok() {
-                Visibility::Plain
-            } else {
-                Visibility::Brief
-            };
+            // user-data files often hold secrets (tokens, keys): never in plans or journals.
+            let vis = Visibility::Secret;
             if f.append == Some(true) {
                 let current = cx.after(p.plan(), &rel)?.unwrap_or_default();
                 if !content.is_empty() && current.ends_with(&content) {
