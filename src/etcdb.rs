@@ -58,6 +58,7 @@ impl<T: Record> Db<T> {
             .map(|l| {
                 let fields: Vec<&str> = l.split(':').collect();
                 if fields.len() == T::FIELDS
+                    && !l.contains('\0')
                     && !l.starts_with('#')
                     && !l.starts_with('+')
                     && !l.starts_with('-')

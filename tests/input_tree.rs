@@ -515,3 +515,20 @@ fn key_fetch_refuses_an_oversized_body_without_reading_it_all() {
     assert!(err.contains("5000000000 bytes is larger"), "{err}");
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+#[test]
+fn sshd_include_loop_in_the_root_is_an_error_not_a_hang() {
+    let t = Tree::fixture("debian12");
+    // Ten self-includes nested 16 deep would be 10^16 expansions without a bound.
+    t.write(
+        "etc/ssh/sshd_config.d/loop.conf",
+        &"Include /etc/ssh/sshd_config.d/loop.conf\n".repeat(10),
+    );
+    let before = t.snapshot();
+    let p = t.profile("site", "[ssh]\nport = 22\n");
+    let started = Instant::now();
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Refused, "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(t.snapshot(), before);
+}

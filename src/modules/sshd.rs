@@ -925,6 +925,14 @@ fn config_texts(cx: &Context, plan: &Plan) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+fn include_limit() -> Error {
+    Error::Unsafe {
+        reason: "sshd_config Include nests too deep or pulls in too many files (an Include loop?)"
+            .into(),
+        hint: "fix the Include lines of etc/ssh/sshd_config and its drop-ins".into(),
+    }
+}
+
 fn expand(
     cx: &Context,
     plan: &Plan,
@@ -932,8 +940,11 @@ fn expand(
     out: &mut Vec<(String, String)>,
     depth: usize,
 ) -> Result<()> {
-    if depth > 8 {
-        return Ok(());
+    // Bounded like OpenSSH (16 levels); a hostile root's include loop is an error, not a hang.
+    if depth > crate::sshd_config::MAX_INCLUDE_DEPTH
+        || out.len() > crate::sshd_config::MAX_INCLUDED_PIECES
+    {
+        return Err(include_limit());
     }
     let mut own = String::new();
     for line in text.lines() {
@@ -949,6 +960,9 @@ fn expand(
                     expand(cx, plan, &body, &mut sub, depth + 1)?;
                     for (_, t) in sub {
                         out.push((path.clone(), t));
+                    }
+                    if out.len() > crate::sshd_config::MAX_INCLUDED_PIECES {
+                        return Err(include_limit());
                     }
                 }
             }

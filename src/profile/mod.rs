@@ -632,6 +632,10 @@ fn backticked(s: &str) -> Vec<String> {
 
 /// The closest candidate by edit distance, if close enough to be a typo.
 pub fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    // Edit distance is quadratic: a 50 KiB "key" is no typo (and must not take seconds).
+    if name.len() > 64 {
+        return None;
+    }
     let prefix = |c: &str| {
         name.chars()
             .zip(c.chars())
