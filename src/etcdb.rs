@@ -16,6 +16,11 @@ pub enum Line<T> {
     Verbatim(String),
 }
 
+/// Largest account database bollwerk reads (4 MiB: about 40,000 accounts).
+pub const MAX_BYTES: usize = 4 << 20;
+/// Most lines in an account database.
+pub const MAX_LINES: usize = 100_000;
+
 /// A colon-separated account database with its lines in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Db<T> {
@@ -26,7 +31,7 @@ pub struct Db<T> {
 }
 
 /// A record type of an account database.
-pub trait Record: Sized + Clone {
+pub trait Record: Sized + Clone + PartialEq {
     /// Number of colon-separated fields.
     const FIELDS: usize;
     /// Parses the fields of one line.
@@ -38,14 +43,22 @@ pub trait Record: Sized + Clone {
 }
 
 impl<T: Record> Db<T> {
-    /// Parses a database; never fails (unparsable lines are kept verbatim).
+    /// Parses a database; never fails (unparsable lines are kept verbatim, a `\r` stays part of
+    /// its line). Callers bound the input: files are read with a size limit, [`MAX_BYTES`].
     pub fn parse(text: &str) -> Db<T> {
         let trailing_newline = text.ends_with('\n') || text.is_empty();
-        let lines = text
-            .lines()
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        let split = if text.is_empty() {
+            Vec::new()
+        } else {
+            body.split('\n').collect()
+        };
+        let lines = split
+            .into_iter()
             .map(|l| {
                 let fields: Vec<&str> = l.split(':').collect();
                 if fields.len() == T::FIELDS
+                    && !l.contains('\0')
                     && !l.starts_with('#')
                     && !l.starts_with('+')
                     && !l.starts_with('-')
@@ -63,6 +76,59 @@ impl<T: Record> Db<T> {
             lines,
             trailing_newline,
         }
+    }
+
+    /// [`Db::parse`] with the limits of a real system: at most [`MAX_BYTES`] bytes and
+    /// [`MAX_LINES`] lines.
+    ///
+    /// # Errors
+    /// When `text` (named `what` in the message) is larger.
+    pub fn parse_bounded(what: &str, text: &str) -> Result<Db<T>, String> {
+        if text.len() > MAX_BYTES {
+            return Err(format!(
+                "{what} is {} bytes, more than the limit of {MAX_BYTES}",
+                text.len()
+            ));
+        }
+        let lines = text.bytes().filter(|b| *b == b'\n').count();
+        if lines > MAX_LINES {
+            return Err(format!(
+                "{what} has {lines} lines, more than the limit of {MAX_LINES}"
+            ));
+        }
+        Ok(Db::parse(text))
+    }
+
+    /// Checks that every entry renders to one line that parses back to the same record: no
+    /// field holds a newline, NUL or a separator (`:`, `,` in member lists). The writer's last
+    /// line of defence; profile validation rejects such values long before.
+    ///
+    /// # Errors
+    /// The name of the first bad entry (its fields are not shown: they may be secret).
+    pub fn check(&self) -> Result<(), String> {
+        for r in self.entries() {
+            let line = r.render();
+            let fields: Vec<&str> = line.split(':').collect();
+            let same = !line.contains(['\n', '\0'])
+                && fields.len() == T::FIELDS
+                && T::from_fields(&fields).is_some_and(|p| p == *r);
+            if !same {
+                let name: String = r.name().escape_debug().take(64).collect();
+                return Err(format!(
+                    "refusing to write the entry of `{name}`: a field holds `:`, `,`, a newline or a NUL"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders the database after [`Db::check`].
+    ///
+    /// # Errors
+    /// As [`Db::check`].
+    pub fn render_checked(&self) -> Result<String, String> {
+        self.check()?;
+        Ok(self.render())
     }
 
     /// Renders the database back to text.
@@ -109,6 +175,17 @@ impl<T: Record> Db<T> {
         self.lines.push(Line::Entry(rec));
         self.trailing_newline = true;
     }
+}
+
+/// [`Db::parse_bounded`] as a crate error: a database over the limits is refused (exit 2).
+///
+/// # Errors
+/// [`crate::error::Error::Unsafe`] when `text` is over [`MAX_BYTES`] or [`MAX_LINES`].
+pub fn parse_db<T: Record>(what: &str, text: &str) -> crate::error::Result<Db<T>> {
+    Db::parse_bounded(what, text).map_err(|reason| crate::error::Error::Unsafe {
+        reason,
+        hint: "an account database this large is not a real system's: check the root".into(),
+    })
 }
 
 /// A line of `etc/passwd`.
@@ -378,6 +455,44 @@ mod tests {
         };
         assert_eq!(acc.groups_of("alice"), vec!["sudo", "alice"]);
         assert_eq!(acc.free_id(1000, 60000), Some(1001));
+    }
+
+    #[test]
+    fn writer_refuses_fields_with_separators() {
+        let mut db: Db<Passwd> = Db::parse(PASSWD);
+        assert!(db.check().is_ok());
+        let good = db.get("alice").unwrap().clone();
+        for (field, bad) in [
+            ("shell", "/bin/sh\nevil::0:0::/root:/bin/bash"),
+            ("shell", "/bin/sh:x"),
+            ("gecos", "Ops: on-call"),
+            ("home", "/home/a\0"),
+        ] {
+            let mut p = good.clone();
+            match field {
+                "shell" => p.shell = bad.into(),
+                "gecos" => p.gecos = bad.into(),
+                _ => p.home = bad.into(),
+            }
+            let mut d = db.clone();
+            d.push(p);
+            assert!(d.render_checked().is_err(), "{field}={bad:?}");
+        }
+        let mut g: Db<Group> = Db::parse("sudo:x:27:alice\n");
+        g.get_mut("sudo").unwrap().members.push("bob,root".into());
+        assert!(g.check().is_err());
+        let mut s: Db<Shadow> = Db::parse("alice:!:1:0:99999:7:::\n");
+        s.get_mut("alice").unwrap().hash = "$6$x:0".into();
+        let e = s.check().unwrap_err();
+        assert!(!e.contains("$6$"), "the hash is not shown: {e}");
+        db.lines.clear();
+        assert_eq!(db.render_checked().unwrap(), "");
+    }
+
+    #[test]
+    fn carriage_returns_survive_a_roundtrip() {
+        let t = "root:x:0:0:root:/root:/bin/bash\r\nb:x:1:1::/:/bin/sh";
+        assert_eq!(Db::<Passwd>::parse(t).render(), t);
     }
 
     proptest! {

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::etcdb::{Accounts, Db};
+use crate::etcdb::Accounts;
 use crate::exec::Runner;
 use crate::root::{RelPath, Root};
 
@@ -124,11 +124,16 @@ impl Facts {
 /// When a present file cannot be read.
 pub fn read_accounts(root: &Root) -> Result<Accounts> {
     let read = |p: &'static str| -> Result<Option<String>> { root.read_string(&RelPath::lit(p)) };
+    use crate::etcdb::parse_db as bounded;
     Ok(Accounts {
-        passwd: Db::parse(&read("etc/passwd")?.unwrap_or_default()),
-        group: Db::parse(&read("etc/group")?.unwrap_or_default()),
-        shadow: read("etc/shadow")?.map(|t| Db::parse(&t)),
-        gshadow: read("etc/gshadow")?.map(|t| Db::parse(&t)),
+        passwd: bounded("etc/passwd", &read("etc/passwd")?.unwrap_or_default())?,
+        group: bounded("etc/group", &read("etc/group")?.unwrap_or_default())?,
+        shadow: read("etc/shadow")?
+            .map(|t| bounded("etc/shadow", &t))
+            .transpose()?,
+        gshadow: read("etc/gshadow")?
+            .map(|t| bounded("etc/gshadow", &t))
+            .transpose()?,
     })
 }
 

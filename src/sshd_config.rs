@@ -124,18 +124,33 @@ impl SshdConfig {
     }
 }
 
-/// Matches a file name against an `ssh`-style glob (`*` and `?`).
+/// Matches a file name against an `ssh`-style glob (`*` and `?`), in O(pattern × name) time
+/// (a recursive matcher is exponential on `*a*a*a…b`, and include globs come from the root).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// The effective server configuration as printed by `sshd -T`: lower-case keyword → values
@@ -740,5 +755,18 @@ mod tests {
             let with_conf = format!("{}.conf", name);
             prop_assert!(glob_match("*.conf", &with_conf));
         }
+    }
+
+    #[test]
+    fn glob_match_is_linear() {
+        assert!(glob_match("*.conf", "10-a.conf"));
+        assert!(!glob_match("*.conf", "10-a.conf.bak"));
+        assert!(glob_match("a?c*", "abcdef"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("?", ""));
+        assert!(glob_match("**a", "bba"));
+        let t = std::time::Instant::now();
+        assert!(!glob_match("*a*a*a*a*a*a*a*a*a*a*a*a*b", &"a".repeat(4000)));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
     }
 }

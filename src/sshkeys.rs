@@ -286,6 +286,11 @@ pub fn parse_authorized_keys(text: &str) -> Vec<AuthorizedLine> {
             let t = l.trim();
             if t.is_empty() || t.starts_with('#') {
                 AuthorizedLine::Comment(l.to_string())
+            } else if l.len() > MAX_LINE {
+                AuthorizedLine::Invalid(
+                    l.to_string(),
+                    format!("line is {} bytes, longer than {MAX_LINE}", l.len()),
+                )
             } else {
                 match PublicKey::parse(t) {
                     Ok(k) => AuthorizedLine::Key(k),
@@ -433,13 +438,94 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::blocking::Client, Strin
     reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::custom(redirect_policy))
         .user_agent(concat!("bollwerk/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("initialising the HTTP client: {e}"))
 }
 
-const MAX_BODY: usize = 1 << 20;
+/// Most redirects followed for a key fetch.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// True for `http://` URLs to the loopback interface (allowed for tests and local mirrors).
+fn is_loopback_http(u: &reqwest::Url) -> bool {
+    let host = u.host_str().unwrap_or_default();
+    u.scheme() == "http"
+        && (host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback()))
+}
+
+/// Redirects stay on HTTPS: a hop to any other scheme is refused (plain `http://` only from a
+/// loopback URL to a loopback URL), and at most [`MAX_REDIRECTS`] hops are followed.
+fn redirect_policy(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
+    let next = attempt.url();
+    let secure = next.scheme() == "https"
+        || (is_loopback_http(next) && attempt.previous().iter().all(is_loopback_http));
+    if !secure {
+        let msg = format!("refusing a redirect to {next}: keys are fetched over https:// only");
+        return attempt.error(msg);
+    }
+    if attempt.previous().len() > MAX_REDIRECTS {
+        return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+    }
+    attempt.follow()
+}
+
+/// Reads a response body of at most `cap` bytes: a declared `Content-Length` over the cap is
+/// refused before reading; otherwise the body is read in chunks and reading stops at the cap
+/// (never buffered whole before the check). A body still arriving at `deadline` (a server that
+/// trickles bytes to keep each read under the client's timeout) is an error too.
+///
+/// # Errors
+/// When the body is larger than `cap`, reading fails (a timeout included) or the deadline passes.
+pub fn read_capped(
+    body: &mut dyn std::io::Read,
+    content_length: Option<u64>,
+    cap: usize,
+    deadline: std::time::Instant,
+) -> Result<Vec<u8>, String> {
+    if let Some(n) = content_length
+        && n > cap as u64
+    {
+        return Err(format!(
+            "response of {n} bytes is larger than the limit of {cap} bytes"
+        ));
+    }
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = match body.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading the response: {e}")),
+        };
+        if std::time::Instant::now() > deadline {
+            return Err("the response did not arrive in time (stopped reading)".into());
+        }
+        if out.len() + n > cap {
+            return Err(format!(
+                "response is larger than the limit of {cap} bytes (stopped reading)"
+            ));
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Largest key list fetched (1 MiB).
+pub const MAX_BODY: usize = 1 << 20;
+/// Most keys taken from one source.
+pub const MAX_KEYS: usize = 1_000;
+/// Longest `authorized_keys` line (OpenSSH's own limit for a key line is 8 KiB; options and
+/// comments fit in 16 KiB).
+pub const MAX_LINE: usize = 16 * 1024;
 const ATTEMPTS: u32 = 3;
+/// Longest time one key fetch attempt may take, body included.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Fetches and validates the keys of one source. Transient failures (connection errors, HTTP
 /// 5xx, 429) are retried with backoff; an empty or invalid answer is an error.
@@ -457,17 +543,23 @@ pub fn fetch(
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(300 * u64::from(attempt)));
         }
+        let started = std::time::Instant::now();
         match client.get(&url).send() {
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
-                    match resp.bytes() {
-                        Ok(b) if b.len() <= MAX_BODY => {
-                            body = Some(b.to_vec());
+                    let len = resp.content_length();
+                    let mut resp = resp;
+                    match read_capped(&mut resp, len, MAX_BODY, started + FETCH_DEADLINE) {
+                        Ok(b) => {
+                            body = Some(b);
                             break;
                         }
-                        Ok(_) => last = "response larger than 1 MiB".into(),
-                        Err(e) => last = format!("reading the response: {e}"),
+                        // Too large is not transient: no retry.
+                        Err(e) if e.contains("limit") => {
+                            return Err(FetchError::Http { url, reason: e });
+                        }
+                        Err(e) => last = e,
                     }
                 } else if status.is_server_error() || status.as_u16() == 429 {
                     last = format!("HTTP {status}");
@@ -517,6 +609,12 @@ pub fn fetch(
         return Err(FetchError::Content {
             url,
             reason: "no keys in the response".into(),
+        });
+    }
+    if keys.len() > MAX_KEYS {
+        return Err(FetchError::Content {
+            url,
+            reason: format!("{} keys, more than the limit of {MAX_KEYS}", keys.len()),
         });
     }
     Ok(keys)

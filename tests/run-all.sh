@@ -29,6 +29,11 @@ cargo clippy --all-targets --features failpoints -- -D warnings
 step "tests (unit, tree, system)"
 cargo test --features failpoints -- --test-threads="${BOLLWERK_TEST_THREADS:-4}"
 
+step "fuzzing: profile, cloud-config, network-config, sshd_config, passwd/group/shadow, authorized_keys"
+fuzz_start=$(date +%s)
+BOLLWERK_FUZZ_SECS=${BOLLWERK_FUZZ_SECS:-50} cargo test --features failpoints --test fuzz -- --ignored --nocapture fuzz_all_targets
+echo "fuzzing took $(( $(date +%s) - fuzz_start )) s"
+
 step "static build"
 cargo build --release --target x86_64-unknown-linux-musl
 bin=target/x86_64-unknown-linux-musl/release/bollwerk

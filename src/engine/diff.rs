@@ -54,7 +54,11 @@ pub fn render(change: &Change) -> String {
         } => {
             let p = path.to_string();
             match visibility {
-                Visibility::Secret => "content differs (secret)\n".to_string(),
+                Visibility::Secret => format!(
+                    "content hidden ({} bytes, sha256 {})\n",
+                    content.len(),
+                    &crate::root::sha256_hex(content)[..16]
+                ),
                 Visibility::Brief => format!(
                     "({} lines, not shown)\n",
                     String::from_utf8_lossy(content).lines().count()

@@ -13,7 +13,9 @@
 use base64::Engine;
 
 use super::yaml::{self, Node};
-use crate::profile::types::{AbsPath, GroupName, Hostname, Mode, PasswordHash, Timezone, UserName};
+use crate::profile::types::{
+    AbsPath, AccountPath, Gecos, GroupName, Hostname, Mode, PasswordHash, Timezone, UserName,
+};
 use crate::sshkeys::{KeyUrl, PublicKey};
 
 /// The source name used in messages.
@@ -818,7 +820,8 @@ fn user_from(n: &Node, name: &str, key: &str, out: &mut Converted) -> Result<Use
         u.sudo = sudo_mode(&rules).map_err(|e| err(s, &format!("{key}.sudo"), e))?;
     }
     if let Some(s) = n.get("shell").and_then(Node::as_str) {
-        AbsPath::try_from(s.to_string()).map_err(|e| err(n, &format!("{key}.shell"), e))?;
+        let at = n.get("shell").unwrap_or(n);
+        AccountPath::try_from(s.to_string()).map_err(|e| err(at, &format!("{key}.shell"), e))?;
         u.shell = Some(s.to_string());
     }
     for k in ["ssh_authorized_keys", "ssh-authorized-keys"] {
@@ -856,8 +859,12 @@ fn user_from(n: &Node, name: &str, key: &str, out: &mut Converted) -> Result<Use
         }
     }
     u.comment = n.get("gecos").and_then(Node::as_str).map(str::to_string);
+    if let (Some(c), Some(at)) = (&u.comment, n.get("gecos")) {
+        Gecos::try_from(c.clone()).map_err(|e| err(at, &format!("{key}.gecos"), e))?;
+    }
     if let Some(h) = n.get("homedir").and_then(Node::as_str) {
-        AbsPath::try_from(h.to_string()).map_err(|e| err(n, &format!("{key}.homedir"), e))?;
+        let at = n.get("homedir").unwrap_or(n);
+        AccountPath::try_from(h.to_string()).map_err(|e| err(at, &format!("{key}.homedir"), e))?;
         u.home = Some(h.to_string());
     }
     if let Some(g) = n.get("primary_group").and_then(Node::as_str) {

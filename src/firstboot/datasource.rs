@@ -18,6 +18,9 @@ use crate::root::{RelPath, Root};
 /// Largest instance-data file read (user-data included).
 pub const MAX_FILE: usize = 16 << 20;
 
+/// Largest metadata service response (1 MiB: user-data is capped at 1 MiB too).
+pub const MAX_RESPONSE: usize = 1 << 20;
+
 /// The default metadata service address.
 pub const DEFAULT_METADATA_URL: &str = "http://169.254.169.254";
 
@@ -478,6 +481,7 @@ impl Discovery<'_> {
 struct Http {
     client: reqwest::blocking::Client,
     attempts: u32,
+    timeout: Duration,
 }
 
 impl Http {
@@ -486,6 +490,8 @@ impl Http {
         let client = reqwest::blocking::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .timeout(timeout)
+            // Metadata services answer directly: a redirect is not followed.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .user_agent(concat!("bollwerk/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -493,6 +499,7 @@ impl Http {
         Ok(Http {
             client,
             attempts: attempts.max(1),
+            timeout,
         })
     }
 
@@ -511,6 +518,7 @@ impl Http {
             for (k, v) in headers {
                 req = req.header(*k, *v);
             }
+            let started = std::time::Instant::now();
             match req.send() {
                 Ok(resp) => {
                     let st = resp.status();
@@ -518,13 +526,14 @@ impl Http {
                         return Ok(None);
                     }
                     if st.is_success() {
-                        let b = resp.bytes().map_err(|e| {
-                            Error::Runtime(format!("{url}: reading the response: {e}"))
-                        })?;
-                        if b.len() > MAX_FILE {
-                            return Err(Error::Runtime(format!("{url}: response too large")));
-                        }
-                        return Ok(Some(b.to_vec()));
+                        // Streamed with a cap (never buffered whole first); the client's
+                        // timeout bounds a slow body.
+                        let len = resp.content_length();
+                        let mut resp = resp;
+                        let deadline = started + self.timeout;
+                        return crate::sshkeys::read_capped(&mut resp, len, MAX_RESPONSE, deadline)
+                            .map(Some)
+                            .map_err(|e| Error::Runtime(format!("{url}: {e}")));
                     }
                     last = format!("HTTP {st}");
                     if st.is_client_error() {
@@ -893,5 +902,96 @@ pub(crate) mod tests {
             Some("iid-9"),
             "command line wins"
         );
+    }
+
+    /// A hostile metadata service on 127.0.0.1: every request gets `head`, then `body` is
+    /// called with the stream until it returns (or the client hangs up).
+    fn hostile(head: &'static str, body: fn(&mut std::net::TcpStream)) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(20) {
+                let Ok(mut s) = stream else { continue };
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(s.try_clone().unwrap());
+                    let mut line = String::new();
+                    while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        if line == "\r\n" {
+                            break;
+                        }
+                        line.clear();
+                    }
+                    if s.write_all(head.as_bytes()).is_ok() {
+                        body(&mut s);
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    fn fetch_meta(url: &str) -> (Result<Found>, Duration) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let fr = crate::exec::FakeRunner::new();
+        let t = std::time::Instant::now();
+        let r = disc(&root, &fr, Some(Kind::Hetzner), url).discover();
+        (r, t.elapsed())
+    }
+
+    #[test]
+    fn huge_metadata_response_is_refused_without_reading_it_all() {
+        // No Content-Length: the body is read in chunks and reading stops at the cap.
+        let url = hostile("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", |s| {
+            let chunk = vec![b'a'; 64 * 1024];
+            // 64 GiB if anyone read it all.
+            for _ in 0..1_000_000 {
+                if s.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let (r, took) = fetch_meta(&url);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("larger than the limit"), "{e}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        // A declared Content-Length over the cap is refused before reading.
+        let url = hostile(
+            "HTTP/1.1 200 OK\r\nContent-Length: 68719476736\r\n\r\n",
+            |s| {
+                let _ = s.write_all(b"a");
+                std::thread::sleep(Duration::from_secs(30));
+            },
+        );
+        let (r, took) = fetch_meta(&url);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("68719476736 bytes is larger"), "{e}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[test]
+    fn slow_metadata_response_ends_in_bounded_time() {
+        // One byte every 100 ms: each read is quick, the whole body never ends.
+        let url = hostile("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", |s| {
+            for _ in 0..600 {
+                if s.write_all(b"a").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let (r, took) = fetch_meta(&url);
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("in time") || e.contains("timed out") || e.contains("timeout"),
+            "{e}"
+        );
+        // The client's timeout is 2 s: one attempt, plus slack.
+        assert!(took < Duration::from_secs(8), "{took:?}");
+        // Headers that never come: the request times out, retried a bounded number of times.
+        let url = hostile("", |_| std::thread::sleep(Duration::from_secs(60)));
+        let (r, took) = fetch_meta(&url);
+        assert!(r.is_err());
+        assert!(took < Duration::from_secs(12), "{took:?}");
     }
 }

@@ -151,6 +151,9 @@ fn schema_has(path: &[&str]) -> bool {
     true
 }
 
+/// Largest user-data accepted, after gzip decompression (1 MiB).
+pub const MAX_USER_DATA: usize = 1 << 20;
+
 fn user_data_error(message: impl Into<String>, hint: &str) -> Error {
     Error::Profile(ProfileError::located("user-data", None, None, message).with_hint(hint))
 }
@@ -164,6 +167,15 @@ pub fn prepare(data: &InstanceData, facts: &crate::facts::Facts) -> Result<Prepa
     if raw.starts_with(&[0x1f, 0x8b]) {
         raw = cloudconfig::gunzip(&raw)
             .map_err(|e| user_data_error(e, "user-data looked gzip-compressed"))?;
+    }
+    if raw.len() > MAX_USER_DATA {
+        return Err(user_data_error(
+            format!(
+                "user-data is {} bytes (after decompression), more than the limit of {MAX_USER_DATA} bytes",
+                raw.len()
+            ),
+            "cloud providers cap user-data at 16-256 KiB: give a smaller profile or #cloud-config",
+        ));
     }
     let text = String::from_utf8(raw).map_err(|_| {
         user_data_error(
@@ -199,10 +211,11 @@ pub fn prepare(data: &InstanceData, facts: &crate::facts::Facts) -> Result<Prepa
         let loaded =
             profile::load_text("user-data (from #cloud-config)", &c.toml, Some("baseline"))
                 .map_err(|mut e| {
-                    e.hint = Some(format!(
-                        "the profile generated from #cloud-config is:\n{}",
-                        c.toml
-                    ));
+                    // Never print the generated profile: it holds write_files contents and
+                    // password hashes. The key names the cloud-config entry.
+                    e.hint = Some(
+                        "the key is in the profile generated from #cloud-config (users → [[users]], write_files → firstboot.write_files; see docs/firstboot.md)".into(),
+                    );
                     Error::Profile(e)
                 })?;
         let kind = if trimmed.is_empty() {

@@ -54,16 +54,57 @@ impl std::fmt::Display for YamlError {
     }
 }
 
+/// Largest YAML text accepted (1 MiB; cloud providers cap user-data at 16-256 KiB).
+pub const MAX_INPUT_BYTES: usize = 1 << 20;
+/// Deepest nesting of sequences and mappings.
+pub const MAX_DEPTH: usize = 64;
+/// Most nodes in the document tree, counting every alias as the copy it expands to.
+pub const MAX_NODES: usize = 100_000;
+/// Most scalar bytes in the document tree, counting every alias as the copy it expands to.
+pub const MAX_EXPANDED_BYTES: usize = 4 << 20;
+/// Most alias references (`*name`) in one document.
+pub const MAX_ALIASES: usize = 1_000;
+
+/// Size of a subtree: nodes and scalar bytes (what an alias to it would copy).
+#[derive(Debug, Clone, Copy, Default)]
+struct Weight {
+    nodes: usize,
+    bytes: usize,
+}
+
+/// A collection under construction: node, anchor id, pending map key, subtree weight.
+struct Open {
+    node: Node,
+    anchor: usize,
+    pending: Option<Node>,
+    weight: Weight,
+}
+
 /// Parses the first document of `text`. An empty document is `Ok(None)`.
 ///
+/// The parser is bounded (an anchor bomb or a deep nest is an error, never an abort): input at
+/// most [`MAX_INPUT_BYTES`], nesting at most [`MAX_DEPTH`], at most [`MAX_ALIASES`] aliases, and
+/// the tree with aliases expanded at most [`MAX_NODES`] nodes and [`MAX_EXPANDED_BYTES`] bytes.
+///
 /// # Errors
-/// A [`YamlError`] for syntax errors, unknown aliases, and nesting deeper than 64 levels.
+/// A [`YamlError`] for syntax errors, unknown aliases and the limits above.
 pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(YamlError {
+            line: 1,
+            col: 1,
+            message: format!(
+                "document is {} bytes, more than the limit of {MAX_INPUT_BYTES} bytes",
+                text.len()
+            ),
+        });
+    }
     let mut parser = Parser::new_from_str(text);
-    let mut anchors: BTreeMap<usize, Node> = BTreeMap::new();
-    // Stack of open collections: (node under construction, anchor id, pending map key).
-    let mut stack: Vec<(Node, usize, Option<Node>)> = Vec::new();
+    let mut anchors: BTreeMap<usize, (Node, Weight)> = BTreeMap::new();
+    let mut stack: Vec<Open> = Vec::new();
     let mut result: Option<Node> = None;
+    let mut total = Weight::default();
+    let mut aliases = 0usize;
     for ev in parser.by_ref() {
         let (ev, span) = ev.map_err(|e| YamlError {
             line: e.marker().line(),
@@ -71,64 +112,98 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
             message: e.info().to_string(),
         })?;
         let (line, col) = (span.start.line(), span.start.col() + 1);
-        let complete: Option<(Node, usize)> = match ev {
+        let limit = |message: String| YamlError { line, col, message };
+        let complete: Option<(Node, usize, Weight)> = match ev {
             Event::StreamStart | Event::DocumentStart(_) | Event::Nothing => None,
             Event::DocumentEnd | Event::StreamEnd => break,
             Event::Alias(id) => {
-                let n = anchors.get(&id).cloned().ok_or(YamlError {
-                    line,
-                    col,
-                    message: "alias refers to an unknown anchor".into(),
-                })?;
-                Some((n, 0))
+                aliases += 1;
+                if aliases > MAX_ALIASES {
+                    return Err(limit(format!(
+                        "more than {MAX_ALIASES} aliases (limit against alias bombs)"
+                    )));
+                }
+                let (n, w) = anchors
+                    .get(&id)
+                    .ok_or_else(|| limit("alias refers to an unknown anchor".into()))?;
+                if total.nodes + w.nodes > MAX_NODES || total.bytes + w.bytes > MAX_EXPANDED_BYTES {
+                    return Err(limit(format!(
+                        "aliases expand the document beyond {MAX_NODES} nodes or {MAX_EXPANDED_BYTES} bytes (limit against alias bombs)"
+                    )));
+                }
+                total.nodes += w.nodes;
+                total.bytes += w.bytes;
+                Some((n.clone(), 0, *w))
             }
-            Event::Scalar(text, style, anchor, _tag) => Some((
-                Node {
-                    line,
-                    col,
-                    value: Value::Scalar {
-                        text: text.into_owned(),
-                        plain: style == ScalarStyle::Plain,
-                    },
-                },
-                anchor,
-            )),
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                if stack.len() >= 64 {
-                    return Err(YamlError {
+            Event::Scalar(text, style, anchor, _tag) => {
+                let w = Weight {
+                    nodes: 1,
+                    bytes: text.len(),
+                };
+                total.nodes += 1;
+                total.bytes += text.len();
+                Some((
+                    Node {
                         line,
                         col,
-                        message: "nesting deeper than 64 levels".into(),
-                    });
+                        value: Value::Scalar {
+                            text: text.into_owned(),
+                            plain: style == ScalarStyle::Plain,
+                        },
+                    },
+                    anchor,
+                    w,
+                ))
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(limit(format!("nesting deeper than {MAX_DEPTH} levels")));
                 }
                 let value = if matches!(ev, Event::SequenceStart(..)) {
                     Value::Seq(Vec::new())
                 } else {
                     Value::Map(Vec::new())
                 };
-                stack.push((Node { line, col, value }, anchor, None));
+                total.nodes += 1;
+                stack.push(Open {
+                    node: Node { line, col, value },
+                    anchor,
+                    pending: None,
+                    weight: Weight { nodes: 1, bytes: 0 },
+                });
                 None
             }
-            Event::SequenceEnd | Event::MappingEnd => stack.pop().map(|(n, a, _)| (n, a)),
+            Event::SequenceEnd | Event::MappingEnd => {
+                stack.pop().map(|o| (o.node, o.anchor, o.weight))
+            }
         };
-        let Some((node, anchor)) = complete else {
+        if total.nodes > MAX_NODES || total.bytes > MAX_EXPANDED_BYTES {
+            return Err(limit(format!(
+                "document larger than {MAX_NODES} nodes or {MAX_EXPANDED_BYTES} bytes"
+            )));
+        }
+        let Some((node, anchor, weight)) = complete else {
             continue;
         };
         if anchor > 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), weight));
         }
         match stack.last_mut() {
             None => {
                 result = Some(node);
             }
-            Some((parent, _, pending)) => match &mut parent.value {
-                Value::Seq(items) => items.push(node),
-                Value::Map(entries) => match pending.take() {
-                    None => *pending = Some(node),
-                    Some(key) => entries.push((key, node)),
-                },
-                Value::Scalar { .. } => {}
-            },
+            Some(open) => {
+                open.weight.nodes += weight.nodes;
+                open.weight.bytes += weight.bytes;
+                match &mut open.node.value {
+                    Value::Seq(items) => items.push(node),
+                    Value::Map(entries) => match open.pending.take() {
+                        None => open.pending = Some(node),
+                        Some(key) => entries.push((key, node)),
+                    },
+                    Value::Scalar { .. } => {}
+                }
+            }
         }
     }
     Ok(result)
@@ -323,5 +398,42 @@ mod tests {
             n.get("g").unwrap().str_list(),
             Some(vec!["adm".to_string(), "sudo".to_string()])
         );
+    }
+
+    /// The 377-byte "billion laughs" of the issue: nine levels of nine aliases.
+    pub(crate) fn anchor_bomb() -> String {
+        let mut s = String::from("a0: &a0 [\"lol\"]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            let refs = vec![format!("*a{p}"); 9].join(",");
+            s.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        s
+    }
+
+    #[test]
+    fn anchor_bomb_is_refused_quickly() {
+        let bomb = anchor_bomb();
+        let t = std::time::Instant::now();
+        let e = parse(&bomb).unwrap_err();
+        assert!(e.message.contains("alias"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        // Few aliases to a big scalar are refused by the byte budget.
+        let big = format!(
+            "a: &a \"{}\"\nb: [{}]\n",
+            "x".repeat(100_000),
+            vec!["*a"; 100].join(",")
+        );
+        assert!(parse(&big).unwrap_err().message.contains("bytes"));
+    }
+
+    #[test]
+    fn depth_and_size_limits() {
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse(&deep).unwrap_err().message.contains("nesting"));
+        let huge = format!("a: \"{}\"\n", "x".repeat(MAX_INPUT_BYTES));
+        assert!(parse(&huge).unwrap_err().message.contains("limit"));
+        // A normal document with a few aliases still works.
+        assert!(parse("a: &x [1, 2]\nb: *x\nc: *x\n").unwrap().is_some());
     }
 }

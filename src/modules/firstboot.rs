@@ -222,11 +222,8 @@ impl Module for Firstboot {
                 uid,
                 gid,
             };
-            let vis = if std::str::from_utf8(&content).is_ok() {
-                Visibility::Plain
-            } else {
-                Visibility::Brief
-            };
+            // user-data files often hold secrets (tokens, keys): never in plans or journals.
+            let vis = Visibility::Secret;
             if f.append == Some(true) {
                 let current = cx.after(p.plan(), &rel)?.unwrap_or_default();
                 if !content.is_empty() && current.ends_with(&content) {
@@ -286,7 +283,7 @@ pub const RUNCMD_LOG: &str = "var/log/bollwerk-runcmd.log";
 /// the first failing command.
 pub fn render_runcmd(cmds: &[RunCmd]) -> String {
     let mut s = format!(
-        "#!/bin/sh\n{MANAGED_HEADER}\n# runcmd from instance user-data, run once per instance by `bollwerk firstboot`.\nexec >>/{RUNCMD_LOG} 2>&1\necho \"== runcmd $(date -u +%Y-%m-%dT%H:%M:%SZ)\"\nset -ex\n"
+        "#!/bin/sh\n{MANAGED_HEADER}\n# runcmd from instance user-data, run once per instance by `bollwerk firstboot`.\n# The trace may show secrets: the log is root's alone (0600), the commands get umask 022.\numask 077\nexec >>/{RUNCMD_LOG} 2>&1\nchmod 0600 /{RUNCMD_LOG}\numask 022\necho \"== runcmd $(date -u +%Y-%m-%dT%H:%M:%SZ)\"\nset -ex\n"
     );
     for c in cmds {
         match c {
@@ -353,6 +350,35 @@ mod tests {
         assert!(
             s.contains("set -ex\necho hi > /tmp/x\ntouch '/tmp/a b'\n"),
             "{s}"
+        );
+        assert!(
+            s.contains("umask 077\nexec >>/var/log/bollwerk-runcmd.log 2>&1\nchmod 0600 /var/log/bollwerk-runcmd.log\numask 022\n"),
+            "the trace log is 0600: {s}"
+        );
+        // The log really ends up 0600 (run the header with a scratch log path).
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("runcmd.log");
+        std::fs::write(&log, "old\n").unwrap();
+        std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let script = s
+            .replace(&format!("/{RUNCMD_LOG}"), &log.to_string_lossy())
+            .replace("echo hi > /tmp/x\ntouch '/tmp/a b'\n", "echo traced\n");
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("echo traced")
         );
     }
 

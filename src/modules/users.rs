@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::etcdb::{Accounts, GShadow, Group, Passwd, Shadow};
 use crate::exec::Cmd;
 use crate::modules::Module;
-use crate::profile::types::{AbsPath, GroupName, Mode, PasswordHash, UserName};
+use crate::profile::types::{AccountPath, Gecos, GroupName, Mode, PasswordHash, UserName};
 use crate::profile::{Layer, Profile, ProfileError};
 use crate::root::{Entry, Perms, RelPath};
 use crate::sshkeys::{AuthorizedLine, KeySource, PublicKey, parse_authorized_keys};
@@ -48,16 +48,16 @@ pub struct UserSpec {
     pub uid: Option<u32>,
     /// GECOS comment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
+    pub comment: Option<Gecos>,
     /// Home directory (default `/home/<name>`; system users: none is created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub home: Option<AbsPath>,
+    pub home: Option<AccountPath>,
     /// Mode of a newly created home directory (default "0750").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_mode: Option<Mode>,
     /// Login shell (default `/bin/bash`; system users `/usr/sbin/nologin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shell: Option<AbsPath>,
+    pub shell: Option<AccountPath>,
     /// Primary group (default: a group named like the user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_group: Option<GroupName>,
@@ -317,7 +317,11 @@ impl Module for Users {
                         password: "x".into(),
                         uid,
                         gid,
-                        gecos: u.comment.clone().unwrap_or_default(),
+                        gecos: u
+                            .comment
+                            .as_ref()
+                            .map(|c| c.to_string())
+                            .unwrap_or_default(),
                         home,
                         shell,
                     });
@@ -385,10 +389,10 @@ impl Module for Users {
                         entry.shell = s.as_str().to_string();
                     }
                     if let Some(c) = &u.comment
-                        && *c != entry.gecos
+                        && c.as_str() != entry.gecos
                     {
                         summary.push(format!("set comment of {name}"));
-                        entry.gecos = c.clone();
+                        entry.gecos = c.to_string();
                     }
                     if u.primary_group.is_some() && entry.gid != gid {
                         summary.push(format!("set primary group of {name} to {primary}"));
@@ -571,6 +575,14 @@ fn add_member(acc: &mut Accounts, group: &str, user: &str, summary: &mut Vec<Str
 
 /// Rejects databases with duplicate names or (for new entries) duplicate ids.
 fn validate_accounts(acc: &Accounts) -> Result<()> {
+    acc.passwd.check().map_err(Error::Runtime)?;
+    acc.group.check().map_err(Error::Runtime)?;
+    if let Some(d) = &acc.shadow {
+        d.check().map_err(Error::Runtime)?;
+    }
+    if let Some(d) = &acc.gshadow {
+        d.check().map_err(Error::Runtime)?;
+    }
     let mut names = BTreeMap::new();
     for e in acc.passwd.entries() {
         if names.insert(e.name.clone(), ()).is_some() {

@@ -250,7 +250,7 @@ impl ProfileError {
     fn at(mut self, text: &str, offset: usize) -> ProfileError {
         let (line, col) = line_col(text, offset);
         self.position = Some((line, col));
-        self.excerpt = text.lines().nth(line - 1).map(|s| s.to_string());
+        self.excerpt = text.lines().nth(line - 1).map(mask_secret_line);
         self
     }
 
@@ -277,6 +277,37 @@ impl ProfileError {
         self.hint = Some(hint.into());
         self
     }
+}
+
+/// Keys whose values are secrets: an error excerpt never shows them.
+pub const SECRET_KEYS: &[&str] = &["password_hash", "root_password_hash", "content", "contents"];
+
+/// Largest profile text accepted (1 MiB; the built-in profiles are a few KiB).
+pub const MAX_PROFILE_BYTES: usize = 1 << 20;
+
+/// An excerpt line for an error message, with the value of a secret key (`password_hash =
+/// "…"`, a file's `content`) replaced, and control characters escaped.
+fn mask_secret_line(line: &str) -> String {
+    let t = line.trim_start();
+    let key_end = t
+        .find(|c: char| c == '=' || c.is_whitespace())
+        .unwrap_or(t.len());
+    let key = t[..key_end].trim_matches('"');
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    if SECRET_KEYS.contains(&leaf) && t[key_end..].trim_start().starts_with('=') {
+        let indent = &line[..line.len() - t.len()];
+        return format!("{indent}{} = <secret, not shown>", &t[..key_end]);
+    }
+    line.chars()
+        .take(200)
+        .flat_map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_debug().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -493,6 +524,16 @@ fn read_source(
 /// Parses one layer and checks it against the profile types on its own (so errors point into
 /// the right file).
 fn parse_layer(source: Source, text: String) -> Result<Layer, ProfileError> {
+    if text.len() > MAX_PROFILE_BYTES {
+        return Err(ProfileError::new(
+            &source,
+            format!(
+                "profile is {} bytes, more than the limit of {MAX_PROFILE_BYTES} bytes",
+                text.len()
+            ),
+        )
+        .with_hint("a profile describes a host in a few KiB: split it or move data into files"));
+    }
     let de = toml::Deserializer::parse(&text).map_err(|e| {
         let mut err = ProfileError::new(
             &source,
@@ -591,6 +632,10 @@ fn backticked(s: &str) -> Vec<String> {
 
 /// The closest candidate by edit distance, if close enough to be a typo.
 pub fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    // Edit distance is quadratic: a 50 KiB "key" is no typo (and must not take seconds).
+    if name.len() > 64 {
+        return None;
+    }
     let prefix = |c: &str| {
         name.chars()
             .zip(c.chars())

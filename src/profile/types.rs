@@ -104,17 +104,47 @@ string_type!(
     |s| check_account_name("group", s)
 );
 
+/// Rejects control characters (newline, tab, escape, NUL …) and every character of `forbid`
+/// in a field that ends up in a line-oriented file. The message shows the value escaped.
+pub fn check_field_chars(what: &str, s: &str, forbid: &str) -> Result<(), String> {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{what} {s:?} contains the control character {c:?} (newlines and control characters are not allowed)"
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| forbid.contains(*c)) {
+        return Err(format!(
+            "{what} {s:?} contains `{c}`, which separates fields in the file it is written to"
+        ));
+    }
+    Ok(())
+}
+
+/// The checks of [`AbsPath`]: absolute, normalised (no `.`, `..`, `//`, trailing `/`), no
+/// control characters, at most 4096 bytes.
+fn check_abs_path(s: &str) -> Result<(), String> {
+    if !s.starts_with('/') {
+        return Err(format!("{s:?} must be an absolute path"));
+    }
+    if s.len() > 4096 {
+        return Err(format!("path is {} bytes long (limit 4096)", s.len()));
+    }
+    check_field_chars("path", s, "")?;
+    if s.len() > 1 && s.ends_with('/') {
+        return Err(format!(
+            "path {s:?} must be normalised: drop the trailing `/`"
+        ));
+    }
+    crate::root::RelPath::new(s).map(|_| ())
+}
+
 string_type!(
-    /// An absolute path inside the target (`/home/app`), normalised (no `..`).
+    /// An absolute path inside the target (`/home/app`), normalised (no `.`, `..`, `//` or
+    /// trailing `/`), without control characters.
     AbsPath,
     "absolute path without `..`",
     Some("^/"),
-    |s| {
-        if !s.starts_with('/') {
-            return Err(format!("`{s}` must be an absolute path"));
-        }
-        crate::root::RelPath::new(s).map(|_| ())
-    }
+    check_abs_path
 );
 
 impl AbsPath {
@@ -124,6 +154,40 @@ impl AbsPath {
         crate::root::RelPath::new(&self.0).unwrap_or_else(|_| crate::root::RelPath::lit("invalid"))
     }
 }
+
+string_type!(
+    /// A path written into `etc/passwd` (home directory, login shell): an [`AbsPath`] that also
+    /// has no `:` (the field separator).
+    AccountPath,
+    "absolute path without `..`, `:` or control characters",
+    Some("^/[^:]*$"),
+    |s| {
+        check_abs_path(s)?;
+        check_field_chars("path", s, ":")
+    }
+);
+
+impl AccountPath {
+    /// The path relative to the target root.
+    pub fn rel(&self) -> crate::root::RelPath {
+        // Validated at construction.
+        crate::root::RelPath::new(&self.0).unwrap_or_else(|_| crate::root::RelPath::lit("invalid"))
+    }
+}
+
+string_type!(
+    /// The GECOS / comment field of `etc/passwd` (`Alice Example,Room 4`): at most 255
+    /// characters, no `:` and no control characters.
+    Gecos,
+    "passwd comment (GECOS): no `:`, newlines or control characters, at most 255 characters",
+    Some("^[^:]{0,255}$"),
+    |s| {
+        if s.chars().count() > 255 {
+            return Err("comment is longer than 255 characters".into());
+        }
+        check_field_chars("comment", s, ":")
+    }
+);
 
 string_type!(
     /// A host name (RFC 1123 label, or a dotted FQDN of such labels).
@@ -181,8 +245,12 @@ string_type!(
         if !known.iter().any(|p| s.starts_with(p)) {
             return Err("password_hash must be a crypt(3) hash such as `$y$…` or `$6$…` (make one with `mkpasswd -m yescrypt`); clear-text passwords are not accepted".into());
         }
-        if s.contains(':') || s.contains('\n') || s.len() < 20 {
-            return Err("password_hash looks truncated or contains `:`".into());
+        // The message never shows the value: it is a secret.
+        if s.len() < 20 || s.len() > 512 {
+            return Err("password_hash looks truncated or is too long for a crypt(3) hash".into());
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err("password_hash contains `:`, a space, a control character or a non-ASCII character: a crypt(3) hash has none".into());
         }
         Ok(())
     }
@@ -340,5 +408,28 @@ mod tests {
         assert!(PasswordHash::try_from("hunter2".to_string()).is_err());
         assert!(PasswordHash::try_from("$6$salt$abcdefghijklmnopqrstuvwxyz".to_string()).is_ok());
         assert!(PasswordHash::try_from("!".to_string()).is_ok());
+    }
+
+    #[test]
+    fn account_fields_reject_separators_and_control_characters() {
+        let evil = "/bin/sh\nevil::0:0::/root:/bin/bash";
+        assert!(AbsPath::try_from(evil.to_string()).is_err());
+        assert!(AccountPath::try_from(evil.to_string()).is_err());
+        assert!(AccountPath::try_from("/home/a:b".to_string()).is_err());
+        assert!(AccountPath::try_from("/bin/bash".to_string()).is_ok());
+        assert!(AbsPath::try_from("/srv/a:b".to_string()).is_ok());
+        assert!(AbsPath::try_from("/srv/app/".to_string()).is_err());
+        assert!(AbsPath::try_from("/srv/../etc".to_string()).is_err());
+        assert!(AbsPath::try_from("/srv/a\tb".to_string()).is_err());
+        assert!(Gecos::try_from("Ops: on-call".to_string()).is_err());
+        assert!(Gecos::try_from("Ops\n".to_string()).is_err());
+        assert!(Gecos::try_from("Alice Example,Room 4,,".to_string()).is_ok());
+        let e = Gecos::try_from("a\u{1b}[2J".to_string()).unwrap_err();
+        assert!(e.contains("\\u{1b}"), "escaped in the message: {e}");
+        let h = "$6$salt$abcdefghijklmnopqrstuvwxyz";
+        for bad in [":", "\n", " ", "\u{7f}", "é"] {
+            let e = PasswordHash::try_from(format!("{h}{bad}x")).unwrap_err();
+            assert!(!e.contains("abcdefghij"), "the hash is never shown: {e}");
+        }
     }
 }
