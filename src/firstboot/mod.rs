@@ -124,33 +124,6 @@ fn default_user(facts: &crate::facts::Facts) -> &'static str {
     }
 }
 
-/// Follows a `$ref` in the profile schema.
-fn schema_has(path: &[&str]) -> bool {
-    let s = profile::schema();
-    let mut cur = &s;
-    for key in path {
-        let mut node = cur;
-        for _ in 0..4 {
-            if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
-                let name = r.rsplit('/').next().unwrap_or("");
-                node = &s["$defs"][name];
-            } else if let Some(any) = node.get("anyOf").and_then(|a| a.as_array()) {
-                node = any.iter().find(|v| v.get("$ref").is_some()).unwrap_or(node);
-                if node.get("$ref").is_none() {
-                    break;
-                }
-            } else {
-                break;
-            }
-        }
-        match node.get("properties").and_then(|p| p.get(*key)) {
-            Some(v) => cur = v,
-            None => return false,
-        }
-    }
-    true
-}
-
 fn user_data_error(message: impl Into<String>, hint: &str) -> Error {
     Error::Profile(ProfileError::located("user-data", None, None, message).with_hint(hint))
 }
@@ -174,14 +147,16 @@ pub fn prepare(data: &InstanceData, facts: &crate::facts::Facts) -> Result<Prepa
     let trimmed = text.trim_start();
     let first = trimmed.lines().next().unwrap_or("").trim();
     let mut warnings = Vec::new();
-    let (loaded, clear, expire, kind) = if first.starts_with("#cloud-config") || trimmed.is_empty()
+    let mime = cloudconfig::is_mime(&text);
+    let (loaded, clear, expire, kind) = if first.starts_with("#cloud-config")
+        || trimmed.is_empty()
+        || mime
     {
-        let c = cloudconfig::convert(
+        let c = cloudconfig::convert_user_data(
             &text,
             &data.meta,
             cloudconfig::Defaults {
                 user: default_user(facts),
-                packages_install: schema_has(&["packages", "install"]),
             },
         )
         .map_err(|e| {
@@ -207,6 +182,8 @@ pub fn prepare(data: &InstanceData, facts: &crate::facts::Facts) -> Result<Prepa
                 })?;
         let kind = if trimmed.is_empty() {
             "none"
+        } else if mime {
+            "multipart"
         } else {
             "cloud-config"
         };
@@ -545,6 +522,7 @@ fn plan_instance_post(
     instance_id: &str,
     allow_runcmd: bool,
 ) -> Result<()> {
+    crate::modules::firstboot::plan_instance_post(cx, plan)?;
     let shadow = vec![RelPath::lit("etc/shadow")];
     if !prep.clear_passwords.is_empty() {
         let input: String = prep
@@ -733,6 +711,7 @@ pub fn run(
     let mut actions = InstanceActions::default();
     let mut pre = Plan::default();
     plan_instance_pre(&cx, &mut pre, &prep, previous.as_ref(), &mut actions)?;
+    crate::modules::firstboot::plan_instance_pre(&cx, &mut pre, args.allow_runcmd)?;
     let modules_plan = crate::modules::plan_all(&cx)?;
     let mut plan = pre;
     plan.changes.extend(modules_plan.changes);
@@ -843,6 +822,7 @@ pub fn run(
     if !root.exists(&dir) {
         root.create_dir(&dir, Perms::root(0o700))?;
     }
+    crate::modules::firstboot::store_effective_profile(&root, &prep.loaded)?;
     root.write_atomic(
         &RelPath::lit(REPORT),
         format!("{doc:#}\n").as_bytes(),

@@ -7,8 +7,16 @@
 //! ends with it), so a second apply stays at "0 changes". Paths owned by the sshd and sudo
 //! modules are refused: writing them directly would bypass the lockout guard and `visudo`.
 //!
-//! `runcmd` runs only under `bollwerk firstboot --allow-runcmd` (once per instance, see
-//! [`plan_runcmd`]); `bollwerk apply` notes that it skipped them.
+//! Entries with `defer = false` (the default) are planned by [`EarlyFiles`], before packages and
+//! users, as cloud-init's `write_files` runs before them; `defer = true` entries are planned
+//! last by [`Firstboot`], after users and packages (their owners may be users the profile
+//! creates).
+//!
+//! `runcmd` and `bootcmd` run only under `bollwerk firstboot --allow-runcmd` (once per
+//! instance, see [`plan_runcmd`] and [`plan_instance_pre`]); `bollwerk apply` notes that it
+//! skipped them. The other per-instance actions (`package_update`, `package_upgrade`,
+//! `package_reboot_if_required`, `power_state`) are planned by first boot only
+//! ([`plan_instance_post`]): once per instance, like cloud-init, never on a re-apply.
 
 use base64::Engine;
 use schemars::JsonSchema;
@@ -55,6 +63,52 @@ pub struct WriteFileSpec {
     /// already ends with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub append: Option<bool>,
+    /// Write the file after users and packages (cloud-config `defer`). Default false: it is
+    /// written before them, so its owner must already exist in the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defer: Option<bool>,
+}
+
+impl WriteFileSpec {
+    fn deferred(&self) -> bool {
+        self.defer == Some(true)
+    }
+}
+
+/// What `power_state` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerMode {
+    /// `shutdown -r`.
+    Reboot,
+    /// `shutdown -P`.
+    Poweroff,
+    /// `shutdown -H`.
+    Halt,
+}
+
+impl PowerMode {
+    fn flag(self) -> &'static str {
+        match self {
+            PowerMode::Reboot => "-r",
+            PowerMode::Poweroff => "-P",
+            PowerMode::Halt => "-H",
+        }
+    }
+}
+
+/// cloud-config `power_state`: reboot or power off once first boot is done.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerState {
+    /// "reboot", "poweroff" or "halt".
+    pub mode: PowerMode,
+    /// Minutes to wait after the boot has finished (default 0: at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_minutes: Option<u32>,
+    /// Message broadcast to logged-in users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A command of `runcmd`: a shell line or an argument vector.
@@ -82,6 +136,26 @@ pub struct FirstbootSection {
     /// `ssh_deletekeys`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regenerate_host_keys: Option<bool>,
+    /// Commands run once per instance before anything else, only by `bollwerk firstboot
+    /// --allow-runcmd` (cloud-config `bootcmd`; cloud-init also runs them on later boots,
+    /// bollwerk does not); output in `/var/log/bollwerk-runcmd.log`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bootcmd: Vec<RunCmd>,
+    /// `apt-get update` once per instance (cloud-config `package_update`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_update: Option<bool>,
+    /// `apt-get update` and `apt-get dist-upgrade` once per instance (cloud-config
+    /// `package_upgrade`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_upgrade: Option<bool>,
+    /// Reboot after first boot when a package asks for it (`/run/reboot-required`; cloud-config
+    /// `package_reboot_if_required`). Live systems only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_reboot_if_required: Option<bool>,
+    /// Reboot or power off once the boot has finished (cloud-config `power_state`). Live
+    /// systems only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_state: Option<PowerState>,
 }
 
 /// Paths `write_files` may not write (owned by modules with safety checks).
@@ -145,22 +219,47 @@ pub fn check_profile(s: &FirstbootSection, layers: &[Layer]) -> Result<(), Profi
             ));
         }
     }
-    for c in &s.runcmd {
-        if let RunCmd::Argv(a) = c
-            && a.is_empty()
-        {
-            return Err(crate::profile::error_at(
-                layers,
-                &["firstboot", "runcmd"],
-                "an empty command in runcmd",
-            ));
+    for (key, list) in [("runcmd", &s.runcmd), ("bootcmd", &s.bootcmd)] {
+        for c in list {
+            if let RunCmd::Argv(a) = c
+                && a.is_empty()
+            {
+                return Err(crate::profile::error_at(
+                    layers,
+                    &["firstboot", key],
+                    format!("an empty command in {key}"),
+                ));
+            }
         }
+    }
+    if let Some(m) = s.power_state.as_ref().and_then(|p| p.message.as_ref())
+        && (m.contains(['\n', '\0']) || m.len() > 200)
+    {
+        return Err(crate::profile::error_at(
+            layers,
+            &["firstboot", "power_state", "message"],
+            "power_state.message must be one line of at most 200 characters",
+        ));
     }
     Ok(())
 }
 
-/// The firstboot module (`write_files`).
+/// The firstboot module's late part: `write_files` entries with `defer = true`.
 pub struct Firstboot;
+
+/// The firstboot module's early part: `write_files` entries without `defer`, planned before
+/// packages and users.
+pub struct EarlyFiles;
+
+impl Module for EarlyFiles {
+    fn name(&self) -> &'static str {
+        "firstboot"
+    }
+
+    fn plan(&self, cx: &Context, plan: &mut Plan) -> Result<()> {
+        plan_write_files(cx, plan, false)
+    }
+}
 
 /// A number, or the id `lookup` finds for a name.
 fn resolve_id(name: &str, lookup: impl Fn(&str) -> Option<u32>) -> Option<u32> {
@@ -173,108 +272,125 @@ impl Module for Firstboot {
     }
 
     fn plan(&self, cx: &Context, plan: &mut Plan) -> Result<()> {
+        plan_write_files(cx, plan, true)?;
         let Some(s) = cx.profile.profile.firstboot.as_ref() else {
             return Ok(());
         };
-        // Accounts as the users module will leave them (new users may own files).
-        let passwd = cx
-            .after(plan, &RelPath::lit("etc/passwd"))?
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let group = cx
-            .after(plan, &RelPath::lit("etc/group"))?
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let passwd: crate::etcdb::Db<crate::etcdb::Passwd> = crate::etcdb::Db::parse(&passwd);
-        let group: crate::etcdb::Db<crate::etcdb::Group> = crate::etcdb::Db::parse(&group);
-        let mut p = Planner::new(self.name(), plan);
-        for f in &s.write_files {
-            let rel = f.path.rel();
-            let content: Vec<u8> = match f.encoding.unwrap_or(FileEncoding::Text) {
-                FileEncoding::Text => f.content.clone().unwrap_or_default().into_bytes(),
-                FileEncoding::Base64 => base64::engine::general_purpose::STANDARD
-                    .decode(f.content.as_deref().unwrap_or("").trim())
-                    .map_err(|e| Error::Runtime(format!("content of {rel}: {e}")))?,
-            };
-            let (uid, gid) = match &f.owner {
-                None => (0, 0),
-                Some(o) => {
-                    let (u, g) = o.split_once(':').unwrap_or((o, o));
-                    let uid = resolve_id(u, |n| passwd.get(n).map(|e| e.uid)).ok_or_else(|| {
-                        Error::Unsafe {
-                            reason: format!("owner {u} of {rel} does not exist in the target"),
-                            hint:
-                                "create the user in the profile, or fix firstboot.write_files.owner"
-                                    .into(),
-                        }
-                    })?;
-                    let gid = resolve_id(g, |n| group.get(n).map(|e| e.gid)).ok_or_else(|| {
-                        Error::Unsafe {
-                            reason: format!("group {g} of {rel} does not exist in the target"),
-                            hint: "fix firstboot.write_files.owner".into(),
-                        }
-                    })?;
-                    (uid, gid)
-                }
-            };
-            let perms = Perms {
-                mode: f.mode.map(|m| m.0).unwrap_or(0o644),
-                uid,
-                gid,
-            };
-            let vis = if std::str::from_utf8(&content).is_ok() {
-                Visibility::Plain
-            } else {
-                Visibility::Brief
-            };
-            if f.append == Some(true) {
-                let current = cx.after(p.plan(), &rel)?.unwrap_or_default();
-                if !content.is_empty() && current.ends_with(&content) {
-                    continue;
-                }
-                let mut new = current.clone();
-                new.extend_from_slice(&content);
-                let perms = match cx.root.entry(&rel)? {
-                    crate::root::Entry::File { perms: cur, .. }
-                        if f.mode.is_none() && f.owner.is_none() =>
-                    {
-                        cur
-                    }
-                    _ => perms,
-                };
-                p.file_with(
-                    &cx.root,
-                    &rel,
-                    new,
-                    perms,
-                    format!("append to {rel} (write_files)"),
-                    vis,
-                    None,
-                )?;
-            } else {
-                p.file_with(
-                    &cx.root,
-                    &rel,
-                    content,
-                    perms,
-                    format!("write {rel} (write_files)"),
-                    vis,
-                    None,
-                )?;
+        for (key, list) in [("runcmd", &s.runcmd), ("bootcmd", &s.bootcmd)] {
+            if !list.is_empty() {
+                Planner::new(self.name(), plan).note(
+                    Level::Info,
+                    format!(
+                        "firstboot.{key} ({} command{}) runs only under `bollwerk firstboot --allow-runcmd`, once per instance",
+                        list.len(),
+                        if list.len() == 1 { "" } else { "s" }
+                    ),
+                );
             }
-        }
-        if !s.runcmd.is_empty() {
-            p.note(
-                Level::Info,
-                format!(
-                    "firstboot.runcmd ({} command{}) runs only under `bollwerk firstboot --allow-runcmd`, once per instance",
-                    s.runcmd.len(),
-                    if s.runcmd.len() == 1 { "" } else { "s" }
-                ),
-            );
         }
         Ok(())
     }
+}
+
+/// Plans the `write_files` entries whose `defer` equals `deferred`.
+fn plan_write_files(cx: &Context, plan: &mut Plan, deferred: bool) -> Result<()> {
+    let Some(s) = cx.profile.profile.firstboot.as_ref() else {
+        return Ok(());
+    };
+    if !s.write_files.iter().any(|f| f.deferred() == deferred) {
+        return Ok(());
+    }
+    // Accounts as the users module will leave them (new users may own deferred files).
+    let passwd = cx
+        .after(plan, &RelPath::lit("etc/passwd"))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let group = cx
+        .after(plan, &RelPath::lit("etc/group"))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let passwd: crate::etcdb::Db<crate::etcdb::Passwd> = crate::etcdb::Db::parse(&passwd);
+    let group: crate::etcdb::Db<crate::etcdb::Group> = crate::etcdb::Db::parse(&group);
+    let mut p = Planner::new("firstboot", plan);
+    let hint = if deferred {
+        "create the user in the profile, or fix firstboot.write_files.owner"
+    } else {
+        "an owner the profile creates needs `defer = true` (written after users)"
+    };
+    for f in s.write_files.iter().filter(|f| f.deferred() == deferred) {
+        let rel = f.path.rel();
+        let content: Vec<u8> = match f.encoding.unwrap_or(FileEncoding::Text) {
+            FileEncoding::Text => f.content.clone().unwrap_or_default().into_bytes(),
+            FileEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(f.content.as_deref().unwrap_or("").trim())
+                .map_err(|e| Error::Runtime(format!("content of {rel}: {e}")))?,
+        };
+        let (uid, gid) = match &f.owner {
+            None => (0, 0),
+            Some(o) => {
+                let (u, g) = o.split_once(':').unwrap_or((o, o));
+                let uid = resolve_id(u, |n| passwd.get(n).map(|e| e.uid)).ok_or_else(|| {
+                    Error::Unsafe {
+                        reason: format!("owner {u} of {rel} does not exist in the target"),
+                        hint: hint.into(),
+                    }
+                })?;
+                let gid = resolve_id(g, |n| group.get(n).map(|e| e.gid)).ok_or_else(|| {
+                    Error::Unsafe {
+                        reason: format!("group {g} of {rel} does not exist in the target"),
+                        hint: "fix firstboot.write_files.owner".into(),
+                    }
+                })?;
+                (uid, gid)
+            }
+        };
+        let perms = Perms {
+            mode: f.mode.map(|m| m.0).unwrap_or(0o644),
+            uid,
+            gid,
+        };
+        let vis = if std::str::from_utf8(&content).is_ok() {
+            Visibility::Plain
+        } else {
+            Visibility::Brief
+        };
+        if f.append == Some(true) {
+            let current = cx.after(p.plan(), &rel)?.unwrap_or_default();
+            if !content.is_empty() && current.ends_with(&content) {
+                continue;
+            }
+            let mut new = current.clone();
+            new.extend_from_slice(&content);
+            let perms = match cx.root.entry(&rel)? {
+                crate::root::Entry::File { perms: cur, .. }
+                    if f.mode.is_none() && f.owner.is_none() =>
+                {
+                    cur
+                }
+                _ => perms,
+            };
+            p.file_with(
+                &cx.root,
+                &rel,
+                new,
+                perms,
+                format!("append to {rel} (write_files)"),
+                vis,
+                None,
+            )?;
+        } else {
+            p.file_with(
+                &cx.root,
+                &rel,
+                content,
+                perms,
+                format!("write {rel} (write_files)"),
+                vis,
+                None,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Where `runcmd` is written before it runs.
@@ -282,11 +398,18 @@ pub const RUNCMD_SCRIPT: &str = "var/lib/bollwerk/firstboot/runcmd.sh";
 /// Where its output goes.
 pub const RUNCMD_LOG: &str = "var/log/bollwerk-runcmd.log";
 
+/// Where `bootcmd` is written before it runs.
+pub const BOOTCMD_SCRIPT: &str = "var/lib/bollwerk/firstboot/bootcmd.sh";
+
 /// Renders `runcmd` as one shell script: traced (`set -x`), output appended to the log, stops at
 /// the first failing command.
 pub fn render_runcmd(cmds: &[RunCmd]) -> String {
+    render_script("runcmd", cmds)
+}
+
+fn render_script(kind: &str, cmds: &[RunCmd]) -> String {
     let mut s = format!(
-        "#!/bin/sh\n{MANAGED_HEADER}\n# runcmd from instance user-data, run once per instance by `bollwerk firstboot`.\nexec >>/{RUNCMD_LOG} 2>&1\necho \"== runcmd $(date -u +%Y-%m-%dT%H:%M:%SZ)\"\nset -ex\n"
+        "#!/bin/sh\n{MANAGED_HEADER}\n# {kind} from instance user-data, run once per instance by `bollwerk firstboot`.\nexec >>/{RUNCMD_LOG} 2>&1\necho \"== {kind} $(date -u +%Y-%m-%dT%H:%M:%SZ)\"\nset -ex\n"
     );
     for c in cmds {
         match c {
@@ -314,17 +437,27 @@ pub fn render_runcmd(cmds: &[RunCmd]) -> String {
 /// # Errors
 /// When the current state cannot be read.
 pub fn plan_runcmd(cx: &Context, plan: &mut Plan, cmds: &[RunCmd]) -> Result<()> {
+    plan_script(cx, plan, "runcmd", RUNCMD_SCRIPT, cmds)
+}
+
+fn plan_script(
+    cx: &Context,
+    plan: &mut Plan,
+    kind: &str,
+    path: &'static str,
+    cmds: &[RunCmd],
+) -> Result<()> {
     if cmds.is_empty() {
         return Ok(());
     }
     let mut p = Planner::new("firstboot", plan);
-    let script = RelPath::lit(RUNCMD_SCRIPT);
+    let script = RelPath::lit(path);
     p.file(
         &cx.root,
         &script,
-        render_runcmd(cmds),
+        render_script(kind, cmds),
         Perms::root(0o700),
-        "runcmd script",
+        format!("{kind} script"),
     )?;
     let log = RelPath::lit(RUNCMD_LOG);
     p.run(
@@ -332,12 +465,258 @@ pub fn plan_runcmd(cx: &Context, plan: &mut Plan, cmds: &[RunCmd]) -> Result<()>
             .timeout(std::time::Duration::from_secs(1800)),
         vec![log],
         format!(
-            "run {} runcmd command{} (output in /{RUNCMD_LOG})",
+            "run {} {kind} command{} (output in /{RUNCMD_LOG})",
             cmds.len(),
             if cmds.len() == 1 { "" } else { "s" }
         ),
     );
     Ok(())
+}
+
+/// Plans what first boot does before the profile (once per instance): `bootcmd`, under the same
+/// opt-in as `runcmd`.
+///
+/// # Errors
+/// When the current state cannot be read.
+pub fn plan_instance_pre(cx: &Context, plan: &mut Plan, allow_runcmd: bool) -> Result<()> {
+    let Some(s) = cx.profile.profile.firstboot.as_ref() else {
+        return Ok(());
+    };
+    if s.bootcmd.is_empty() {
+        return Ok(());
+    }
+    if allow_runcmd {
+        plan_script(cx, plan, "bootcmd", BOOTCMD_SCRIPT, &s.bootcmd)
+    } else {
+        Planner::new("firstboot", plan).note(
+            Level::Warning,
+            format!(
+                "bootcmd: {} command(s) not run (user-data is treated as data; pass --allow-runcmd or set BOLLWERK_ALLOW_RUNCMD=1 in the unit)",
+                s.bootcmd.len()
+            ),
+        );
+        Ok(())
+    }
+}
+
+/// Plans what first boot does after the profile (once per instance): `package_update`,
+/// `package_upgrade`, and on a live system `package_reboot_if_required` and `power_state`
+/// (a transient unit ordered after `multi-user.target`, so first boot finishes and saves its
+/// report before the machine goes down).
+///
+/// # Errors
+/// When the current state cannot be read.
+pub fn plan_instance_post(cx: &Context, plan: &mut Plan) -> Result<()> {
+    let Some(s) = cx.profile.profile.firstboot.as_ref() else {
+        return Ok(());
+    };
+    let upgrade = s.package_upgrade == Some(true);
+    if upgrade || s.package_update == Some(true) {
+        plan_package_refresh(cx, plan, upgrade)?;
+    }
+    let reboot_if_required = s.package_reboot_if_required == Some(true);
+    if s.power_state.is_none() && !reboot_if_required {
+        return Ok(());
+    }
+    let mut p = Planner::new("firstboot", plan);
+    if !cx.root.is_host() {
+        p.note(
+            Level::Info,
+            "power_state / package_reboot_if_required: skipped (not a live system)",
+        );
+        return Ok(());
+    }
+    let (mode, delay, message, condition) = match &s.power_state {
+        Some(ps) => (
+            ps.mode,
+            ps.delay_minutes.unwrap_or(0),
+            ps.message.clone(),
+            None,
+        ),
+        None => (
+            PowerMode::Reboot,
+            0,
+            Some("rebooting: a package upgrade requires it".into()),
+            Some("ConditionPathExists=/run/reboot-required"),
+        ),
+    };
+    p.run(
+        power_cmd(mode, delay, message.as_deref(), condition),
+        Vec::new(),
+        format!(
+            "{} {} after the boot has finished{}",
+            match mode {
+                PowerMode::Reboot => "reboot",
+                PowerMode::Poweroff => "power off",
+                PowerMode::Halt => "halt",
+            },
+            if delay == 0 {
+                "at once".to_string()
+            } else {
+                format!("{delay} minute(s)")
+            },
+            if condition.is_some() {
+                " if a package requires it"
+            } else {
+                ""
+            }
+        ),
+    );
+    Ok(())
+}
+
+/// The transient unit that powers the machine off or reboots it once the boot is done.
+pub fn power_cmd(
+    mode: PowerMode,
+    delay: u32,
+    message: Option<&str>,
+    condition: Option<&str>,
+) -> Cmd {
+    let mut args: Vec<String> = vec![
+        "--no-block".into(),
+        "--unit=bollwerk-power-state".into(),
+        "--description=bollwerk first boot power_state".into(),
+        "--property=Type=oneshot".into(),
+        "--property=After=multi-user.target bollwerk-firstboot.service bollwerk-firstboot-network.service".into(),
+    ];
+    if let Some(c) = condition {
+        args.push(format!("--property={c}"));
+    }
+    args.push("/usr/sbin/shutdown".into());
+    args.push(mode.flag().into());
+    args.push(if delay == 0 {
+        "now".into()
+    } else {
+        format!("+{delay}")
+    });
+    if let Some(m) = message {
+        args.push(m.to_string());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Cmd::in_root("/usr/bin/systemd-run", &refs)
+}
+
+/// `apt-get update` (and `dist-upgrade`), with `policy-rc.d` in a root that is not `/`.
+fn plan_package_refresh(cx: &Context, plan: &mut Plan, upgrade: bool) -> Result<()> {
+    use crate::modules::packages;
+    let mut p = Planner::new("firstboot", plan);
+    if !cx.root.exists(&RelPath::lit("usr/bin/apt-get")) {
+        p.note(
+            Level::Warning,
+            "package_update / package_upgrade: apt-get is not installed in the target; nothing updated",
+        );
+        return Ok(());
+    }
+    let lock = cx
+        .profile
+        .profile
+        .packages
+        .as_ref()
+        .and_then(|s| s.lock_timeout)
+        .map(|d| d.0)
+        .unwrap_or(std::time::Duration::from_secs(600));
+    let policy = RelPath::lit(packages::POLICY_RC_D);
+    let wrote_policy = upgrade && !cx.root.is_host() && !cx.root.exists(&policy);
+    if wrote_policy {
+        p.file(
+            &cx.root,
+            &policy,
+            packages::policy_rc_d(),
+            Perms::root(0o755),
+            format!("{policy}: no services start inside the chroot while packages change"),
+        )?;
+    }
+    p.run(
+        packages::apt_get(&["update"], lock, std::time::Duration::from_secs(600)),
+        Vec::new(),
+        "refresh the package lists (package_update)",
+    );
+    if upgrade {
+        p.run(
+            packages::apt_get(
+                &["dist-upgrade"],
+                lock,
+                std::time::Duration::from_secs(3600),
+            ),
+            Vec::new(),
+            "upgrade the installed packages (package_upgrade)",
+        );
+    }
+    if wrote_policy {
+        p.remove(&cx.root, &policy, format!("remove {policy} again"))?;
+    }
+    Ok(())
+}
+
+/// Where first boot keeps the effective profile (mode 0600): the merged, validated profile it
+/// applied, without secrets, so `bollwerk apply`, `plan`, `validate` and `audit` use it when
+/// no `--profile` is given.
+pub const EFFECTIVE_PROFILE: &str = "var/lib/bollwerk/profile.toml";
+
+/// The effective profile as TOML: `extends` resolved (the profile is complete), password hashes
+/// and the per-instance data of `[firstboot]` (`write_files` contents, `runcmd`, `bootcmd`)
+/// left out. Re-applying it leaves existing passwords and written files alone.
+///
+/// # Errors
+/// When the profile cannot be rendered as TOML.
+pub fn render_effective_profile(loaded: &crate::profile::Loaded) -> Result<String> {
+    let mut p = loaded.profile.clone();
+    p.extends = None;
+    for u in &mut p.users {
+        u.password_hash = None;
+    }
+    if let Some(f) = p.firstboot.as_mut() {
+        f.write_files.clear();
+        f.runcmd.clear();
+        f.bootcmd.clear();
+    }
+    let text = toml::to_string(&p)
+        .map_err(|e| Error::Runtime(format!("rendering the effective profile: {e}")))?;
+    Ok(format!(
+        "# The effective profile of this host, stored by `bollwerk firstboot` (profile {}, digest {}).\n# Password hashes, write_files, runcmd and bootcmd are not stored. `bollwerk apply`,\n# `plan`, `validate` and `audit` use this file when no --profile is given.\n{text}",
+        loaded.name(),
+        loaded.digest
+    ))
+}
+
+/// Writes [`EFFECTIVE_PROFILE`] (0600) into the root.
+///
+/// # Errors
+/// When the profile cannot be rendered or written.
+pub fn store_effective_profile(
+    root: &crate::root::Root,
+    loaded: &crate::profile::Loaded,
+) -> Result<()> {
+    let text = render_effective_profile(loaded)?;
+    let rel = RelPath::lit(EFFECTIVE_PROFILE);
+    if let Some(parent) = rel.parent() {
+        for d in root.missing_dirs(&parent)? {
+            root.create_dir(&d, Perms::root(0o700))?;
+        }
+    }
+    root.write_atomic(&rel, text.as_bytes(), Perms::root(0o600))
+}
+
+/// The profile to use: the one given, or the effective profile first boot stored under `root`.
+///
+/// # Errors
+/// [`Error::Usage`] (exit 2) when none is given and none is stored.
+pub fn profile_or_stored(root: &std::path::Path, given: Option<&str>) -> Result<String> {
+    if let Some(g) = given {
+        return Ok(g.to_string());
+    }
+    stored_profile(root).ok_or_else(|| {
+        Error::Usage(format!(
+            "no --profile given and no profile stored by first boot ({})",
+            root.join(EFFECTIVE_PROFILE).display()
+        ))
+    })
+}
+
+/// The path of the stored effective profile under `root`, when there is one.
+pub fn stored_profile(root: &std::path::Path) -> Option<String> {
+    let p = root.join(EFFECTIVE_PROFILE);
+    p.is_file().then(|| p.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]

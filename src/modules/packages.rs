@@ -305,7 +305,8 @@ pub fn apt_get(args: &[&str], lock_timeout: StdDuration, cmd_timeout: StdDuratio
     cmd
 }
 
-fn policy_rc_d() -> String {
+/// The `policy-rc.d` bollwerk writes while packages change inside a root that is not `/`.
+pub fn policy_rc_d() -> String {
     format!(
         "#!/bin/sh\n{MANAGED_HEADER}\n# Present only while bollwerk changes packages in this root: maintainer scripts must\n# not start services inside a chroot (101 = action forbidden by policy).\nexit 101\n"
     )
