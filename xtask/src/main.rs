@@ -2,9 +2,9 @@
 //!
 //! * `bollwerk_<version>_amd64.deb`: built with `dpkg-deb --build --root-owner-group` from a staged
 //!   tree (no cargo-deb to compile in CI): the binary in `/usr/sbin`, the units in
-//!   `/lib/systemd/system`, the man page, bash/zsh/fish completions and the docs. Its maintainer
-//!   scripts only run `systemctl daemon-reload` when systemd is running; nothing is enabled or
-//!   started.
+//!   `/lib/systemd/system`, the man page, bash/zsh/fish completions and the docs. Its only
+//!   maintainer script (`postinst`) runs `systemctl daemon-reload` when systemd is running;
+//!   nothing is enabled or started, and `dpkg -r` leaves nothing behind.
 //! * `bollwerk-<version>-x86_64-linux-musl.tar.gz`: the same tree under `bollwerk-<version>/`.
 //! * `bollwerk-<version>-x86_64-linux-musl`: the bare static binary.
 //! * `SHA256SUMS` over the three (`sha256sum -c SHA256SUMS` in `target/dist/`).
@@ -46,7 +46,7 @@ const DOCS: &[&str] = &[
 
 /// Runs only when systemd is PID 1 (never in a chroot or image build): no surprises.
 const MAINT_SCRIPT: &str = "#!/bin/sh\n\
-# bollwerk: make systemd see the new or removed units. Nothing is enabled or started.\n\
+# bollwerk: make systemd see the new units. Nothing is enabled or started.\n\
 set -e\n\
 if [ -d /run/systemd/system ]; then\n\
 \tsystemctl --system daemon-reload >/dev/null || true\n\
@@ -152,14 +152,14 @@ fn dist(o: &DistOpts) -> Result<()> {
         .arg(&deb))?;
     let tarball = out.join(format!("{tar_name}.tar.gz"));
     run(Command::new("tar")
-        .env("GZIP", "-9n")
         .args([
             "--sort=name",
             "--owner=0",
             "--group=0",
             "--numeric-owner",
             &format!("--mtime=@{epoch}"),
-            "-czf",
+            "--use-compress-program=gzip -9n",
+            "-cf",
         ])
         .arg(&tarball)
         .arg("-C")
@@ -285,7 +285,8 @@ Copyright: the bollwerk authors\n\
 License: none-declared\n \
 The project's Cargo.toml declares no license yet.\n";
 
-/// Writes `DEBIAN/control`, `md5sums`, `postinst` and `postrm`.
+/// Writes `DEBIAN/control`, `md5sums` and `postinst`. No `postrm`: with neither conffiles nor
+/// a `postrm`, `dpkg -r` removes the package completely (no `config-files` state left).
 fn write_control(pkg: &Path, version: &str) -> Result<()> {
     let listing = capture(
         Command::new("find")
@@ -324,7 +325,6 @@ fn write_control(pkg: &Path, version: &str) -> Result<()> {
     write_file(&debian.join("control"), control.as_bytes(), 0o644)?;
     write_file(&debian.join("md5sums"), sums.as_bytes(), 0o644)?;
     write_file(&debian.join("postinst"), MAINT_SCRIPT.as_bytes(), 0o755)?;
-    write_file(&debian.join("postrm"), MAINT_SCRIPT.as_bytes(), 0o755)?;
     Ok(())
 }
 
