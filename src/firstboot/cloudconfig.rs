@@ -5,7 +5,11 @@
 //! `package_upgrade`) and what people commonly write by hand (`users` with `groups`, `sudo`,
 //! `shell`, `lock_passwd`, `ssh_authorized_keys`/`ssh-authorized-keys`, `passwd`;
 //! `chpasswd.list`/`chpasswd.users`, `ssh_pwauth`, `disable_root`, `timezone`, `packages`,
-//! `write_files`, `runcmd`). Every other key is listed in a warning, never silently dropped.
+//! `write_files`, `runcmd`), and what copied configs need on day one: `package_update`,
+//! `package_upgrade`, `package_reboot_if_required`, `apt` sources with keys, `bootcmd`,
+//! `write_files` `defer`, `ssh_import_id` `lp:`, restricted sudo rules, `growpart`,
+//! `resize_rootfs`, `swap`, `mounts`, `ntp`, `power_state`, and MIME multipart user-data
+//! ([`convert_user_data`]). Every other key is listed in a warning, never silently dropped.
 //!
 //! Values are validated here, so errors point at the user-data line; the result is TOML text
 //! loaded through [`crate::profile::load_text`] over the built-in `baseline`.
