@@ -926,3 +926,65 @@ fn the_effective_profile_is_kept_for_apply_and_audit() {
     let (st, out) = t.run(&fake_runner(), &["apply"]);
     assert_eq!(st, ExitStatus::Refused, "{out}");
 }
+
+#[test]
+fn package_steps_wait_for_the_network_and_a_failure_is_retried_alone() {
+    let ud = format!(
+        "#cloud-config\nssh_authorized_keys: ['{KEY}']\npackage_update: true\npackage_upgrade: true\n"
+    );
+    let t = image();
+    t.write("usr/bin/apt-get", "");
+    let seed = Seed::new("iid-stages", &ud, None);
+    // Local stage (before the network): users, keys and sshd; apt waits.
+    let (st, out, log) = firstboot(&t, &seed_path(&seed), &["--stage", "local"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(!log.iter().any(|l| l.contains("apt-get")), "{log:?}");
+    assert!(t.read("home/debian/.ssh/authorized_keys").contains(KEY));
+    assert_eq!(
+        t.read("var/lib/bollwerk/firstboot/pending-final"),
+        "iid-stages\npackage_update\npackage_upgrade\n"
+    );
+    assert!(out.contains("package_update, package_upgrade wait for the network"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/report.json")).unwrap();
+    assert_eq!(report["deferred_to_final"][1], "package_upgrade");
+
+    // Final stage, the mirror unreachable: reported, users and keys stay, nothing left over.
+    let runner = fake_runner();
+    runner.respond("/usr/bin/apt-get", 100, "");
+    let (st, out) = t.run(&runner, &["firstboot", "--stage", "final"]);
+    assert_eq!(st, ExitStatus::Failure, "{out}");
+    let fin: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/final.json")).unwrap();
+    assert_eq!(fin["status"], "failed");
+    assert!(fin["error"].as_str().unwrap().contains("apt-get"), "{fin}");
+    assert!(t.exists("var/lib/bollwerk/firstboot/pending-final"));
+    assert!(t.read("home/debian/.ssh/authorized_keys").contains(KEY));
+    assert!(t.read("etc/passwd").contains("\ndebian:"));
+    assert!(!t.exists("usr/sbin/policy-rc.d"), "the failed run was rolled back");
+
+    // Next boot: the instance is provisioned; only the pending steps are offered again.
+    let (st, out, log) = firstboot(&t, &seed_path(&seed), &["--stage", "local"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("already provisioned"), "{out}");
+    assert!(out.contains("package_update, package_upgrade wait for the network"), "{out}");
+    assert!(log.is_empty(), "{log:?}");
+    let runner = fake_runner();
+    let (st, out) = t.run(&runner, &["firstboot", "--stage", "final"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let apt: Vec<String> = runner
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("/usr/bin/apt-get"))
+        .collect();
+    assert_eq!(apt.len(), 2, "{apt:?}");
+    assert!(apt[1].ends_with(" dist-upgrade"), "{apt:?}");
+    assert!(!t.exists("var/lib/bollwerk/firstboot/pending-final"));
+    let fin: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/final.json")).unwrap();
+    assert_eq!(fin["status"], "done");
+    // Nothing pending: the final stage has nothing to do.
+    let (st, out) = t.run(&fake_runner(), &["firstboot", "--stage", "final"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("nothing pending"), "{out}");
+}

@@ -29,6 +29,7 @@ struct Dist {
 const UNITS: &[&str] = &[
     "bollwerk-firstboot.service",
     "bollwerk-firstboot-network.service",
+    "bollwerk-firstboot-final.service",
     "bollwerk-audit.service",
     "bollwerk-audit.timer",
 ];

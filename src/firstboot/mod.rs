@@ -58,6 +58,10 @@ pub enum Stage {
     Local,
     /// Everything, network included (the network unit).
     Network,
+    /// The steps the local stage left for after the network (`package_update`,
+    /// `package_upgrade`, `package_reboot_if_required`), with the stored effective profile
+    /// (`bollwerk-firstboot-final.service`).
+    Final,
 }
 
 /// Arguments of `bollwerk firstboot`.
@@ -521,8 +525,9 @@ fn plan_instance_post(
     prep: &Prepared,
     instance_id: &str,
     allow_runcmd: bool,
-) -> Result<()> {
-    crate::modules::firstboot::plan_instance_post(cx, plan)?;
+    defer_packages: bool,
+) -> Result<Vec<&'static str>> {
+    let deferred = crate::modules::firstboot::plan_instance_post(cx, plan, defer_packages)?;
     let shadow = vec![RelPath::lit("etc/shadow")];
     if !prep.clear_passwords.is_empty() {
         let input: String = prep
@@ -578,7 +583,7 @@ fn plan_instance_post(
         Perms::root(0o644),
         format!("mark instance {instance_id} as provisioned"),
     )?;
-    Ok(())
+    Ok(deferred)
 }
 
 /// `systemctl` handlers must not wait for jobs at boot: the first-boot unit is ordered before
@@ -611,6 +616,9 @@ pub fn run(
     runner: &dyn Runner,
     out: &mut dyn Write,
 ) -> Result<ExitStatus> {
+    if args.stage == Stage::Final {
+        return crate::modules::firstboot::run_final(&global.root, runner, out);
+    }
     let started = Instant::now();
     let started_at = journal::now_rfc3339();
     let root = Root::new(&global.root)?;
@@ -698,6 +706,12 @@ pub fn run(
         } else {
             w(out, &msg)?;
         }
+        // Package steps a previous boot could not finish are retried (and only they).
+        if let Some(line) = crate::modules::firstboot::resume_final(&root, runner)
+            && args.format != crate::cli::Format::Json
+        {
+            w(out, &line)?;
+        }
         return Ok(ExitStatus::Ok);
     }
     let facts = crate::facts::Facts::gather(&root, runner)?;
@@ -724,7 +738,14 @@ pub fn run(
     plan.refusals.extend(modules_plan.refusals);
     plan.ssh_access = modules_plan.ssh_access;
     plan.requested_packages = modules_plan.requested_packages;
-    plan_instance_post(&cx, &mut plan, &prep, &instance_id, args.allow_runcmd)?;
+    let deferred = plan_instance_post(
+        &cx,
+        &mut plan,
+        &prep,
+        &instance_id,
+        args.allow_runcmd,
+        args.stage == Stage::Local,
+    )?;
     no_block_handlers(&mut plan);
     if let Some(r) = plan.refusals.first() {
         return Err(Error::Unsafe {
@@ -805,6 +826,7 @@ pub fn run(
         "instance": actions,
         "machine_id": mid,
         "warnings": prep.warnings,
+        "deferred_to_final": deferred,
         "notes": plan.notes,
         "findings": findings,
         "handlers": report.handlers.iter().map(|(c, r)| json!({"command": c, "ok": r.is_ok(), "error": r.as_ref().err()})).collect::<Vec<_>>(),
@@ -823,6 +845,8 @@ pub fn run(
         root.create_dir(&dir, Perms::root(0o700))?;
     }
     crate::modules::firstboot::store_effective_profile(&root, &prep.loaded)?;
+    let final_note =
+        crate::modules::firstboot::hand_over_final(&root, runner, &instance_id, &deferred)?;
     root.write_atomic(
         &RelPath::lit(REPORT),
         format!("{doc:#}\n").as_bytes(),
@@ -858,6 +882,9 @@ pub fn run(
                 elapsed.as_secs_f64(),
                 REPORT
             ));
+            if let Some(line) = &final_note {
+                s.push_str(line);
+            }
             w(out, &s)?;
         }
     }

@@ -506,7 +506,46 @@ pub fn plan_instance_pre(cx: &Context, plan: &mut Plan, allow_runcmd: bool) -> R
 ///
 /// # Errors
 /// When the current state cannot be read.
-pub fn plan_instance_post(cx: &Context, plan: &mut Plan) -> Result<()> {
+///
+/// With `defer_packages` (the local stage, before the network) the package steps are not
+/// planned: their names are returned, and [`hand_over_final`] leaves them to
+/// [`FINAL_UNIT`], which runs after `network-online.target`.
+///
+/// # Errors
+/// When the current state cannot be read.
+pub fn plan_instance_post(
+    cx: &Context,
+    plan: &mut Plan,
+    defer_packages: bool,
+) -> Result<Vec<&'static str>> {
+    let steps = package_steps(&cx.profile.profile);
+    if defer_packages {
+        plan_power_state(cx, plan, false)?;
+        return Ok(steps);
+    }
+    plan_package_steps(cx, plan)?;
+    plan_power_state(cx, plan, false)?;
+    Ok(Vec::new())
+}
+
+/// The per-instance package steps a profile asks for.
+pub fn package_steps(p: &crate::profile::Profile) -> Vec<&'static str> {
+    let Some(s) = p.firstboot.as_ref() else {
+        return Vec::new();
+    };
+    [
+        ("package_update", s.package_update),
+        ("package_upgrade", s.package_upgrade),
+        ("package_reboot_if_required", s.package_reboot_if_required),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v == Some(true))
+    .map(|(k, _)| k)
+    .collect()
+}
+
+/// `package_update` / `package_upgrade`, then `package_reboot_if_required`.
+fn plan_package_steps(cx: &Context, plan: &mut Plan) -> Result<()> {
     let Some(s) = cx.profile.profile.firstboot.as_ref() else {
         return Ok(());
     };
@@ -514,8 +553,21 @@ pub fn plan_instance_post(cx: &Context, plan: &mut Plan) -> Result<()> {
     if upgrade || s.package_update == Some(true) {
         plan_package_refresh(cx, plan, upgrade)?;
     }
-    let reboot_if_required = s.package_reboot_if_required == Some(true);
-    if s.power_state.is_none() && !reboot_if_required {
+    plan_power_state(cx, plan, true)
+}
+
+/// `power_state` (`reboot_step` false) or `package_reboot_if_required` (true).
+fn plan_power_state(cx: &Context, plan: &mut Plan, reboot_step: bool) -> Result<()> {
+    let Some(s) = cx.profile.profile.firstboot.as_ref() else {
+        return Ok(());
+    };
+    let reboot_if_required = reboot_step && s.package_reboot_if_required == Some(true);
+    let power = if reboot_step {
+        None
+    } else {
+        s.power_state.as_ref()
+    };
+    if power.is_none() && !reboot_if_required {
         return Ok(());
     }
     let mut p = Planner::new("firstboot", plan);
@@ -526,7 +578,7 @@ pub fn plan_instance_post(cx: &Context, plan: &mut Plan) -> Result<()> {
         );
         return Ok(());
     }
-    let (mode, delay, message, condition) = match &s.power_state {
+    let (mode, delay, message, condition) = match power {
         Some(ps) => (
             ps.mode,
             ps.delay_minutes.unwrap_or(0),
@@ -577,7 +629,9 @@ pub fn power_cmd(
         "--unit=bollwerk-power-state".into(),
         "--description=bollwerk first boot power_state".into(),
         "--property=Type=oneshot".into(),
-        "--property=After=multi-user.target bollwerk-firstboot.service bollwerk-firstboot-network.service".into(),
+        format!(
+            "--property=After=multi-user.target bollwerk-firstboot.service bollwerk-firstboot-network.service {FINAL_UNIT}"
+        ),
     ];
     if let Some(c) = condition {
         args.push(format!("--property={c}"));
@@ -646,6 +700,164 @@ fn plan_package_refresh(cx: &Context, plan: &mut Plan, upgrade: bool) -> Result<
         p.remove(&cx.root, &policy, format!("remove {policy} again"))?;
     }
     Ok(())
+}
+
+/// The unit that runs the steps first boot left for after the network.
+pub const FINAL_UNIT: &str = "bollwerk-firstboot-final.service";
+/// Written by the local stage while package steps wait for [`FINAL_UNIT`]: the instance-id
+/// and the steps, one per line. Removed when they succeeded; a failure keeps it, so the next
+/// boot retries them (and only them).
+pub const PENDING_FINAL: &str = "var/lib/bollwerk/firstboot/pending-final";
+/// The report of the last final-stage run (`bollwerk.firstboot-final/v1`).
+pub const FINAL_REPORT: &str = "var/lib/bollwerk/firstboot/final.json";
+
+/// After a successful local stage: records the deferred steps in [`PENDING_FINAL`] and, on a
+/// live system, queues [`FINAL_UNIT`] (it waits for `network-online.target`; sshd does not
+/// wait for it). Returns a line for the output.
+///
+/// # Errors
+/// When the pending file cannot be written.
+pub fn hand_over_final(
+    root: &crate::root::Root,
+    runner: &dyn crate::exec::Runner,
+    instance_id: &str,
+    steps: &[&str],
+) -> Result<Option<String>> {
+    if steps.is_empty() {
+        return Ok(None);
+    }
+    root.write_atomic(
+        &RelPath::lit(PENDING_FINAL),
+        format!("{instance_id}\n{}\n", steps.join("\n")).as_bytes(),
+        Perms::root(0o600),
+    )?;
+    Ok(Some(start_final(root, runner, steps)))
+}
+
+/// Queues [`FINAL_UNIT`] when steps are pending (the next boot of an already provisioned
+/// instance calls this: a failed step is retried). Returns a line for the output, if any.
+pub fn resume_final(root: &crate::root::Root, runner: &dyn crate::exec::Runner) -> Option<String> {
+    let text = root.read_string(&RelPath::lit(PENDING_FINAL)).ok()??;
+    let steps: Vec<&str> = text.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    Some(start_final(root, runner, &steps))
+}
+
+fn start_final(
+    root: &crate::root::Root,
+    runner: &dyn crate::exec::Runner,
+    steps: &[&str],
+) -> String {
+    if !root.is_host() {
+        return format!(
+            "firstboot: {} wait for the network: run `bollwerk firstboot --stage final` (the {FINAL_UNIT} unit does on a live system)\n",
+            steps.join(", ")
+        );
+    }
+    match runner.run_ok(
+        root,
+        &Cmd::in_root("/usr/bin/systemctl", &["--no-block", "start", FINAL_UNIT]),
+    ) {
+        Ok(_) => format!(
+            "firstboot: {} queued in {FINAL_UNIT} (after network-online.target)\n",
+            steps.join(", ")
+        ),
+        Err(e) => {
+            tracing::warn!("starting {FINAL_UNIT}: {e}");
+            format!(
+                "warning: {} not started ({e}); they stay pending for the next boot\n",
+                FINAL_UNIT
+            )
+        }
+    }
+}
+
+/// `bollwerk firstboot --stage final`: runs the pending package steps with the stored
+/// effective profile, as one journaled run. Success removes [`PENDING_FINAL`]; a failure rolls
+/// back that run's files (never the users and keys of the local stage), keeps the pending file
+/// for the next boot, and is recorded in [`FINAL_REPORT`] and the journal.
+///
+/// # Errors
+/// A failed step (exit 3), an unreadable stored profile.
+pub fn run_final(
+    root_path: &std::path::Path,
+    runner: &dyn crate::exec::Runner,
+    out: &mut dyn std::io::Write,
+) -> Result<crate::error::ExitStatus> {
+    use crate::engine::journal;
+    let root = crate::root::Root::new(root_path)?;
+    let w = |out: &mut dyn std::io::Write, s: &str| {
+        out.write_all(s.as_bytes())
+            .map_err(|e| Error::io("writing output", "stdout", e))
+    };
+    let Some(pending) = root.read_string(&RelPath::lit(PENDING_FINAL))? else {
+        w(out, "firstboot (final): nothing pending\n")?;
+        return Ok(crate::error::ExitStatus::Ok);
+    };
+    let instance_id = pending.lines().next().unwrap_or_default().to_string();
+    let profile_path = stored_profile(root_path).ok_or_else(|| {
+        Error::Runtime(format!(
+            "steps are pending but {EFFECTIVE_PROFILE} is missing; nothing run"
+        ))
+    })?;
+    let loaded = crate::profile::load(&profile_path)?;
+    let _lock = journal::lock(&root)?;
+    let cx = Context::new(
+        root.clone(),
+        runner,
+        &loaded,
+        crate::engine::Options::default(),
+    )?;
+    let mut plan = Plan::default();
+    plan_package_steps(&cx, &mut plan)?;
+    let steps = package_steps(&loaded.profile);
+    let runs_before: Vec<String> = journal::list_runs(&root)?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let result = crate::engine::apply::apply(&cx, &plan);
+    let (status, error) = match &result {
+        Ok(_) => ("done", None),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    if result.is_err()
+        && let Some(m) = journal::list_runs(&root)?
+            .into_iter()
+            .find(|m| !runs_before.contains(&m.id) && !m.entries.is_empty())
+    {
+        let _ = journal::rollback(&root, &m.id, true);
+    }
+    let doc = serde_json::json!({
+        "schema": "bollwerk.firstboot-final/v1",
+        "instance_id": instance_id,
+        "steps": steps,
+        "status": status,
+        "error": error,
+        "finished": journal::now_rfc3339(),
+    });
+    root.write_atomic(
+        &RelPath::lit(FINAL_REPORT),
+        format!("{doc:#}\n").as_bytes(),
+        Perms::root(0o600),
+    )?;
+    match result {
+        Ok(r) => {
+            root.remove(&RelPath::lit(PENDING_FINAL))?;
+            w(
+                out,
+                &format!(
+                    "firstboot (final): instance {instance_id}: {} done ({} change{})\n",
+                    steps.join(", "),
+                    r.applied.len(),
+                    if r.applied.len() == 1 { "" } else { "s" }
+                ),
+            )?;
+            Ok(crate::error::ExitStatus::Ok)
+        }
+        Err(e) => Err(Error::Runtime(format!(
+            "firstboot (final) for instance {instance_id}: {} failed: {e}\n  users, keys and the rest of first boot stay; the step is retried on the next boot ({FINAL_REPORT})",
+            steps.join(", ")
+        ))),
+    }
 }
 
 /// Where first boot keeps the effective profile (mode 0600): the merged, validated profile it

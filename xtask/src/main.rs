@@ -28,6 +28,7 @@ const BIN_PATH: &str = "usr/sbin/bollwerk";
 const UNITS: &[&str] = &[
     "bollwerk-firstboot.service",
     "bollwerk-firstboot-network.service",
+    "bollwerk-firstboot-final.service",
     "bollwerk-audit.service",
     "bollwerk-audit.timer",
 ];
