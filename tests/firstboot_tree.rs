@@ -944,7 +944,10 @@ fn package_steps_wait_for_the_network_and_a_failure_is_retried_alone() {
         t.read("var/lib/bollwerk/firstboot/pending-final"),
         "iid-stages\npackage_update\npackage_upgrade\n"
     );
-    assert!(out.contains("package_update, package_upgrade wait for the network"), "{out}");
+    assert!(
+        out.contains("package_update, package_upgrade wait for the network"),
+        "{out}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/report.json")).unwrap();
     assert_eq!(report["deferred_to_final"][1], "package_upgrade");
@@ -961,13 +964,19 @@ fn package_steps_wait_for_the_network_and_a_failure_is_retried_alone() {
     assert!(t.exists("var/lib/bollwerk/firstboot/pending-final"));
     assert!(t.read("home/debian/.ssh/authorized_keys").contains(KEY));
     assert!(t.read("etc/passwd").contains("\ndebian:"));
-    assert!(!t.exists("usr/sbin/policy-rc.d"), "the failed run was rolled back");
+    assert!(
+        !t.exists("usr/sbin/policy-rc.d"),
+        "the failed run was rolled back"
+    );
 
     // Next boot: the instance is provisioned; only the pending steps are offered again.
     let (st, out, log) = firstboot(&t, &seed_path(&seed), &["--stage", "local"]);
     assert_eq!(st, ExitStatus::Ok, "{out}");
     assert!(out.contains("already provisioned"), "{out}");
-    assert!(out.contains("package_update, package_upgrade wait for the network"), "{out}");
+    assert!(
+        out.contains("package_update, package_upgrade wait for the network"),
+        "{out}"
+    );
     assert!(log.is_empty(), "{log:?}");
     let runner = fake_runner();
     let (st, out) = t.run(&runner, &["firstboot", "--stage", "final"]);

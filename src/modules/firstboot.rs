@@ -349,11 +349,8 @@ fn plan_write_files(cx: &Context, plan: &mut Plan, deferred: bool) -> Result<()>
             uid,
             gid,
         };
-        let vis = if std::str::from_utf8(&content).is_ok() {
-            Visibility::Plain
-        } else {
-            Visibility::Brief
-        };
+        // user-data files often hold secrets (tokens, keys): never in plans or journals.
+        let vis = Visibility::Secret;
         if f.append == Some(true) {
             let current = cx.after(p.plan(), &rel)?.unwrap_or_default();
             if !content.is_empty() && current.ends_with(&content) {
@@ -409,7 +406,7 @@ pub fn render_runcmd(cmds: &[RunCmd]) -> String {
 
 fn render_script(kind: &str, cmds: &[RunCmd]) -> String {
     let mut s = format!(
-        "#!/bin/sh\n{MANAGED_HEADER}\n# {kind} from instance user-data, run once per instance by `bollwerk firstboot`.\nexec >>/{RUNCMD_LOG} 2>&1\necho \"== {kind} $(date -u +%Y-%m-%dT%H:%M:%SZ)\"\nset -ex\n"
+        "#!/bin/sh\n{MANAGED_HEADER}\n# {kind} from instance user-data, run once per instance by `bollwerk firstboot`.\n# The trace may show secrets: the log is root's alone (0600), the commands get umask 022.\numask 077\nexec >>/{RUNCMD_LOG} 2>&1\nchmod 0600 /{RUNCMD_LOG}\numask 022\necho \"== {kind} $(date -u +%Y-%m-%dT%H:%M:%SZ)\"\nset -ex\n"
     );
     for c in cmds {
         match c {
