@@ -997,3 +997,41 @@ fn package_steps_wait_for_the_network_and_a_failure_is_retried_alone() {
     assert_eq!(st, ExitStatus::Ok, "{out}");
     assert!(out.contains("nothing pending"), "{out}");
 }
+
+#[test]
+fn package_installs_wait_for_the_network_in_the_local_stage() {
+    let ud = format!(
+        "#cloud-config\nssh_authorized_keys: ['{KEY}']\npackages: [tree]\npackage_update: true\n"
+    );
+    let t = image();
+    t.write("usr/bin/apt-get", "");
+    let seed = Seed::new("iid-pkg-local", &ud, None);
+    let (st, out, log) = firstboot(&t, &seed_path(&seed), &["--stage", "local"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(!log.iter().any(|l| l.contains("apt-get")), "{log:?}");
+    assert!(t.read("home/debian/.ssh/authorized_keys").contains(KEY));
+    assert_eq!(
+        t.read("var/lib/bollwerk/firstboot/pending-final"),
+        "iid-pkg-local\npackages\npackage_update\n"
+    );
+    assert!(
+        report_notes(&t).contains("package changes wait for the network"),
+        "{}",
+        report_notes(&t)
+    );
+    // The final stage installs them with the stored profile.
+    let runner = fake_runner();
+    runner.respond_with("/usr/bin/apt-get", fake_apt);
+    let (st, out) = t.run(&runner, &["firstboot", "--stage", "final"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        runner
+            .log()
+            .iter()
+            .any(|l| l.ends_with(" install --no-install-recommends tree")),
+        "{:?}",
+        runner.log()
+    );
+    assert!(t.read("var/lib/dpkg/status").contains("Package: tree\n"));
+    assert!(!t.exists("var/lib/bollwerk/firstboot/pending-final"));
+}

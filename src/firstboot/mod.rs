@@ -720,7 +720,12 @@ pub fn run(
         tracing::warn!("{wmsg}");
     }
     let _lock = journal::lock(&root)?;
-    let cx = Context::new(root.clone(), runner, &prep.loaded, Options::default())?;
+    // Before the network, apt cannot reach a mirror: package changes go to the final stage.
+    let options = Options {
+        offline: args.stage == Stage::Local,
+        ..Options::default()
+    };
+    let cx = Context::new(root.clone(), runner, &prep.loaded, options)?;
     let previous = previous_report(&root);
     let mut actions = InstanceActions::default();
     let mut pre = Plan::default();
@@ -738,7 +743,7 @@ pub fn run(
     plan.refusals.extend(modules_plan.refusals);
     plan.ssh_access = modules_plan.ssh_access;
     plan.requested_packages = modules_plan.requested_packages;
-    let deferred = plan_instance_post(
+    let mut deferred = plan_instance_post(
         &cx,
         &mut plan,
         &prep,
@@ -746,6 +751,9 @@ pub fn run(
         args.allow_runcmd,
         args.stage == Stage::Local,
     )?;
+    if crate::modules::packages::deferred(&plan) {
+        deferred.insert(0, "packages");
+    }
     no_block_handlers(&mut plan);
     if let Some(r) = plan.refusals.first() {
         return Err(Error::Unsafe {

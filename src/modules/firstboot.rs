@@ -804,14 +804,35 @@ pub fn run_final(
         &loaded,
         crate::engine::Options::default(),
     )?;
-    let mut plan = Plan::default();
+    let steps: Vec<String> = pending
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    // Package installs the local stage left: the whole stored profile again (it installs them,
+    // and a follow-up run configures what they brought); then the once-per-instance steps.
+    let mut plan = if steps.iter().any(|s| s == "packages") {
+        let p = crate::modules::plan_all(&cx)?;
+        if let Some(r) = p.refusals.first() {
+            return Err(Error::Unsafe {
+                reason: r.reason.clone(),
+                hint: r.hint.clone(),
+            });
+        }
+        p
+    } else {
+        Plan::default()
+    };
     plan_package_steps(&cx, &mut plan)?;
-    let steps = package_steps(&loaded.profile);
     let runs_before: Vec<String> = journal::list_runs(&root)?
         .into_iter()
         .map(|m| m.id)
         .collect();
-    let result = crate::engine::apply::apply(&cx, &plan);
+    let result = crate::engine::apply::apply(&cx, &plan).and_then(|r| {
+        crate::app::follow_up_run(&cx, &plan, &r, false)?;
+        Ok(r)
+    });
     let (status, error) = match &result {
         Ok(_) => ("done", None),
         Err(e) => ("failed", Some(e.to_string())),
