@@ -91,7 +91,10 @@ fn dispatch(
     let root_path = &cli.global.root;
     match &cli.command {
         Command::Validate(p) => {
-            let l = profile::load(&p.profile)?;
+            let l = profile::load(&crate::modules::firstboot::profile_or_stored(
+                root_path,
+                p.profile.as_deref(),
+            )?)?;
             w(
                 out,
                 &format!(
@@ -104,7 +107,10 @@ fn dispatch(
             Ok(ExitStatus::Ok)
         }
         Command::Plan { profile, format } => {
-            let loaded = profile::load(&profile.profile)?;
+            let loaded = profile::load(&crate::modules::firstboot::profile_or_stored(
+                root_path,
+                profile.profile.as_deref(),
+            )?)?;
             let root = Root::new(root_path)?;
             let cx = Context::new(root, runner, &loaded, Options::default())?;
             let plan = crate::modules::plan_all(&cx)?;
@@ -127,7 +133,7 @@ fn dispatch(
             confirm,
         } => apply(
             root_path,
-            &profile.profile,
+            &crate::modules::firstboot::profile_or_stored(root_path, profile.profile.as_deref())?,
             *force,
             *confirm,
             *format,

@@ -69,9 +69,10 @@ pub enum Format {
 /// A profile argument.
 #[derive(Debug, Args, Clone)]
 pub struct ProfileArg {
-    /// Profile: a path to a TOML file or a built-in name (see `bollwerk profiles`).
+    /// Profile: a path to a TOML file or a built-in name (see `bollwerk profiles`). Default:
+    /// the profile first boot stored (`/var/lib/bollwerk/profile.toml` in the root).
     #[arg(short, long, value_name = "PATH|NAME")]
-    pub profile: String,
+    pub profile: Option<String>,
 }
 
 /// The commands.

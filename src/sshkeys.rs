@@ -1,5 +1,5 @@
 //! SSH public keys: parsing and validating `authorized_keys` lines, and fetching keys from
-//! `https://` URLs and `gh:<user>`.
+//! `https://` URLs and `gh:<user>` / `lp:<user>` (Launchpad).
 //!
 //! A key is valid when its base64 blob decodes, the type inside the blob matches the type
 //! word, and the blob has the structure and size of that type (RSA modulus length, ed25519
@@ -305,11 +305,11 @@ pub fn parse_authorized_keys(text: &str) -> Vec<AuthorizedLine> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum KeySource {
-    /// `gh:<user>` or an `https://` URL.
+    /// `gh:<user>`, `lp:<user>` or an `https://` URL.
     Url(#[schemars(with = "String")] KeyUrl),
     /// A URL with a sha256 pin of the response body.
     Pinned {
-        /// `gh:<user>` or an `https://` URL.
+        /// `gh:<user>`, `lp:<user>` or an `https://` URL.
         #[schemars(with = "String")]
         url: KeyUrl,
         /// Hex sha256 the fetched body must have.
@@ -334,7 +334,7 @@ impl KeySource {
     }
 }
 
-/// A validated key source: `gh:<user>` or an `https://` URL (plain `http://` only to loopback).
+/// A validated key source: `gh:<user>`, `lp:<user>` or an `https://` URL (plain `http://` only to loopback).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct KeyUrl(String);
@@ -343,6 +343,13 @@ impl KeyUrl {
     /// The URL to fetch (`gh:` expanded; the GitHub base can be overridden with
     /// `BOLLWERK_GITHUB_URL`, for mirrors and tests).
     pub fn resolved(&self) -> String {
+        if let Some(user) = self.0.strip_prefix("lp:") {
+            // Launchpad, as `ssh-import-id lp:<user>` fetches it (base overridable with
+            // `BOLLWERK_LAUNCHPAD_URL`, for mirrors and tests).
+            let base = std::env::var("BOLLWERK_LAUNCHPAD_URL")
+                .unwrap_or_else(|_| "https://launchpad.net".to_string());
+            return format!("{}/~{user}/+sshkeys", base.trim_end_matches('/'));
+        }
         match self.0.strip_prefix("gh:") {
             Some(user) => {
                 let base = std::env::var("BOLLWERK_GITHUB_URL")
@@ -373,6 +380,22 @@ impl TryFrom<String> for KeyUrl {
                 Err(format!("`{s}`: not a valid GitHub user name"))
             };
         }
+        if let Some(user) = s.strip_prefix("lp:") {
+            // Launchpad user names: lower-case letters, digits, `+`, `-`, `.`; 2–64 characters.
+            let ok = (2..=64).contains(&user.len())
+                && user
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+            return if ok {
+                Ok(KeyUrl(s))
+            } else {
+                Err(format!("`{s}`: not a valid Launchpad user name"))
+            };
+        }
         if let Some(rest) = s.strip_prefix("https://") {
             if rest.is_empty() || rest.starts_with('/') {
                 return Err(format!("`{s}`: URL has no host"));
@@ -388,7 +411,9 @@ impl TryFrom<String> for KeyUrl {
                 "`{s}`: keys must come over https:// (plain http:// only from loopback)"
             ));
         }
-        Err(format!("`{s}`: expected `gh:<user>` or an `https://` URL"))
+        Err(format!(
+            "`{s}`: expected `gh:<user>`, `lp:<user>` or an `https://` URL"
+        ))
     }
 }
 
@@ -693,6 +718,13 @@ pub(crate) mod tests {
     fn key_urls() {
         assert!(KeyUrl::try_from("gh:alice".to_string()).is_ok());
         assert!(KeyUrl::try_from("gh:-x".to_string()).is_err());
+        let lp = KeyUrl::try_from("lp:alice.b".to_string()).unwrap();
+        assert!(
+            lp.resolved().ends_with("/~alice.b/+sshkeys"),
+            "{}",
+            lp.resolved()
+        );
+        assert!(KeyUrl::try_from("lp:Alice".to_string()).is_err());
         assert!(KeyUrl::try_from("http://example.org/k".to_string()).is_err());
         assert!(KeyUrl::try_from("http://127.0.0.1:8080/k".to_string()).is_ok());
         assert!(KeyUrl::try_from("ftp://x".to_string()).is_err());

@@ -210,7 +210,7 @@ fn audit_fresh_rootfs_then_baseline_then_compare() {
 }
 
 fn install_binary(inst: &Instance) {
-    let dst = inst.path("/usr/local/bin/bollwerk");
+    let dst = inst.path("/usr/sbin/bollwerk");
     std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
     std::fs::copy(bollwerk_bin(), &dst).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -289,7 +289,7 @@ fn audit_in_booted_nspawn_container() {
     // sandboxed bollwerk-audit.service, then power off.
     inst.write(
         "/etc/systemd/system/bollwerk-nspawn-test.service",
-        "[Unit]\nDescription=bollwerk nspawn test driver\n\n[Service]\nType=simple\nExecStart=/bin/sh -c 'systemctl is-system-running --wait; /usr/local/bin/bollwerk audit --format json --output /root/report.json; echo $? > /root/audit.rc; systemctl start bollwerk-audit.service; echo $? > /root/unit.rc; journalctl -b -u bollwerk-audit.service --no-pager > /root/unit.log 2>&1; systemctl poweroff'\n\n[Install]\nWantedBy=multi-user.target\n",
+        "[Unit]\nDescription=bollwerk nspawn test driver\n\n[Service]\nType=simple\nExecStart=/bin/sh -c 'systemctl is-system-running --wait; /usr/sbin/bollwerk audit --format json --output /root/report.json; echo $? > /root/audit.rc; systemctl start bollwerk-audit.service; echo $? > /root/unit.rc; journalctl -b -u bollwerk-audit.service --no-pager > /root/unit.log 2>&1; systemctl poweroff'\n\n[Install]\nWantedBy=multi-user.target\n",
     );
     std::os::unix::fs::symlink(
         "/etc/systemd/system/bollwerk-nspawn-test.service",

@@ -45,6 +45,12 @@ echo "static binary: $size bytes"
 (( size <= 8000000 )) || { echo "static binary larger than 8 MB" >&2; exit 1; }
 "$bin" --version
 
+step "release: cargo xtask dist, the .deb in a testbed copy, the tarball (reuses the static binary)"
+t=$(date +%s)
+cargo xtask dist --bin "$bin"
+cargo test --features failpoints --test release_system -- --ignored
+echo "release step: $(( $(date +%s) - t )) s"
+
 step "VM tests: first boot under QEMU (prints first-boot and boot-to-SSH times)"
 vagrant/install-deps.sh
 vagrant/qemu-firstboot.sh --bin "$bin"

@@ -123,7 +123,7 @@ rm -f "$mnt"/etc/ssh/ssh_host_* "$mnt/usr/sbin/policy-rc.d"
 chr ssh-keygen -A >/dev/null           # the template's host keys: first boot must replace them
 echo '/dev/vda / ext4 defaults 0 1' > "$mnt/etc/fstab"
 printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n' > "$mnt/etc/systemd/network/80-dhcp.network"
-install -m 0755 "$bin" "$mnt/usr/local/sbin/bollwerk"
+install -m 0755 "$bin" "$mnt/usr/sbin/bollwerk"
 install -m 0644 "$repo"/units/bollwerk-firstboot.service "$repo"/units/bollwerk-firstboot-network.service "$mnt/etc/systemd/system/"
 chr systemctl enable systemd-networkd.service bollwerk-firstboot.service >/dev/null 2>&1 \
     || { echo "systemctl enable failed" >&2; exit 1; }

@@ -18,7 +18,8 @@ use crate::root::{Perms, RelPath, Root};
 #[derive(Debug, Args, Clone)]
 pub struct AuditArgs {
     /// Profile whose settings the audit relates to (marks the checks it covers; supplies
-    /// declared log directories, secrets, scan roots).
+    /// declared log directories, secrets, scan roots). Default: the profile first boot stored
+    /// (`/var/lib/bollwerk/profile.toml` in the root), if any.
     #[arg(short, long, value_name = "PATH|NAME")]
     pub profile: Option<String>,
     /// Highest CIS level to judge (level 2 checks are skipped at level 1).
@@ -75,7 +76,7 @@ pub struct InstallUnitsArgs {
     )]
     pub textfile_dir: PathBuf,
     /// Path of the bollwerk binary on the target.
-    #[arg(long, default_value = "/usr/local/bin/bollwerk", value_name = "PATH")]
+    #[arg(long, default_value = "/usr/sbin/bollwerk", value_name = "PATH")]
     pub binary: PathBuf,
     /// Do not enable the timer (no `timers.target.wants` link).
     #[arg(long)]
@@ -162,8 +163,13 @@ pub fn audit(
             "--fail-under {t}: give a percentage between 0 and 100"
         )));
     }
-    let loaded = match &a.profile {
-        Some(p) => Some(crate::profile::load(p)?),
+    // Without --profile: the profile first boot stored, when there is one.
+    let loaded = match a
+        .profile
+        .clone()
+        .or_else(|| crate::modules::firstboot::stored_profile(root_path))
+    {
+        Some(p) => Some(crate::profile::load(&p)?),
         None => None,
     };
     let cat = catalog()?;
@@ -490,7 +496,7 @@ pub const AUDIT_TIMER: &str = include_str!("../../units/bollwerk-audit.timer");
 /// The units with the binary and textfile directory substituted.
 pub fn render_units(a: &InstallUnitsArgs) -> (String, String) {
     let svc = AUDIT_SERVICE
-        .replace("/usr/local/bin/bollwerk", &a.binary.display().to_string())
+        .replace("/usr/sbin/bollwerk", &a.binary.display().to_string())
         .replace(
             "/var/lib/prometheus/node-exporter",
             &a.textfile_dir.display().to_string(),

@@ -281,6 +281,9 @@ pub struct Options {
     /// spreads a change over two runs (the firewall keeps an old SSH port open until a later
     /// run) keeps its first stage instead of reporting the second as pending.
     pub converging: bool,
+    /// Before the network (first boot's local stage): the packages module leaves installs and
+    /// removals to first boot's final stage instead of running apt.
+    pub offline: bool,
 }
 
 /// Everything a module plans against.

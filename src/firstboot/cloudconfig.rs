@@ -5,7 +5,11 @@
 //! `package_upgrade`) and what people commonly write by hand (`users` with `groups`, `sudo`,
 //! `shell`, `lock_passwd`, `ssh_authorized_keys`/`ssh-authorized-keys`, `passwd`;
 //! `chpasswd.list`/`chpasswd.users`, `ssh_pwauth`, `disable_root`, `timezone`, `packages`,
-//! `write_files`, `runcmd`). Every other key is listed in a warning, never silently dropped.
+//! `write_files`, `runcmd`), and what copied configs need on day one: `package_update`,
+//! `package_upgrade`, `package_reboot_if_required`, `apt` sources with keys, `bootcmd`,
+//! `write_files` `defer`, `ssh_import_id` `lp:`, restricted sudo rules, `growpart`,
+//! `resize_rootfs`, `swap`, `mounts`, `ntp`, `power_state`, and MIME multipart user-data
+//! ([`convert_user_data`]). Every other key is listed in a warning, never silently dropped.
 //!
 //! Values are validated here, so errors point at the user-data line; the result is TOML text
 //! loaded through [`crate::profile::load_text`] over the built-in `baseline`.
@@ -148,6 +152,15 @@ const TOP_KEYS: &[&str] = &[
     "write_files",
     "runcmd",
     "ssh_deletekeys",
+    "bootcmd",
+    "apt",
+    "growpart",
+    "resize_rootfs",
+    "swap",
+    "mounts",
+    "mount_default_fields",
+    "ntp",
+    "power_state",
 ];
 
 const USER_KEYS: &[&str] = &[
@@ -175,6 +188,7 @@ struct User {
     name: String,
     groups: Vec<String>,
     sudo: Option<&'static str>,
+    sudo_rules: Vec<String>,
     shell: Option<String>,
     keys: Vec<String>,
     key_sources: Vec<String>,
@@ -190,9 +204,12 @@ fn hashed(pw: &str) -> bool {
     pw.starts_with('$') && pw.matches('$').count() >= 3
 }
 
-/// Maps a cloud-init sudo rule to the users module's `sudo` mode.
-fn sudo_mode(rules: &[String]) -> Result<Option<&'static str>, String> {
+/// Maps cloud-init sudo rules to the users module's `sudo` mode (full rights) and
+/// `sudo_rules` (restricted rules, validated here and by `visudo` before activation).
+#[allow(clippy::type_complexity)]
+fn sudo_mode(rules: &[String]) -> Result<(Option<&'static str>, Vec<String>), String> {
     let mut mode = None;
+    let mut restricted = Vec::new();
     for r in rules {
         let norm: String = r.split_whitespace().collect::<Vec<_>>().join(" ");
         let compact = norm.replace(' ', "");
@@ -204,13 +221,12 @@ fn sudo_mode(rules: &[String]) -> Result<Option<&'static str>, String> {
             Some("ALL") if mode.is_none() => mode = Some("password"),
             Some("ALL") => {}
             _ => {
-                return Err(format!(
-                    "sudo rule {norm:?} cannot be expressed (bollwerk grants `ALL=(ALL:ALL) ALL` or `… NOPASSWD: ALL`)"
-                ));
+                let rule = crate::modules::users::SudoRule::try_from(norm)?;
+                restricted.push(rule.as_str().to_string());
             }
         }
     }
-    Ok(mode)
+    Ok((mode, restricted))
 }
 
 /// Target OS facts that choose cloud-init's defaults.
@@ -218,8 +234,6 @@ fn sudo_mode(rules: &[String]) -> Result<Option<&'static str>, String> {
 pub struct Defaults<'a> {
     /// Name of the distro's default user (`debian`, `ubuntu`).
     pub user: &'a str,
-    /// Whether the profile schema has `[packages] install` (the packages module exists).
-    pub packages_install: bool,
 }
 
 /// Converts cloud-config text (and meta-data) into a profile layer.
@@ -228,17 +242,32 @@ pub struct Defaults<'a> {
 /// A [`ConvertError`] with position for YAML syntax errors and invalid values (user names,
 /// keys, paths, modes, hashes); unsupported keys are warnings, not errors.
 pub fn convert(text: &str, md: &MetaData, d: Defaults) -> Result<Converted, ConvertError> {
+    let doc = parse_doc(text)?;
+    convert_doc(doc, md, d, &[], Vec::new())
+}
+
+fn parse_doc(text: &str) -> Result<Node, ConvertError> {
     let doc = yaml::parse(text).map_err(|e| ConvertError {
         position: Some((e.line, e.col)),
         key: "(syntax)".into(),
         message: format!("YAML syntax error: {}", e.message),
     })?;
-    let empty = Node {
+    Ok(doc.unwrap_or(Node {
         line: 1,
         col: 1,
         value: yaml::Value::Map(Vec::new()),
-    };
-    let doc = doc.unwrap_or(empty);
+    }))
+}
+
+/// Converts a parsed cloud-config (one document, or the merge of a multipart's parts) plus
+/// shell-script parts (run like `runcmd`, under the same opt-in) into a profile layer.
+fn convert_doc(
+    doc: Node,
+    md: &MetaData,
+    d: Defaults,
+    scripts: &[Script],
+    warnings: Vec<String>,
+) -> Result<Converted, ConvertError> {
     let Some(map) = doc.as_map() else {
         return Err(err(
             &doc,
@@ -246,7 +275,10 @@ pub fn convert(text: &str, md: &MetaData, d: Defaults) -> Result<Converted, Conv
             "cloud-config must be a mapping of keys",
         ));
     };
-    let mut out = Converted::default();
+    let mut out = Converted {
+        warnings,
+        ..Converted::default()
+    };
     let mut unsupported = Vec::new();
     for (k, _) in map {
         let name = k.as_scalar().unwrap_or("");
@@ -596,11 +628,14 @@ pub fn convert(text: &str, md: &MetaData, d: Defaults) -> Result<Converted, Conv
         for (i, p) in n.as_seq().unwrap_or_default().iter().enumerate() {
             match (&p.value, p.as_str()) {
                 (_, Some(name)) => pkgs.push(name.to_string()),
-                (yaml::Value::Seq(pv), _) if pv.len() == 2 => pkgs.push(format!(
-                    "{}={}",
-                    pv[0].as_str().unwrap_or(""),
-                    pv[1].as_str().unwrap_or("")
-                )),
+                (yaml::Value::Seq(pv), _) if pv.len() == 2 => {
+                    let name = pv[0].as_str().unwrap_or("").to_string();
+                    out.warnings.push(format!(
+                        "packages: the version pin of {name} ({}) is not applied; the candidate version is installed",
+                        pv[1].as_str().unwrap_or("")
+                    ));
+                    pkgs.push(name);
+                }
                 _ => {
                     return Err(err(
                         p,
@@ -612,29 +647,43 @@ pub fn convert(text: &str, md: &MetaData, d: Defaults) -> Result<Converted, Conv
         }
     }
     if !pkgs.is_empty() {
-        if d.packages_install {
-            let mut t = toml::Table::new();
-            t.insert("install".into(), pkgs.clone().into());
-            profile.insert("packages".into(), t.into());
-        } else {
-            out.warnings.push(format!(
-                "packages: not supported until the packages module exists; not installed: {}",
-                pkgs.join(", ")
-            ));
-        }
+        let mut t = toml::Table::new();
+        t.insert("install".into(), pkgs.clone().into());
+        profile.insert("packages".into(), t.into());
     }
     for key in [
         "package_update",
         "package_upgrade",
         "package_reboot_if_required",
     ] {
-        if let Some(n) = doc.get(key)
-            && n.as_bool() == Some(true)
-        {
-            out.warnings.push(format!(
-                "{key}: not supported until the packages module exists; nothing is updated"
-            ));
+        if let Some(n) = doc.get(key) {
+            let b = n
+                .as_bool()
+                .ok_or_else(|| err(n, key, "expected true or false"))?;
+            firstboot.insert(key.into(), b.into());
         }
+    }
+    if let Some(n) = doc.get("apt") {
+        let sources = apt_sources(n, &mut out)?;
+        if !sources.is_empty() {
+            let mut t = toml::Table::new();
+            t.insert("sources".into(), toml::Value::Array(sources));
+            profile.insert("apt".into(), t.into());
+        }
+    }
+    let storage = storage(&doc, &mut out)?;
+    if !storage.is_empty() {
+        profile.insert("storage".into(), storage.into());
+    }
+    if let Some(n) = doc.get("ntp")
+        && let Some(t) = ntp(n, &mut out)?
+    {
+        profile.insert("time".into(), t.into());
+    }
+    if let Some(n) = doc.get("power_state")
+        && let Some(t) = power_state(n, &mut out)?
+    {
+        firstboot.insert("power_state".into(), t.into());
     }
 
     // Files and commands.
@@ -647,25 +696,26 @@ pub fn convert(text: &str, md: &MetaData, d: Defaults) -> Result<Converted, Conv
             firstboot.insert("write_files".into(), toml::Value::Array(files));
         }
     }
-    if let Some(n) = doc.get("runcmd") {
-        let mut cmds = Vec::new();
-        for (i, c) in n.as_seq().unwrap_or_default().iter().enumerate() {
-            let key = format!("runcmd[{i}]");
-            match &c.value {
-                yaml::Value::Scalar { text, .. } => cmds.push(toml::Value::String(text.clone())),
-                yaml::Value::Seq(argv) => {
-                    let argv: Vec<toml::Value> = argv
-                        .iter()
-                        .map(|a| a.as_str().map(|s| toml::Value::String(s.to_string())))
-                        .collect::<Option<_>>()
-                        .ok_or_else(|| err(c, &key, "command words must be strings"))?;
-                    cmds.push(toml::Value::Array(argv));
-                }
-                yaml::Value::Map(_) => return Err(err(c, &key, "expected a string or a list")),
-            }
-        }
+    let mut cmds = match doc.get("runcmd") {
+        Some(n) => commands(n, "runcmd")?,
+        None => Vec::new(),
+    };
+    cmds.extend(
+        scripts
+            .iter()
+            .map(|s| toml::Value::String(s.runcmd_entry())),
+    );
+    if !cmds.is_empty() {
+        firstboot.insert("runcmd".into(), toml::Value::Array(cmds));
+    }
+    if let Some(n) = doc.get("bootcmd") {
+        let cmds = commands(n, "bootcmd")?;
         if !cmds.is_empty() {
-            firstboot.insert("runcmd".into(), toml::Value::Array(cmds));
+            out.warnings.push(
+                "bootcmd runs once per instance (cloud-init runs it on every boot), under the runcmd opt-in"
+                    .into(),
+            );
+            firstboot.insert("bootcmd".into(), toml::Value::Array(cmds));
         }
     }
 
@@ -711,6 +761,27 @@ pub fn convert(text: &str, md: &MetaData, d: Defaults) -> Result<Converted, Conv
     Ok(out)
 }
 
+/// `runcmd` / `bootcmd` entries: shell lines or argument vectors.
+fn commands(n: &Node, what: &str) -> Result<Vec<toml::Value>, ConvertError> {
+    let mut cmds = Vec::new();
+    for (i, c) in n.as_seq().unwrap_or_default().iter().enumerate() {
+        let key = format!("{what}[{i}]");
+        match &c.value {
+            yaml::Value::Scalar { text, .. } => cmds.push(toml::Value::String(text.clone())),
+            yaml::Value::Seq(argv) => {
+                let argv: Vec<toml::Value> = argv
+                    .iter()
+                    .map(|a| a.as_str().map(|s| toml::Value::String(s.to_string())))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| err(c, &key, "command words must be strings"))?;
+                cmds.push(toml::Value::Array(argv));
+            }
+            yaml::Value::Map(_) => return Err(err(c, &key, "expected a string or a list")),
+        }
+    }
+    Ok(cmds)
+}
+
 fn keys_at(n: &Node, key: &str) -> Result<Vec<String>, ConvertError> {
     match &n.value {
         yaml::Value::Scalar { text, .. } if !n.is_null() => Ok(text
@@ -728,12 +799,12 @@ fn keys_at(n: &Node, key: &str) -> Result<Vec<String>, ConvertError> {
 fn import_ids(n: &Node, key: &str, out: &mut Converted) -> Result<Vec<String>, ConvertError> {
     let mut srcs = Vec::new();
     for id in n.str_list().unwrap_or_default() {
-        if id.starts_with("gh:") {
+        if id.starts_with("gh:") || id.starts_with("lp:") {
             KeyUrl::try_from(id.clone()).map_err(|e| err(n, key, e))?;
             srcs.push(id);
         } else {
             out.warnings.push(format!(
-                "{key}: `{id}` not imported (only `gh:<user>` is supported)"
+                "{key}: `{id}` not imported (only `gh:<user>` and `lp:<user>` are supported)"
             ));
         }
     }
@@ -817,7 +888,8 @@ fn user_from(n: &Node, name: &str, key: &str, out: &mut Converted) -> Result<Use
         && !s.is_null()
     {
         let rules = s.strings().unwrap_or_default();
-        u.sudo = sudo_mode(&rules).map_err(|e| err(s, &format!("{key}.sudo"), e))?;
+        (u.sudo, u.sudo_rules) =
+            sudo_mode(&rules).map_err(|e| err(s, &format!("{key}.sudo"), e))?;
     }
     if let Some(s) = n.get("shell").and_then(Node::as_str) {
         let at = n.get("shell").unwrap_or(n);
@@ -906,6 +978,9 @@ fn user_table(u: &User) -> toml::Table {
     }
     if let Some(v) = u.sudo {
         t.insert("sudo".into(), v.into());
+    }
+    if !u.sudo_rules.is_empty() {
+        t.insert("sudo_rules".into(), u.sudo_rules.clone().into());
     }
     if !u.keys.is_empty() {
         t.insert("ssh_keys".into(), u.keys.clone().into());
@@ -997,13 +1072,15 @@ fn write_file(f: &Node, key: &str, out: &mut Converted) -> Result<toml::Table, C
         }
         t.insert("owner".into(), o.into());
     }
-    if let Some(a) = f.get("append") {
-        t.insert(
-            "append".into(),
-            a.as_bool()
-                .ok_or_else(|| err(a, &format!("{key}.append"), "expected true or false"))?
-                .into(),
-        );
+    for k in ["append", "defer"] {
+        if let Some(a) = f.get(k) {
+            t.insert(
+                k.into(),
+                a.as_bool()
+                    .ok_or_else(|| err(a, &format!("{key}.{k}"), "expected true or false"))?
+                    .into(),
+            );
+        }
     }
     if let Some(m) = f.as_map() {
         for (k, _) in m {
@@ -1018,6 +1095,600 @@ fn write_file(f: &Node, key: &str, out: &mut Converted) -> Result<toml::Table, C
         }
     }
     Ok(t)
+}
+
+/// cloud-config `apt: sources:` → `[[apt.sources]]` (deb822 files with a `signed-by` keyring).
+/// Other `apt` keys (mirrors, proxies, `conf`) are listed as not applied.
+fn apt_sources(n: &Node, out: &mut Converted) -> Result<Vec<toml::Value>, ConvertError> {
+    let mut list = Vec::new();
+    let Some(map) = n.as_map() else {
+        return Err(err(n, "apt", "expected a mapping"));
+    };
+    for (k, _) in map {
+        let k = k.as_scalar().unwrap_or("");
+        if k != "sources" {
+            out.warnings
+                .push(format!("apt.{k} (line {}) is not applied", n.line));
+        }
+    }
+    let Some(sources) = n.get("sources") else {
+        return Ok(list);
+    };
+    let Some(entries) = sources.as_map() else {
+        return Err(err(
+            sources,
+            "apt.sources",
+            "expected a mapping of name → source",
+        ));
+    };
+    for (name_node, src) in entries {
+        let raw_name = name_node.as_scalar().unwrap_or("");
+        let key = format!("apt.sources.{raw_name}");
+        // cloud-init names files after the key (`docker.list`); bollwerk's names are plain.
+        let name: String = raw_name
+            .trim_end_matches(".list")
+            .trim_end_matches(".sources")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if name.is_empty() {
+            return Err(err(name_node, &key, "a source needs a name"));
+        }
+        for k in ["keyid", "keyserver", "filename", "append"] {
+            if src.get(k).is_some() {
+                out.warnings.push(format!(
+                    "{key}.{k} is not applied (give the armored key in `key`)"
+                ));
+            }
+        }
+        let line = src.get("source").and_then(Node::as_str);
+        let Some(line) = line else {
+            out.warnings
+                .push(format!("{key}: no `source` line; not applied"));
+            continue;
+        };
+        let mut t = parse_source_line(line).map_err(|e| err(src, &format!("{key}.source"), e))?;
+        t.insert("name".into(), name.into());
+        if let Some(k) = src.get("key").and_then(Node::as_str) {
+            t.insert("key".into(), k.to_string().into());
+        }
+        list.push(t.into());
+    }
+    Ok(list)
+}
+
+/// `deb [opts] URI SUITE COMPONENT…` → the fields of an `[[apt.sources]]` entry
+/// (`$RELEASE` is kept: the module replaces it with the target's codename).
+fn parse_source_line(line: &str) -> Result<toml::Table, String> {
+    let line = line.trim();
+    let (kind, rest) = line
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("{line:?} is not `deb URI SUITE COMPONENT…`"))?;
+    if kind != "deb" && kind != "deb-src" {
+        return Err(format!(
+            "{line:?}: only `deb`/`deb-src` lines are supported (no ppa:)"
+        ));
+    }
+    let mut rest = rest.trim_start();
+    let mut t = toml::Table::new();
+    t.insert("types".into(), vec![kind.to_string()].into());
+    if let Some(r) = rest.strip_prefix('[') {
+        let (opts, after) = r
+            .split_once(']')
+            .ok_or_else(|| format!("{line:?}: `[` without `]`"))?;
+        for o in opts.split_whitespace() {
+            match o.split_once('=') {
+                Some(("arch", v)) => {
+                    let archs: Vec<String> = v.split(',').map(str::to_string).collect();
+                    t.insert("architectures".into(), archs.into());
+                }
+                // `signed-by=$KEY_FILE` (or a path): the keyring is the module's own file.
+                Some(("signed-by", _)) => {}
+                _ => return Err(format!("{line:?}: option `{o}` is not supported")),
+            }
+        }
+        rest = after.trim_start();
+    }
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    if words.len() < 2 {
+        return Err(format!("{line:?} is not `deb URI SUITE COMPONENT…`"));
+    }
+    t.insert("uris".into(), vec![words[0].to_string()].into());
+    t.insert("suites".into(), vec![words[1].to_string()].into());
+    if words.len() > 2 {
+        let comps: Vec<String> = words[2..].iter().map(|w| w.to_string()).collect();
+        t.insert("components".into(), comps.into());
+    }
+    Ok(t)
+}
+
+/// `growpart`, `resize_rootfs`, `swap`, `mounts` → `[storage]`.
+fn storage(doc: &Node, out: &mut Converted) -> Result<toml::Table, ConvertError> {
+    let mut t = toml::Table::new();
+    let grow_mode = doc.get("growpart").map(|g| {
+        let mode = g.get("mode");
+        let off = mode.is_some_and(|m| m.as_bool() == Some(false) || m.as_str() == Some("off"));
+        if let Some(devs) = g.get("devices").and_then(Node::strings)
+            && devs.iter().any(|d| d != "/")
+        {
+            out.warnings.push(format!(
+                "growpart.devices: only \"/\" is grown (line {})",
+                g.line
+            ));
+        }
+        !off
+    });
+    let resize = doc.get("resize_rootfs").map(|r| r.as_bool() != Some(false));
+    if grow_mode.is_some() || resize.is_some() {
+        t.insert(
+            "grow_root".into(),
+            (grow_mode.unwrap_or(true) && resize.unwrap_or(true)).into(),
+        );
+    }
+    if let Some(sw) = doc.get("swap") {
+        let size = sw.get("size");
+        match size.map(|s| (s.as_int(), s.as_str())) {
+            Some((Some(0), _)) | None => {}
+            Some((_, Some("auto"))) => out.warnings.push(format!(
+                "swap.size: \"auto\" is not supported; give a size like \"2G\" (line {})",
+                sw.line
+            )),
+            Some((_, Some(v))) => {
+                let mut s = toml::Table::new();
+                s.insert(
+                    "path".into(),
+                    sw.get("filename")
+                        .and_then(Node::as_str)
+                        .unwrap_or("/swap.img")
+                        .into(),
+                );
+                s.insert("size".into(), v.into());
+                t.insert("swap".into(), s.into());
+            }
+            Some((_, None)) => return Err(err(sw, "swap.size", "expected a size like \"2G\"")),
+        }
+    }
+    if let Some(m) = doc.get("mounts") {
+        let mut list = Vec::new();
+        for (i, e) in m.as_seq().unwrap_or_default().iter().enumerate() {
+            let key = format!("mounts[{i}]");
+            let f = e
+                .strings()
+                .ok_or_else(|| err(e, &key, "expected a list of fstab fields"))?;
+            if f.len() < 2
+                || f[1].is_empty()
+                || f[1] == "none" && f.get(2).map(String::as_str) != Some("swap")
+            {
+                out.warnings.push(format!(
+                    "{key}: entries that remove a mount or name cloud devices (ephemeral0) are not applied (line {})",
+                    e.line
+                ));
+                continue;
+            }
+            let mut t = toml::Table::new();
+            t.insert("what".into(), f[0].clone().into());
+            t.insert("where".into(), f[1].clone().into());
+            t.insert(
+                "fstype".into(),
+                f.get(2).cloned().unwrap_or_else(|| "auto".into()).into(),
+            );
+            t.insert(
+                "options".into(),
+                f.get(3)
+                    .cloned()
+                    .unwrap_or_else(|| "defaults,nofail".into())
+                    .into(),
+            );
+            for (idx, name) in [(4, "dump"), (5, "pass")] {
+                if let Some(v) = f.get(idx) {
+                    let n: i64 = v
+                        .parse()
+                        .map_err(|_| err(e, &format!("{key}[{idx}]"), "expected a number"))?;
+                    t.insert(name.into(), n.into());
+                }
+            }
+            list.push(t.into());
+        }
+        if !list.is_empty() {
+            t.insert("mounts".into(), toml::Value::Array(list));
+        }
+    }
+    Ok(t)
+}
+
+/// `ntp` → `[time]` (servers and pools both become servers).
+fn ntp(n: &Node, out: &mut Converted) -> Result<Option<toml::Table>, ConvertError> {
+    if n.get("enabled").and_then(Node::as_bool) == Some(false) {
+        return Ok(None);
+    }
+    let mut t = toml::Table::new();
+    match n.get("ntp_client").and_then(Node::as_str) {
+        Some("chrony") => {
+            t.insert("daemon".into(), "chrony".into());
+        }
+        Some("systemd-timesyncd") => {
+            t.insert("daemon".into(), "timesyncd".into());
+        }
+        None | Some("auto") => {}
+        Some(other) => out.warnings.push(format!(
+            "ntp.ntp_client `{other}` is not supported (chrony or systemd-timesyncd); the default is used"
+        )),
+    }
+    let mut servers = Vec::new();
+    for k in ["servers", "pools"] {
+        if let Some(v) = n.get(k) {
+            servers.extend(
+                v.strings()
+                    .ok_or_else(|| err(v, &format!("ntp.{k}"), "expected a list of host names"))?,
+            );
+        }
+    }
+    if !servers.is_empty() {
+        t.insert("servers".into(), servers.into());
+    }
+    if n.get("config").is_some() {
+        out.warnings
+            .push("ntp.config (templates) is not applied".into());
+    }
+    Ok(Some(t))
+}
+
+/// `power_state` → `[firstboot] power_state`.
+fn power_state(n: &Node, out: &mut Converted) -> Result<Option<toml::Table>, ConvertError> {
+    let mode = n
+        .get("mode")
+        .and_then(Node::as_str)
+        .ok_or_else(|| err(n, "power_state.mode", "expected reboot, poweroff or halt"))?;
+    if !matches!(mode, "reboot" | "poweroff" | "halt") {
+        return Err(err(
+            n,
+            "power_state.mode",
+            "expected reboot, poweroff or halt",
+        ));
+    }
+    if let Some(c) = n.get("condition")
+        && c.as_bool() != Some(true)
+    {
+        out.warnings.push(format!(
+            "power_state.condition other than true is not supported: power_state is not applied (line {})",
+            c.line
+        ));
+        return Ok(None);
+    }
+    let mut t = toml::Table::new();
+    t.insert("mode".into(), mode.into());
+    if let Some(d) = n.get("delay") {
+        let minutes = match (d.as_int(), d.as_str()) {
+            (Some(m), _) => Some(m),
+            (None, Some("now")) => Some(0),
+            (None, Some(s)) => s.strip_prefix('+').and_then(|m| m.parse().ok()),
+            _ => None,
+        }
+        .filter(|m| (0..=10_080).contains(m))
+        .ok_or_else(|| err(d, "power_state.delay", "expected \"now\" or \"+MINUTES\""))?;
+        t.insert("delay_minutes".into(), minutes.into());
+    }
+    if let Some(m) = n.get("message").and_then(Node::as_str) {
+        t.insert("message".into(), m.into());
+    }
+    if n.get("timeout").is_some() {
+        out.warnings.push(
+            "power_state.timeout is not applied (bollwerk waits for the boot to finish)".into(),
+        );
+    }
+    Ok(Some(t))
+}
+
+/// A `text/x-shellscript` part of multipart user-data.
+#[derive(Debug, Clone)]
+struct Script {
+    name: String,
+    body: String,
+}
+
+impl Script {
+    /// The part as a `runcmd` entry: written to a file under `/var/lib/bollwerk/firstboot/`
+    /// and run by its own interpreter (its `#!` line).
+    fn runcmd_entry(&self) -> String {
+        use sha2::Digest;
+        let tag = hex::encode(&sha2::Sha256::digest(self.body.as_bytes())[..8]);
+        let file: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut body = self.body.clone();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        format!(
+            "# user-data part {name} (text/x-shellscript)\nf=/var/lib/bollwerk/firstboot/part-{file}\ncat > \"$f\" <<'BOLLWERK_PART_{tag}'\n{body}BOLLWERK_PART_{tag}\nchmod 0700 \"$f\"\n\"$f\"",
+            name = self.name
+        )
+    }
+}
+
+/// True when user-data is a MIME message (starts with a `MIME-Version:` or `Content-Type:`
+/// header), as Terraform's `cloudinit_config` and Python's `email` write it.
+pub fn is_mime(text: &str) -> bool {
+    let first = text
+        .trim_start()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    first.starts_with("mime-version:") || first.starts_with("content-type:")
+}
+
+/// Converts user-data that is `#cloud-config` or a MIME message: `text/cloud-config` parts are
+/// merged in order (later keys replace earlier ones, mappings merge key by key, lists are
+/// replaced), `text/x-shellscript` parts become `runcmd` entries (same opt-in), other part
+/// types are listed as not applied.
+///
+/// # Errors
+/// A [`ConvertError`] for malformed MIME or cloud-config.
+pub fn convert_user_data(
+    text: &str,
+    md: &MetaData,
+    d: Defaults,
+) -> Result<Converted, ConvertError> {
+    if !is_mime(text) {
+        return convert(text, md, d);
+    }
+    let mime_err = |message: String| ConvertError {
+        position: None,
+        key: "(MIME)".into(),
+        message,
+    };
+    let mut leaves = Vec::new();
+    let normalized = text.replace("\r\n", "\n");
+    collect_parts(&normalized, 0, &mut leaves).map_err(mime_err)?;
+    let mut doc: Option<Node> = None;
+    let mut scripts = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, leaf) in leaves.into_iter().enumerate() {
+        let name = leaf
+            .filename
+            .clone()
+            .unwrap_or_else(|| format!("{:03}", i + 1));
+        let body = String::from_utf8(leaf.body)
+            .map_err(|_| mime_err(format!("part {name} is not UTF-8 text")))?;
+        let first = body
+            .trim_start()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let kind = match leaf.ctype.as_str() {
+            "text/cloud-config" => "cloud-config",
+            "text/x-shellscript" => "script",
+            "text/plain" | "text/x-not-multipart" if first.starts_with("#cloud-config") => {
+                "cloud-config"
+            }
+            "text/plain" | "text/x-not-multipart" if first.starts_with("#!") => "script",
+            _ => "other",
+        };
+        match kind {
+            "cloud-config" => {
+                let part = parse_doc(&body).map_err(|mut e| {
+                    e.key = format!("part {name}: {}", e.key);
+                    e
+                })?;
+                if part.get("merge_how").is_some() || part.get("merge_type").is_some() {
+                    warnings.push(format!(
+                        "part {name}: merge_how/merge_type are not supported; later parts replace earlier keys"
+                    ));
+                }
+                doc = Some(match doc {
+                    None => part,
+                    Some(prev) => merge(prev, part),
+                });
+            }
+            "script" => scripts.push(Script { name, body }),
+            _ => warnings.push(format!(
+                "user-data part {name} of type {} is not applied (supported: text/cloud-config, text/x-shellscript)",
+                leaf.ctype
+            )),
+        }
+    }
+    let doc = doc.unwrap_or(Node {
+        line: 1,
+        col: 1,
+        value: yaml::Value::Map(Vec::new()),
+    });
+    let mut c = convert_doc(doc, md, d, &scripts, warnings)?;
+    for k in ["merge_how", "merge_type"] {
+        c.warnings.retain(|w| {
+            !w.starts_with(&format!(
+                "unsupported cloud-config keys, not applied: {k} ("
+            ))
+        });
+    }
+    Ok(c)
+}
+
+/// Merges cloud-config `b` over `a`: mappings key by key (recursively), anything else replaced.
+fn merge(a: Node, b: Node) -> Node {
+    match (a.value, b.value) {
+        (yaml::Value::Map(mut am), yaml::Value::Map(bm)) => {
+            for (k, v) in bm {
+                match am
+                    .iter()
+                    .position(|(ak, _)| ak.as_scalar().is_some() && ak.as_scalar() == k.as_scalar())
+                {
+                    Some(i) => {
+                        let (ak, av) = am.remove(i);
+                        am.insert(i, (ak, merge(av, v)));
+                    }
+                    None => am.push((k, v)),
+                }
+            }
+            Node {
+                line: a.line,
+                col: a.col,
+                value: yaml::Value::Map(am),
+            }
+        }
+        (_, bv) => Node {
+            line: b.line,
+            col: b.col,
+            value: bv,
+        },
+    }
+}
+
+/// One non-multipart part of a MIME message, decoded.
+struct Leaf {
+    ctype: String,
+    filename: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Limits: MIME nesting depth and number of parts.
+const MIME_MAX_DEPTH: usize = 4;
+const MIME_MAX_PARTS: usize = 64;
+
+/// Splits headers (unfolded, names lower-cased) from the body.
+fn split_headers(msg: &str) -> (Vec<(String, String)>, &str) {
+    let (head, body) = match msg.find("\n\n") {
+        Some(i) => (&msg[..i], &msg[i + 2..]),
+        None if msg.starts_with('\n') => ("", &msg[1..]),
+        None => (msg, ""),
+    };
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = headers.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    (headers, body)
+}
+
+/// The value of `param` in a header like `multipart/mixed; boundary="x"`.
+fn header_param(value: &str, param: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case(param)).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+fn collect_parts(msg: &str, depth: usize, out: &mut Vec<Leaf>) -> Result<(), String> {
+    if depth > MIME_MAX_DEPTH {
+        return Err(format!("MIME parts nested deeper than {MIME_MAX_DEPTH}"));
+    }
+    let (headers, body) = split_headers(msg);
+    let h = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let ctype_full = h("content-type").unwrap_or("text/x-not-multipart");
+    let ctype = ctype_full
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if ctype.starts_with("multipart/") {
+        let boundary = header_param(ctype_full, "boundary")
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| format!("{ctype} without a boundary"))?;
+        let delim = format!("--{boundary}");
+        let mut parts: Vec<String> = Vec::new();
+        let mut cur: Option<String> = None;
+        for line in body.split('\n') {
+            let l = line.trim_end();
+            if l == delim || l == format!("{delim}--") {
+                if let Some(p) = cur.take() {
+                    parts.push(p);
+                }
+                if l.ends_with("--") && l != delim {
+                    break;
+                }
+                cur = Some(String::new());
+            } else if let Some(c) = cur.as_mut() {
+                c.push_str(line);
+                c.push('\n');
+            }
+        }
+        if parts.is_empty() {
+            return Err(format!(
+                "{ctype} has no parts (boundary {boundary:?} not found)"
+            ));
+        }
+        for p in parts {
+            collect_parts(&p, depth + 1, out)?;
+            if out.len() > MIME_MAX_PARTS {
+                return Err(format!("more than {MIME_MAX_PARTS} MIME parts"));
+            }
+        }
+        return Ok(());
+    }
+    let cte = h("content-transfer-encoding")
+        .unwrap_or("7bit")
+        .to_ascii_lowercase();
+    // The part's body ends with the line break before the next boundary.
+    let raw = body.strip_suffix('\n').unwrap_or(body);
+    let mut bytes = match cte.as_str() {
+        "7bit" | "8bit" | "binary" => raw.as_bytes().to_vec(),
+        "base64" => b64(raw)?,
+        "quoted-printable" => quoted_printable(raw),
+        other => return Err(format!("part encoding {other:?} is not supported")),
+    };
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        bytes = gunzip(&bytes)?;
+    }
+    let filename = h("content-disposition").and_then(|d| header_param(d, "filename"));
+    out.push(Leaf {
+        ctype,
+        filename,
+        body: bytes,
+    });
+    Ok(())
+}
+
+/// Decodes quoted-printable text (RFC 2045): `=XX` escapes and soft line breaks.
+fn quoted_printable(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'=' {
+            if b.get(i + 1) == Some(&b'\n') {
+                i += 2;
+                continue;
+            }
+            if let Some(h) = s.get(i + 1..i + 3)
+                && let Ok(v) = u8::from_str_radix(h, 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
 }
 
 fn b64(s: &str) -> Result<Vec<u8>, String> {
@@ -1056,10 +1727,7 @@ pub(crate) mod tests {
     }
 
     fn defaults() -> Defaults<'static> {
-        Defaults {
-            user: "debian",
-            packages_install: false,
-        }
+        Defaults { user: "debian" }
     }
 
     #[test]
@@ -1076,8 +1744,8 @@ pub(crate) mod tests {
         assert_eq!(u["ssh_keys"][0].as_str(), Some(KEY));
         assert_eq!(u["password_hash"].as_str(), Some(HASH));
         assert!(c.expire.is_empty(), "chpasswd.expire: False");
-        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-        assert!(c.warnings[0].starts_with("package_upgrade: not supported"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(t["firstboot"]["package_upgrade"].as_bool(), Some(true));
     }
 
     #[test]
@@ -1112,28 +1780,21 @@ pub(crate) mod tests {
         assert_eq!(t["firstboot"]["runcmd"][0].as_str(), Some("echo hi"));
         assert_eq!(t["firstboot"]["runcmd"][1][0].as_str(), Some("touch"));
         let all = c.warnings.join("\n");
-        assert!(all.contains("packages: not supported until the packages module exists; not installed: htop, curl=7.88"), "{all}");
-        assert!(all.contains("bootcmd (line"), "{all}");
-        assert!(all.contains("apt (line"), "{all}");
+        assert_eq!(
+            t["packages"]["install"].as_array().unwrap(),
+            &vec![toml::Value::from("htop"), toml::Value::from("curl")]
+        );
+        assert!(
+            all.contains("the version pin of curl (7.88) is not applied"),
+            "{all}"
+        );
+        assert_eq!(t["firstboot"]["bootcmd"][0].as_str(), Some("x"));
+        assert!(all.contains("bootcmd runs once per instance"), "{all}");
+        assert!(!all.contains("unsupported cloud-config keys"), "{all}");
         assert!(
             !c.toml.contains("s3cret"),
             "clear-text passwords never go into the profile"
         );
-    }
-
-    #[test]
-    fn packages_go_to_the_packages_module_when_it_exists() {
-        let c = convert(
-            "#cloud-config\npackages: [htop]\n",
-            &MetaData::default(),
-            Defaults {
-                user: "debian",
-                packages_install: true,
-            },
-        )
-        .unwrap();
-        let t: toml::Table = toml::from_str(&c.toml).unwrap();
-        assert_eq!(t["packages"]["install"][0].as_str(), Some("htop"));
     }
 
     #[test]
@@ -1154,12 +1815,13 @@ pub(crate) mod tests {
         .unwrap_err();
         assert!(e.key.starts_with("ssh_authorized_keys"), "{e}");
         let e = convert(
-            "#cloud-config\nusers:\n  - name: x\n    sudo: ALL=(ALL) /usr/bin/apt\n",
+            "#cloud-config\nusers:\n  - name: x\n    sudo: [\"ALL\"]\n",
             &MetaData::default(),
             defaults(),
         )
         .unwrap_err();
-        assert!(e.message.contains("cannot be expressed"), "{e}");
+        assert!(e.message.contains("is not `HOSTS=(RUNAS) COMMANDS`"), "{e}");
+        assert_eq!(e.key, "users[0].sudo");
         let e = convert("#cloud-config\na: [\n", &MetaData::default(), defaults()).unwrap_err();
         assert!(e.message.starts_with("YAML syntax error"), "{e}");
         assert!(e.to_string().starts_with("user-data:"), "{e}");

@@ -58,6 +58,10 @@ pub enum Stage {
     Local,
     /// Everything, network included (the network unit).
     Network,
+    /// The steps the local stage left for after the network (`package_update`,
+    /// `package_upgrade`, `package_reboot_if_required`), with the stored effective profile
+    /// (`bollwerk-firstboot-final.service`).
+    Final,
 }
 
 /// Arguments of `bollwerk firstboot`.
@@ -124,33 +128,6 @@ fn default_user(facts: &crate::facts::Facts) -> &'static str {
     }
 }
 
-/// Follows a `$ref` in the profile schema.
-fn schema_has(path: &[&str]) -> bool {
-    let s = profile::schema();
-    let mut cur = &s;
-    for key in path {
-        let mut node = cur;
-        for _ in 0..4 {
-            if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
-                let name = r.rsplit('/').next().unwrap_or("");
-                node = &s["$defs"][name];
-            } else if let Some(any) = node.get("anyOf").and_then(|a| a.as_array()) {
-                node = any.iter().find(|v| v.get("$ref").is_some()).unwrap_or(node);
-                if node.get("$ref").is_none() {
-                    break;
-                }
-            } else {
-                break;
-            }
-        }
-        match node.get("properties").and_then(|p| p.get(*key)) {
-            Some(v) => cur = v,
-            None => return false,
-        }
-    }
-    true
-}
-
 /// Largest user-data accepted, after gzip decompression (1 MiB).
 pub const MAX_USER_DATA: usize = 1 << 20;
 
@@ -186,14 +163,16 @@ pub fn prepare(data: &InstanceData, facts: &crate::facts::Facts) -> Result<Prepa
     let trimmed = text.trim_start();
     let first = trimmed.lines().next().unwrap_or("").trim();
     let mut warnings = Vec::new();
-    let (loaded, clear, expire, kind) = if first.starts_with("#cloud-config") || trimmed.is_empty()
+    let mime = cloudconfig::is_mime(&text);
+    let (loaded, clear, expire, kind) = if first.starts_with("#cloud-config")
+        || trimmed.is_empty()
+        || mime
     {
-        let c = cloudconfig::convert(
+        let c = cloudconfig::convert_user_data(
             &text,
             &data.meta,
             cloudconfig::Defaults {
                 user: default_user(facts),
-                packages_install: schema_has(&["packages", "install"]),
             },
         )
         .map_err(|e| {
@@ -220,6 +199,8 @@ pub fn prepare(data: &InstanceData, facts: &crate::facts::Facts) -> Result<Prepa
                 })?;
         let kind = if trimmed.is_empty() {
             "none"
+        } else if mime {
+            "multipart"
         } else {
             "cloud-config"
         };
@@ -557,7 +538,9 @@ fn plan_instance_post(
     prep: &Prepared,
     instance_id: &str,
     allow_runcmd: bool,
-) -> Result<()> {
+    defer_packages: bool,
+) -> Result<Vec<&'static str>> {
+    let deferred = crate::modules::firstboot::plan_instance_post(cx, plan, defer_packages)?;
     let shadow = vec![RelPath::lit("etc/shadow")];
     if !prep.clear_passwords.is_empty() {
         let input: String = prep
@@ -613,7 +596,7 @@ fn plan_instance_post(
         Perms::root(0o644),
         format!("mark instance {instance_id} as provisioned"),
     )?;
-    Ok(())
+    Ok(deferred)
 }
 
 /// `systemctl` handlers must not wait for jobs at boot: the first-boot unit is ordered before
@@ -646,6 +629,9 @@ pub fn run(
     runner: &dyn Runner,
     out: &mut dyn Write,
 ) -> Result<ExitStatus> {
+    if args.stage == Stage::Final {
+        return crate::modules::firstboot::run_final(&global.root, runner, out);
+    }
     let started = Instant::now();
     let started_at = journal::now_rfc3339();
     let root = Root::new(&global.root)?;
@@ -733,6 +719,12 @@ pub fn run(
         } else {
             w(out, &msg)?;
         }
+        // Package steps a previous boot could not finish are retried (and only they).
+        if let Some(line) = crate::modules::firstboot::resume_final(&root, runner)
+            && args.format != crate::cli::Format::Json
+        {
+            w(out, &line)?;
+        }
         return Ok(ExitStatus::Ok);
     }
     let facts = crate::facts::Facts::gather(&root, runner)?;
@@ -741,11 +733,17 @@ pub fn run(
         tracing::warn!("{wmsg}");
     }
     let _lock = journal::lock(&root)?;
-    let cx = Context::new(root.clone(), runner, &prep.loaded, Options::default())?;
+    // Before the network, apt cannot reach a mirror: package changes go to the final stage.
+    let options = Options {
+        offline: args.stage == Stage::Local,
+        ..Options::default()
+    };
+    let cx = Context::new(root.clone(), runner, &prep.loaded, options)?;
     let previous = previous_report(&root);
     let mut actions = InstanceActions::default();
     let mut pre = Plan::default();
     plan_instance_pre(&cx, &mut pre, &prep, previous.as_ref(), &mut actions)?;
+    crate::modules::firstboot::plan_instance_pre(&cx, &mut pre, args.allow_runcmd)?;
     let modules_plan = crate::modules::plan_all(&cx)?;
     let mut plan = pre;
     plan.changes.extend(modules_plan.changes);
@@ -758,7 +756,17 @@ pub fn run(
     plan.refusals.extend(modules_plan.refusals);
     plan.ssh_access = modules_plan.ssh_access;
     plan.requested_packages = modules_plan.requested_packages;
-    plan_instance_post(&cx, &mut plan, &prep, &instance_id, args.allow_runcmd)?;
+    let mut deferred = plan_instance_post(
+        &cx,
+        &mut plan,
+        &prep,
+        &instance_id,
+        args.allow_runcmd,
+        args.stage == Stage::Local,
+    )?;
+    if crate::modules::packages::deferred(&plan) {
+        deferred.insert(0, "packages");
+    }
     no_block_handlers(&mut plan);
     if let Some(r) = plan.refusals.first() {
         return Err(Error::Unsafe {
@@ -839,6 +847,7 @@ pub fn run(
         "instance": actions,
         "machine_id": mid,
         "warnings": prep.warnings,
+        "deferred_to_final": deferred,
         "notes": plan.notes,
         "findings": findings,
         "handlers": report.handlers.iter().map(|(c, r)| json!({"command": c, "ok": r.is_ok(), "error": r.as_ref().err()})).collect::<Vec<_>>(),
@@ -856,6 +865,9 @@ pub fn run(
     if !root.exists(&dir) {
         root.create_dir(&dir, Perms::root(0o700))?;
     }
+    crate::modules::firstboot::store_effective_profile(&root, &prep.loaded)?;
+    let final_note =
+        crate::modules::firstboot::hand_over_final(&root, runner, &instance_id, &deferred)?;
     root.write_atomic(
         &RelPath::lit(REPORT),
         format!("{doc:#}\n").as_bytes(),
@@ -891,6 +903,9 @@ pub fn run(
                 elapsed.as_secs_f64(),
                 REPORT
             ));
+            if let Some(line) = &final_note {
+                s.push_str(line);
+            }
             w(out, &s)?;
         }
     }

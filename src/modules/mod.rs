@@ -28,6 +28,10 @@ pub mod updates;
 // -- OS hardening modules (issue 7) --
 pub mod hardening;
 
+// -- day one (issue 13): apt repositories, storage --
+pub mod apt_sources;
+pub mod storage;
+
 use crate::engine::{Context, Finding, Plan};
 use crate::error::Result;
 
@@ -65,6 +69,12 @@ pub trait Module: Sync {
 pub fn all() -> Vec<&'static dyn Module> {
     let mut m: Vec<&'static dyn Module> = Vec::new();
 
+    // -- day one (issue 13): write_files without `defer`, disk and swap, apt sources: before
+    // packages, as cloud-init orders them --
+    m.push(&firstboot::EarlyFiles);
+    m.push(&storage::Storage);
+    m.push(&apt_sources::AptSources);
+
     // -- packages (issue 4) --
     m.push(&packages::Packages);
 
@@ -97,7 +107,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::integrity::Integrity);
     m.push(&hardening::logging::Logging);
 
-    // -- firstboot (issue 6): write_files last, so owners may be users created above --
+    // -- firstboot (issue 6): deferred write_files last, so owners may be users created above --
     m.push(&firstboot::Firstboot);
 
     m

@@ -129,6 +129,17 @@ pub struct PackagesSection {
     pub lock_timeout: Option<Duration>,
 }
 
+/// The start of the note the packages module leaves when it runs before the network
+/// ([`crate::engine::Options::offline`]): first boot's final stage installs them.
+pub const DEFERRED_NOTE: &str = "package changes wait for the network (first boot's final stage)";
+
+/// True when `plan` left package changes for later ([`DEFERRED_NOTE`]).
+pub fn deferred(plan: &Plan) -> bool {
+    plan.notes
+        .iter()
+        .any(|n| n.module == "packages" && n.message.starts_with(DEFERRED_NOTE))
+}
+
 /// The policy file that keeps maintainer scripts from starting services in a chroot.
 pub const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 const APT_GET: &str = "/usr/bin/apt-get";
@@ -305,7 +316,8 @@ pub fn apt_get(args: &[&str], lock_timeout: StdDuration, cmd_timeout: StdDuratio
     cmd
 }
 
-fn policy_rc_d() -> String {
+/// The `policy-rc.d` bollwerk writes while packages change inside a root that is not `/`.
+pub fn policy_rc_d() -> String {
     format!(
         "#!/bin/sh\n{MANAGED_HEADER}\n# Present only while bollwerk changes packages in this root: maintainer scripts must\n# not start services inside a chroot (101 = action forbidden by policy).\nexit 101\n"
     )
@@ -375,6 +387,18 @@ impl Module for Packages {
                     format!("remove {policy} left behind by an interrupted run"),
                 )?;
             }
+            return Ok(());
+        }
+        if cx.options.offline {
+            let names: Vec<&str> = install
+                .iter()
+                .chain(remove.iter())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            p.note(
+                Level::Info,
+                format!("{DEFERRED_NOTE}: {}", names.join(", ")),
+            );
             return Ok(());
         }
         if !cx.facts.os.is_debian_family() {

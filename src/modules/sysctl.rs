@@ -495,7 +495,7 @@ fn decide(cx: &Context, s: &SysctlSection, p: &mut Planner) -> Decision {
 pub fn load_cmd() -> Cmd {
     let exe = std::env::current_exe()
         .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "/usr/local/bin/bollwerk".into());
+        .unwrap_or_else(|_| "/usr/sbin/bollwerk".into());
     Cmd::host(&exe, &["--root", "/", "sysctl-load", &format!("/{DROPIN}")])
 }
 

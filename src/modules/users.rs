@@ -67,11 +67,16 @@ pub struct UserSpec {
     /// sudo rights via `etc/sudoers.d/bollwerk`: "password", "nopasswd" or "none".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sudo: Option<SudoMode>,
+    /// Restricted sudo rules, each a sudoers rule for this user without the user name, e.g.
+    /// "ALL=(root) NOPASSWD: /usr/bin/systemctl restart app" (cloud-config `sudo:` rules);
+    /// written to `etc/sudoers.d/bollwerk` and validated with `visudo -c`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sudo_rules: Vec<SudoRule>,
     /// SSH public keys (`authorized_keys` lines; options allowed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
     pub ssh_keys: Vec<PublicKey>,
-    /// Key sources fetched at plan time: `gh:<user>`, an `https://` URL, or
+    /// Key sources fetched at plan time: `gh:<user>`, `lp:<user>`, an `https://` URL, or
     /// `{ url = "...", sha256 = "<hex of the response>" }`. A failed fetch is an error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_keys_from: Vec<KeySource>,
@@ -84,6 +89,52 @@ pub struct UserSpec {
     /// A system account (uid below 1000, no home created, nologin shell by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<bool>,
+}
+
+/// One sudoers rule for a user (`HOSTS=(RUNAS) [TAGS:] COMMANDS`), without the user name: a
+/// single line with `=`; `visudo -c` judges the rest before the drop-in is activated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SudoRule(String);
+
+impl SudoRule {
+    /// The rule as written (whitespace runs collapsed).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SudoRule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let norm = s.split_whitespace().collect::<Vec<_>>().join(" ");
+        if s.contains(['\n', '\r', '\0', '\\']) {
+            return Err(format!(
+                "sudo rule {s:?} must be one line without `\\` (line continuations could add rules for other users)"
+            ));
+        }
+        if norm.starts_with('#') || norm.starts_with('@') || !norm.contains('=') {
+            return Err(format!(
+                "sudo rule {s:?} is not `HOSTS=(RUNAS) COMMANDS`, e.g. \"ALL=(root) NOPASSWD: /usr/bin/systemctl restart app\""
+            ));
+        }
+        Ok(SudoRule(norm))
+    }
+}
+
+impl From<SudoRule> for String {
+    fn from(r: SudoRule) -> String {
+        r.0
+    }
+}
+
+impl JsonSchema for SudoRule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SudoRule".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^[^#@\\n\\\\][^\\n\\\\]*=[^\\n\\\\]*$", "description": "sudoers rule without the user name, e.g. ALL=(root) NOPASSWD: /usr/bin/systemctl restart app"})
+    }
 }
 
 /// `[[groups]]`: a local group.
@@ -857,10 +908,17 @@ fn plan_sudoers(cx: &Context, p: &mut Planner, profile: &Profile) -> Result<()> 
     let lines: Vec<String> = profile
         .users
         .iter()
-        .filter_map(|u| match u.sudo {
-            Some(SudoMode::Password) => Some(format!("{} ALL=(ALL:ALL) ALL", u.name)),
-            Some(SudoMode::Nopasswd) => Some(format!("{} ALL=(ALL:ALL) NOPASSWD: ALL", u.name)),
-            _ => None,
+        .flat_map(|u| {
+            let full = match u.sudo {
+                Some(SudoMode::Password) => Some(format!("{} ALL=(ALL:ALL) ALL", u.name)),
+                Some(SudoMode::Nopasswd) => Some(format!("{} ALL=(ALL:ALL) NOPASSWD: ALL", u.name)),
+                _ => None,
+            };
+            full.into_iter().chain(
+                u.sudo_rules
+                    .iter()
+                    .map(move |r| format!("{} {}", u.name, r.as_str())),
+            )
         })
         .collect();
     for u in &profile.users {

@@ -120,6 +120,13 @@ pub struct Profile {
     /// Log file access: rsyslog's file creation mode and the modes of files in /var/log (journald: see [journald]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<crate::modules::hardening::logging::LoggingSection>,
+    /// Extra apt repositories (`[[apt.sources]]`), each a deb822 file with its own `signed-by`
+    /// keyring. Absent: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apt: Option<crate::modules::apt_sources::AptSection>,
+    /// Root file system growth, a swap file and extra mounts. Absent: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::modules::storage::StorageSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -131,6 +138,8 @@ const KEYED_ARRAYS: &[(&str, &str)] = &[
     ("logs", "name"),
     // -- firstboot (issue 6) --
     ("firstboot.write_files", "path"),
+    // -- day one (issue 13) --
+    ("apt.sources", "name"),
 ];
 /// Arrays merged as a union (path with `[]` standing for "any element of a keyed array").
 const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
@@ -836,6 +845,14 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     // -- firstboot (issue 6) --
     if let Some(f) = &p.firstboot {
         crate::modules::firstboot::check_profile(f, layers)?;
+    }
+
+    // -- day one (issue 13) --
+    if let Some(s) = &p.apt {
+        crate::modules::apt_sources::check_profile(s, layers)?;
+    }
+    if let Some(s) = &p.storage {
+        crate::modules::storage::check_profile(s, layers)?;
     }
 
     Ok(())
