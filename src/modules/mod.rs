@@ -28,6 +28,9 @@ pub mod updates;
 // -- OS hardening modules (issue 7) --
 pub mod hardening;
 
+// -- docker (issue 14) --
+pub mod docker;
+
 use crate::engine::{Context, Finding, Plan};
 use crate::error::Result;
 
@@ -76,6 +79,8 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&sysctl::Sysctl);
     m.push(&firewall::Firewall);
     m.push(&fail2ban::Fail2ban);
+    // -- docker (issue 14) --
+    m.push(&docker::Docker);
 
     // -- services (issue 4) --
     m.push(&files::Files);
