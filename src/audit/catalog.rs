@@ -246,7 +246,9 @@ fn validate_probe(p: &Probe) -> Result<(), String> {
         | Probe::Unowned { .. }
         | Probe::Firewall { .. }
         | Probe::PgHba { .. }
-        | Probe::Apparmor { .. } => Ok(()),
+        | Probe::Apparmor { .. }
+        | Probe::DockerDaemon { .. }
+        | Probe::OpenPorts { .. } => Ok(()),
     }
 }
 

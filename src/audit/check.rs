@@ -32,6 +32,10 @@ pub struct Check {
     /// bollwerk's own checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cis: Option<String>,
+    /// CIS Docker Benchmark v1.6.0 recommendation number (`2.15`) of a `docker.` check;
+    /// results show it as `Docker 2.15` when `cis` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cis_docker: Option<String>,
     /// CIS profile level (1 or 2); bollwerk's own checks are level 1.
     #[serde(default = "level_one")]
     pub level: u8,
@@ -670,6 +674,17 @@ pub enum Probe {
         /// The judgement.
         expect: Expect,
     },
+    /// A Docker daemon setting: `etc/docker/daemon.json` (dotted keys reach into objects),
+    /// else dockerd's flags in docker.service's `ExecStart` (issue 14; `audit/docker.rs`).
+    DockerDaemon {
+        /// daemon.json key (`live-restore`, `log-opts.max-size`).
+        key: String,
+        /// The judgement.
+        expect: Expect,
+    },
+    /// Every non-loopback listening socket and published container port is allowed by the
+    /// firewall (running system only; `audit/probe_ports.rs`).
+    OpenPorts {},
     /// AppArmor state (running system only).
     Apparmor {
         /// The property.
@@ -719,6 +734,8 @@ impl Probe {
             Probe::AptConf { .. } => "apt_conf",
             Probe::UnitSetting { .. } => "unit_setting",
             Probe::Apparmor { .. } => "apparmor",
+            Probe::DockerDaemon { .. } => "docker_daemon",
+            Probe::OpenPorts { .. } => "open_ports",
             Probe::All { .. } => "all",
             Probe::Any { .. } => "any",
         }
@@ -794,6 +811,14 @@ impl Check {
         }
     }
 
+    /// The benchmark reference shown in lists and results: the CIS Ubuntu number, else
+    /// `Docker <n>` for a CIS Docker Benchmark check.
+    pub fn cis_ref(&self) -> Option<String> {
+        self.cis
+            .clone()
+            .or_else(|| self.cis_docker.as_ref().map(|d| format!("Docker {d}")))
+    }
+
     /// True when the check applies to containers.
     pub fn applies_to_containers(&self) -> bool {
         self.scope.contains(&Scope::Container)
@@ -826,6 +851,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
         "bollwerk",
         "bollwerk: fail2ban, updates, PostgreSQL, logs, secrets",
     ),
+    ("docker", "Docker daemon (CIS Docker Benchmark v1.6.0)"),
 ];
 
 /// The human name of a section id.

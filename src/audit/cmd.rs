@@ -343,7 +343,7 @@ pub fn checks(c: &ChecksCommand, out: &mut dyn Write) -> Result<ExitStatus> {
                     s.push_str(&format!(
                         "{:<40} {:<12} {:<2} {:<8} {:<10} {}\n",
                         k.id,
-                        k.cis.as_deref().unwrap_or("-"),
+                        k.cis_ref().as_deref().unwrap_or("-"),
                         k.level,
                         k.severity,
                         if k.applies_to_containers() {
@@ -371,6 +371,9 @@ pub fn checks(c: &ChecksCommand, out: &mut dyn Write) -> Result<ExitStatus> {
                     Error::Usage(format!("no check `{id}`{hint}"))
                 })?;
             let mut s = format!("{}\n  {}\n\n", k.id, k.title);
+            if let Some(d) = &k.cis_docker {
+                s.push_str(&format!("CIS Docker: {d} (CIS Docker Benchmark v1.6.0)\n"));
+            }
             if let Some(c) = &k.cis {
                 s.push_str(&format!(
                     "CIS:        {c} (CIS Ubuntu Linux 22.04 LTS Benchmark v2.0.0), level {}\n",
@@ -446,7 +449,7 @@ pub fn catalog_markdown(cat: &Catalog) -> String {
             s.push_str(&format!(
                 "| `{}` | {} | {} | {} | {} | {} | {} |\n",
                 c.id,
-                c.cis.as_deref().unwrap_or(""),
+                c.cis_ref().as_deref().unwrap_or(""),
                 c.level,
                 c.severity,
                 if c.applies_to_containers() {

@@ -8,9 +8,11 @@
 pub mod catalog;
 pub mod check;
 pub mod cmd;
+pub mod docker;
 pub mod expect;
 pub mod facts;
 pub mod probe;
+pub mod probe_ports;
 pub mod profile;
 pub mod report;
 pub mod result;
@@ -220,6 +222,7 @@ pub fn judge_check(cx: &AuditCx, c: &Check, level: u8) -> CheckResult {
         | Probe::Firewall { .. }
         | Probe::PgHba { .. }
         | Probe::Apparmor { .. }
+        | Probe::OpenPorts { .. }
         | Probe::WorldWritable { .. }
         | Probe::Unowned { .. } => c.title.clone(),
         _ => probe::expected(&c.probe),

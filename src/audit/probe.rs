@@ -237,6 +237,8 @@ pub fn expected(p: &Probe) -> String {
             expect,
         } => format!("{unit} [{section}] {key} {}", describe(expect)),
         Probe::Apparmor { property } => format!("AppArmor: {property:?}"),
+        Probe::DockerDaemon { key, expect } => format!("{key} {} (daemon.json)", describe(expect)),
+        Probe::OpenPorts {} => "every open port is allowed by the firewall".into(),
         Probe::All { probes } => probes
             .iter()
             .map(expected)
@@ -468,6 +470,8 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             expect,
         } => unit_setting_probe(cx, unit, section, key, expect),
         Probe::Apparmor { property } => apparmor_probe(cx, *property),
+        Probe::DockerDaemon { key, expect } => super::docker::daemon_probe(cx, key, expect),
+        Probe::OpenPorts {} => super::probe_ports::open_ports_probe(cx),
         Probe::All { probes } => combine_all(probes.iter().map(|q| eval(cx, q)).collect()),
         Probe::Any { probes } => {
             let outs: Vec<Outcome> = probes.iter().map(|q| eval(cx, q)).collect();

@@ -162,7 +162,7 @@ impl CheckResult {
             id: check.id.clone(),
             title: check.title.clone(),
             section: check.section().to_string(),
-            cis: check.cis.clone(),
+            cis: check.cis_ref(),
             level: check.level,
             severity: check.severity,
             status,

@@ -31,6 +31,8 @@ pub mod hardening;
 // -- day one (issue 13): apt repositories, storage --
 pub mod apt_sources;
 pub mod storage;
+// -- docker (issue 14) --
+pub mod docker;
 
 use crate::engine::{Context, Finding, Plan};
 use crate::error::Result;
@@ -86,6 +88,8 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&sysctl::Sysctl);
     m.push(&firewall::Firewall);
     m.push(&fail2ban::Fail2ban);
+    // -- docker (issue 14) --
+    m.push(&docker::Docker);
 
     // -- services (issue 4) --
     m.push(&files::Files);

@@ -127,6 +127,11 @@ pub struct Profile {
     /// Root file system growth, a swap file and extra mounts. Absent: not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<crate::modules::storage::StorageSection>,
+    // -- docker (issue 14) --
+    /// Docker daemon hardening (`/etc/docker/daemon.json`, merged) and the published container
+    /// ports the firewall lets in. Absent: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<crate::modules::docker::DockerSection>,
 }
 
 /// Arrays of tables merged by an identity key: (array path, identity key).
@@ -804,6 +809,10 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
     if let Some(s) = &p.fail2ban {
         crate::modules::fail2ban::check_profile(s, layers)?;
+    }
+    // -- docker (issue 14) --
+    if let Some(s) = &p.docker {
+        crate::modules::docker::check_profile(s, layers)?;
     }
 
     // -- services (issue 4) --

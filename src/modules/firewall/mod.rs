@@ -5,6 +5,7 @@
 //! `apply --confirm` restores the previous ruleset unless `bollwerk confirm` follows in time.
 
 pub mod confirm;
+pub mod docker;
 pub mod nft;
 pub mod rules;
 pub mod ufw;
@@ -279,6 +280,11 @@ pub fn ssh_client() -> Option<std::net::IpAddr> {
 /// The forward policy: the profile's, else deny, except on Docker hosts (allow, with a note).
 fn forward_policy(cx: &Context, s: &FirewallSection, p: &mut Planner) -> Policy {
     let docker = netcommon::docker_installed(cx);
+    // [docker] allow_published: the Docker bridges are accepted in the forward chain and
+    // filtered by the docker chain, so a dropping forward policy keeps containers working.
+    if docker::published_rules(cx).is_some() {
+        return s.default_forward.unwrap_or(Policy::Deny);
+    }
     match (s.default_forward, docker) {
         (Some(f), true) if f != Policy::Allow => {
             p.note(
@@ -499,10 +505,12 @@ impl Module for Firewall {
                 if c {
                     p.handler(nft::load_cmd());
                 }
-                c
+                // Switching from ufw: the DOCKER-USER rules are no longer bollwerk's filter.
+                let d = docker::plan_remove(cx, &mut p)?;
+                c | d
             }
             Backend::Ufw => {
-                if docker {
+                if docker && docker::published_rules(cx).is_none() {
                     p.note(
                         Level::Warning,
                         "Docker is installed and the firewall is ufw: ports Docker publishes (docker run -p) bypass ufw's rules entirely; bind them to 127.0.0.1 or use backend = \"nftables\"",
@@ -537,7 +545,9 @@ impl Module for Firewall {
                 if u {
                     p.handler(ufw::enable_cmd());
                 }
-                c | u
+                let published = docker::published_rules(cx);
+                let d = docker::plan_ufw(cx, &mut p, published.as_deref())?;
+                c | u | d
             }
         };
         let _ = changed;

@@ -67,6 +67,19 @@ pub fn render(
     rules: &[Rule],
     transition: &[u16],
 ) -> String {
+    render_with_docker(profile_name, s, forward, rules, transition, None)
+}
+
+/// [`render`] plus, with `[docker] allow_published`, the chain filtering published container
+/// ports (see `firewall/docker.rs`).
+pub fn render_with_docker(
+    profile_name: &str,
+    s: &FirewallSection,
+    forward: Policy,
+    rules: &[Rule],
+    transition: &[u16],
+    published: Option<&[Rule]>,
+) -> String {
     let mut o = format!(
         "#!/usr/sbin/nft -f\n{MANAGED_HEADER}\n# Profile: {profile_name}\n# Loaded at boot through /etc/nftables.conf; `nft -f` of this file alone replaces only this table.\n"
     );
@@ -135,11 +148,18 @@ pub fn render(
         if !ipv6 {
             o.push_str("\t\tmeta nfproto ipv6 accept\n");
         }
+        if published.is_some() {
+            o.push_str(super::docker::nft_forward_accepts());
+        }
         if forward == Policy::Reject {
             o.push_str("\t\treject with icmpx type admin-prohibited\n");
         }
     }
     o.push_str("\t}\n\n");
+    if let Some(pr) = published {
+        o.push_str(&super::docker::nft_chain(pr, ipv6));
+        o.push('\n');
+    }
     // output
     let out = s.outgoing();
     o.push_str(&format!(
@@ -321,7 +341,15 @@ pub fn plan(
     let mut changed = p.file_with(
         &cx.root,
         &file,
-        render(&cx.profile.name(), s, forward, rules, transition).into_bytes(),
+        render_with_docker(
+            &cx.profile.name(),
+            s,
+            forward,
+            rules,
+            transition,
+            super::docker::published_rules(cx).as_deref(),
+        )
+        .into_bytes(),
         Perms::root(0o644),
         format!(
             "nftables ruleset (table inet bollwerk, {} rules)",
