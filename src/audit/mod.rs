@@ -10,6 +10,7 @@ pub mod check;
 pub mod cmd;
 pub mod expect;
 pub mod facts;
+pub mod merge;
 pub mod probe;
 pub mod profile;
 pub mod report;
