@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod check;
 pub mod cmd;
+pub mod custom;
 pub mod expect;
 pub mod facts;
 pub mod merge;

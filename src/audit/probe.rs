@@ -223,6 +223,11 @@ pub fn expected(p: &Probe) -> String {
             .map(expected)
             .collect::<Vec<_>>()
             .join("; or "),
+        Probe::Command(_)
+        | Probe::Port(_)
+        | Probe::Http(_)
+        | Probe::FileAge(_)
+        | Probe::TlsCert(_) => super::custom::expected(p),
     }
 }
 
@@ -440,6 +445,11 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             }
             combine_all(outs)
         }
+        Probe::Command(_)
+        | Probe::Port(_)
+        | Probe::Http(_)
+        | Probe::FileAge(_)
+        | Probe::TlsCert(_) => super::custom::eval(cx, p),
     }
 }
 

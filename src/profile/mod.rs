@@ -131,6 +131,8 @@ const KEYED_ARRAYS: &[(&str, &str)] = &[
     ("logs", "name"),
     // -- firstboot (issue 6) --
     ("firstboot.write_files", "path"),
+    // -- fleet (issue 15) --
+    ("audit.checks", "id"),
 ];
 /// Arrays merged as a union (path with `[]` standing for "any element of a keyed array").
 const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
@@ -791,6 +793,11 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     // -- firstboot (issue 6) --
     if let Some(f) = &p.firstboot {
         crate::modules::firstboot::check_profile(f, layers)?;
+    }
+
+    // -- fleet (issue 15): checks a profile ships --
+    if let Some(a) = &p.audit {
+        crate::audit::custom::check_profile(a, layers)?;
     }
 
     Ok(())
