@@ -329,6 +329,11 @@ fn dispatch(
         Command::Checks(c) => crate::audit::cmd::checks(c, out),
         Command::InstallUnits(a) => crate::audit::cmd::install_units(root_path, a, out),
 
+        // -- fleet (issue 15) --
+        Command::Report(crate::audit::merge::ReportCommand::Merge(a)) => {
+            crate::audit::merge::cmd(a, out)
+        }
+
         // -- firstboot (issue 6) --
         Command::Firstboot(args) => crate::firstboot::run(&cli.global, args, runner, out),
         Command::Completions { shell } => {

@@ -162,6 +162,11 @@ pub enum Command {
     /// Install the periodic audit units (bollwerk-audit.service/.timer) into the root.
     InstallUnits(crate::audit::cmd::InstallUnitsArgs),
 
+    // -- fleet (issue 15): report merge --
+    /// Reports of many hosts: `report merge` combines JSON audit reports into a fleet report.
+    #[command(subcommand)]
+    Report(crate::audit::merge::ReportCommand),
+
     // -- firstboot (issue 6): firstboot --
     /// First boot: read instance data (NoCloud, ConfigDrive, Hetzner/OpenStack/EC2 metadata)
     /// and provision this instance once (profile, host keys, network, marker).

@@ -85,7 +85,11 @@ impl Catalog {
     }
 }
 
-fn validate(c: &Check) -> Result<(), String> {
+/// Validates one check (every rule the TOML schema cannot express).
+///
+/// # Errors
+/// What is wrong, in words.
+pub fn validate(c: &Check) -> Result<(), String> {
     let id_ok = c.id.split('.').count() >= 2
         && c.id.split('.').all(|p| {
             !p.is_empty()
@@ -249,6 +253,11 @@ fn validate_probe(p: &Probe) -> Result<(), String> {
         | Probe::Apparmor { .. }
         | Probe::DockerDaemon { .. }
         | Probe::OpenPorts { .. } => Ok(()),
+        Probe::Command(_)
+        | Probe::Port(_)
+        | Probe::Http(_)
+        | Probe::FileAge(_)
+        | Probe::TlsCert(_) => super::custom::validate(p),
     }
 }
 

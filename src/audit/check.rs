@@ -700,6 +700,17 @@ pub enum Probe {
         /// The probes.
         probes: Vec<Probe>,
     },
+    // -- fleet (issue 15): probes for checks of your own, in audit/custom.rs --
+    /// Runs a program of the root (argv, no shell) with a timeout; judges exit code and stdout.
+    Command(super::custom::CommandProbe),
+    /// Who listens on a TCP port, on which addresses (running system only).
+    Port(super::custom::PortProbe),
+    /// Status and body of a loopback `http://` URL (running system only).
+    Http(super::custom::HttpProbe),
+    /// The newest file under a path is younger than `max_age`.
+    FileAge(super::custom::FileAgeProbe),
+    /// A PEM certificate expires in more than `min_days` days.
+    TlsCert(super::custom::TlsCertProbe),
 }
 
 fn yes() -> bool {
@@ -738,6 +749,11 @@ impl Probe {
             Probe::OpenPorts { .. } => "open_ports",
             Probe::All { .. } => "all",
             Probe::Any { .. } => "any",
+            Probe::Command(_) => "command",
+            Probe::Port(_) => "port",
+            Probe::Http(_) => "http",
+            Probe::FileAge(_) => "file_age",
+            Probe::TlsCert(_) => "tls_cert",
         }
     }
 

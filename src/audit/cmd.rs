@@ -45,6 +45,10 @@ pub struct AuditArgs {
     /// Only these check ids (repeatable).
     #[arg(long = "check", value_name = "ID")]
     pub only: Vec<String>,
+    /// Also load the checks of your own in this directory (`*.toml`, the catalog's format),
+    /// after the target's `/etc/bollwerk/checks.d`.
+    #[arg(long = "checks", value_name = "DIR")]
+    pub checks_dir: Option<PathBuf>,
 }
 
 /// `bollwerk checks …`.
@@ -172,7 +176,12 @@ pub fn audit(
         Some(p) => Some(crate::profile::load(&p)?),
         None => None,
     };
-    let cat = catalog()?;
+    let cat = super::custom::with_custom(
+        catalog()?,
+        root_path,
+        a.checks_dir.as_deref(),
+        loaded.as_ref(),
+    )?;
     if let Some(l) = &loaded
         && let Some(ex) = l.profile.audit.as_ref().and_then(|x| x.exclude.as_ref())
     {

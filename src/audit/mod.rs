@@ -8,9 +8,11 @@
 pub mod catalog;
 pub mod check;
 pub mod cmd;
+pub mod custom;
 pub mod docker;
 pub mod expect;
 pub mod facts;
+pub mod merge;
 pub mod probe;
 pub mod probe_ports;
 pub mod profile;

@@ -249,6 +249,11 @@ pub fn expected(p: &Probe) -> String {
             .map(expected)
             .collect::<Vec<_>>()
             .join("; or "),
+        Probe::Command(_)
+        | Probe::Port(_)
+        | Probe::Http(_)
+        | Probe::FileAge(_)
+        | Probe::TlsCert(_) => super::custom::expected(p),
     }
 }
 
@@ -477,6 +482,11 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             let outs: Vec<Outcome> = probes.iter().map(|q| eval(cx, q)).collect();
             combine_any(outs)
         }
+        Probe::Command(_)
+        | Probe::Port(_)
+        | Probe::Http(_)
+        | Probe::FileAge(_)
+        | Probe::TlsCert(_) => super::custom::eval(cx, p),
     }
 }
 

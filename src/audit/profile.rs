@@ -33,6 +33,23 @@ pub struct AuditSection {
     /// Default for `bollwerk audit --fail-under`: exit 1 when the score (in %) is below this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_under: Option<f64>,
+    /// A directory of checks of your own (`*.toml`, the check catalog's format) on the
+    /// machine running the audit, loaded with the built-in catalog (docs/fleet.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks_dir: Option<AbsPath>,
+    /// Directory of the application's backups; turns on the web-app profiles'
+    /// `app.backup-fresh` check (the newest file must be younger than 26 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_dir: Option<AbsPath>,
+    /// Loopback URL of the application's health endpoint; turns on the web-app profiles'
+    /// `app.local-health` check (must answer 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<String>,
+    /// Checks this profile ships: `[[audit.checks]]` tables in the check catalog's format
+    /// (`id`, `title`, `rationale`, `severity`, `fix`, `probe`, …), judged with the built-in
+    /// checks; ids may not collide with built-in ones (docs/fleet.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<serde_json::Value>>,
 }
 
 /// `[[audit.waivers]]`: one accepted deviation.

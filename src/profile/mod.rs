@@ -145,6 +145,8 @@ const KEYED_ARRAYS: &[(&str, &str)] = &[
     ("firstboot.write_files", "path"),
     // -- day one (issue 13) --
     ("apt.sources", "name"),
+    // -- fleet (issue 15) --
+    ("audit.checks", "id"),
 ];
 /// Arrays merged as a union (path with `[]` standing for "any element of a keyed array").
 const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
@@ -862,6 +864,10 @@ fn check_semantics(p: &Profile, layers: &[Layer]) -> Result<(), ProfileError> {
     }
     if let Some(s) = &p.storage {
         crate::modules::storage::check_profile(s, layers)?;
+    }
+    // -- fleet (issue 15): checks a profile ships --
+    if let Some(a) = &p.audit {
+        crate::audit::custom::check_profile(a, layers)?;
     }
 
     Ok(())
