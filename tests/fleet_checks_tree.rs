@@ -253,7 +253,7 @@ fn command_probe_runs_without_a_shell() {
             "{{ kind = \"command\", argv = [\"/bin/echo\", \"x; touch {m}\", \"$(touch {m})\", \"`touch {m}`\"], timeout = \"5s\", expect = {{ stdout_matches = '^x; touch .*\\$\\(touch .*\\)' }} }}"
         ),
     );
-    let r = audit_with(Path::new("/"), &toml, &SystemRunner, None);
+    let r = audit_with(Path::new("/"), &toml, &SystemRunner::default(), None);
     assert_status(&r, "app.no-shell", Status::Pass, "$(touch");
     assert!(!marker.exists(), "no shell ran the argv");
     // Timeouts fail the check.
@@ -261,7 +261,7 @@ fn command_probe_runs_without_a_shell() {
         "app.slow",
         "{ kind = \"command\", argv = [\"/bin/sleep\", \"5\"], timeout = \"1s\" }",
     );
-    let r = audit_with(Path::new("/"), &toml, &SystemRunner, None);
+    let r = audit_with(Path::new("/"), &toml, &SystemRunner::default(), None);
     assert_status(&r, "app.slow", Status::Fail, "timed out");
 }
 
