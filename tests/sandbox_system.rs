@@ -232,3 +232,58 @@ fn pam_sandbox_treats_paths_and_names_as_data() {
     // The bind mounts lived in the command's namespace only.
     assert!(!is_mounted(&inst.root.join("etc")));
 }
+
+#[test]
+fn cis_level1_server_applies_to_a_plain_directory_and_converges() {
+    let Some(tb) = testbed_or_skip("cis_level1_server_applies_to_a_plain_directory_and_converges")
+    else {
+        return;
+    };
+    let inst = tb.plain_instance();
+    assert!(
+        !is_mounted(&inst.root),
+        "the root must be a plain directory"
+    );
+    let tmp = TempDir::new("sandbox-cis-plain");
+    let (_key, pubkey) = keypair(tmp.path(), "admin");
+    let site = tmp.path().join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "extends = \"cis-level1-server\"\n[[users]]\nname = \"admin\"\ngroups = [\"sudo\"]\nsudo = \"nopasswd\"\nssh_keys = [\"{pubkey}\"]\n"
+        ),
+    )
+    .unwrap();
+    let site = site.to_string_lossy().into_owned();
+    let root = inst.root.to_string_lossy().into_owned();
+    let bollwerk = |args: &[&str]| {
+        run_capture(
+            std::process::Command::new(bollwerk_bin()).args(args),
+            None,
+            Duration::from_secs(1200),
+        )
+    };
+    let started = std::time::Instant::now();
+    let out = bollwerk(&["apply", "--profile", &site, "--root", &root]);
+    assert!(out.status.success(), "{}", describe(&out));
+    eprintln!(
+        "cis-level1-server apply on a plain directory: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let out = bollwerk(&["apply", "--profile", &site, "--root", &root]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 changes"),
+        "a re-apply must change nothing: {}",
+        describe(&out)
+    );
+    // The PAM stack the sandbox tested is the one in place, and nothing was left mounted.
+    assert!(
+        inst.read("/etc/pam.d/common-auth")
+            .contains("pam_faillock.so")
+    );
+    assert!(!inst.read("/etc/pam.d/common-auth").contains("nodelay"));
+    for d in ["proc", "run", "dev/shm", "etc", ""] {
+        assert!(!is_mounted(&inst.root.join(d)), "{d} is mounted");
+    }
+}
