@@ -36,14 +36,22 @@ fn processes_in(root: &Path) -> Vec<String> {
     found
 }
 
+/// One plain-directory copy of the testbed (a full copy costs seconds) for the jail checks.
 #[test]
-fn jail_on_a_plain_directory_has_its_own_pid_namespace_and_proc() {
-    let Some(tb) = testbed_or_skip("jail_on_a_plain_directory_has_its_own_pid_namespace_and_proc")
-    else {
+fn jail_on_a_plain_directory() {
+    let Some(tb) = testbed_or_skip("jail_on_a_plain_directory") else {
         return;
     };
     let inst = tb.plain_instance();
     assert!(!is_mounted(&inst.root));
+    own_pid_namespace_and_proc(&tb, &inst);
+    privileges_and_timeouts(&inst);
+    pam_sandbox_treats_paths_and_names_as_data(&inst);
+}
+
+/// `/proc/1` is the jailed command, `/proc/1/root` the jail's own root, the host's processes
+/// and tree are out of sight, and nothing is mounted in the host's namespace.
+fn own_pid_namespace_and_proc(tb: &Testbed, inst: &Instance) {
     let root = Root::new(&inst.root).unwrap();
 
     // The command is PID 1 of its namespace: /proc/1 is the command itself, not the host's init.
@@ -110,12 +118,9 @@ fn jail_on_a_plain_directory_has_its_own_pid_namespace_and_proc() {
     assert!(!is_mounted(&inst.root));
 }
 
-#[test]
-fn jail_privileges_and_timeouts() {
-    let Some(tb) = testbed_or_skip("jail_privileges_and_timeouts") else {
-        return;
-    };
-    let inst = tb.plain_instance();
+/// Read-only privileges really are empty capability sets (and `nobody`); a timeout kills the
+/// whole namespace.
+fn privileges_and_timeouts(inst: &Instance) {
     let root = Root::new(&inst.root).unwrap();
     let caps = |p| {
         let out = run(
@@ -177,12 +182,9 @@ fn jail_privileges_and_timeouts() {
     }
 }
 
-#[test]
-fn pam_sandbox_treats_paths_and_names_as_data() {
-    let Some(tb) = testbed_or_skip("pam_sandbox_treats_paths_and_names_as_data") else {
-        return;
-    };
-    let inst = tb.plain_instance();
+/// Paths, profile names and passwords with shell syntax stay data in the PAM sandbox's
+/// commands: nothing they spell runs, in the root or on the host.
+fn pam_sandbox_treats_paths_and_names_as_data(inst: &Instance) {
     let root = Root::new(&inst.root).unwrap();
     let runner = SystemRunner::default();
     let hostile = [
