@@ -42,11 +42,22 @@ fn jail_on_a_plain_directory() {
     let Some(tb) = testbed_or_skip("jail_on_a_plain_directory") else {
         return;
     };
+    let t = std::time::Instant::now();
     let inst = tb.plain_instance();
     assert!(!is_mounted(&inst.root));
+    eprintln!("plain copy: {:.1} s", t.elapsed().as_secs_f64());
     own_pid_namespace_and_proc(&tb, &inst);
+    eprintln!(
+        "pid namespace and /proc: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     privileges_and_timeouts(&inst);
+    eprintln!(
+        "privileges and timeouts: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     pam_sandbox_treats_paths_and_names_as_data(&inst);
+    eprintln!("pam sandbox: {:.1} s", t.elapsed().as_secs_f64());
 }
 
 /// `/proc/1` is the jailed command, `/proc/1/root` the jail's own root, the host's processes
