@@ -357,6 +357,45 @@ fn dispatch(
     }
 }
 
+/// Rolls back apply runs a killed process left `in-progress` (newest first) before a new apply
+/// plans: the caller holds the lock, so nobody is still working on them. Every file of such a
+/// run is old or new; the rollback makes it old again, then the new run starts from a known
+/// state. A run whose rollback conflicts stops the apply (exit 2, nothing changed).
+fn recover_interrupted(root: &Root, runner: &dyn Runner) -> Result<()> {
+    let runs = journal::list_runs(root)?;
+    let interrupted = runs.iter().rev().filter(|m| {
+        m.kind == journal::RunKind::Apply
+            && m.status == journal::RunStatus::InProgress
+            && m.rolled_back_by.is_none()
+    });
+    for m in interrupted {
+        let report = journal::rollback(root, &m.id, false).map_err(|e| {
+            Error::Usage(format!(
+                "run {} was interrupted and cannot be rolled back automatically: {e}\n  check the paths, then `bollwerk rollback {} --force`",
+                m.id, m.id
+            ))
+        })?;
+        tracing::warn!(
+            "run {} was interrupted; rolled it back first ({} paths restored, journal: run {})",
+            m.id,
+            report.restored.len(),
+            report.run_id
+        );
+        if crate::facts::Facts::gather(root, runner)?.live {
+            for h in &report.handlers {
+                let cmd = crate::exec::Cmd::in_root(
+                    &h.program,
+                    &h.args.iter().map(String::as_str).collect::<Vec<_>>(),
+                );
+                if let Err(e) = runner.run_ok(root, &cmd) {
+                    tracing::warn!("after rolling back run {}: {e}", m.id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn apply(
     root_path: &std::path::Path,
@@ -371,6 +410,7 @@ fn apply(
     let loaded: Loaded = profile::load(spec)?;
     let root = Root::new(root_path)?;
     let _lock = journal::lock(&root)?;
+    recover_interrupted(&root, runner)?;
     let cx = Context::new(
         root.clone(),
         runner,
@@ -413,6 +453,10 @@ fn apply(
             let id = report.as_ref().ok().and_then(|r| r.run_id.clone());
             a.record(&cx.root, id)?;
         }
+    }
+    if armed.is_some() {
+        // The window passed during the apply: roll everything back (exit 3).
+        crate::modules::firewall::confirm::finish_or_revert(&cx.root, runner)?;
     }
     let report = report?;
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
@@ -458,6 +502,9 @@ fn apply(
                 w(out, &apply_text(r, p, color))?;
             }
         }
+    }
+    if armed.is_some() {
+        crate::modules::firewall::confirm::finish_or_revert(&cx.root, runner)?;
     }
     if let (Some(a), Format::Text) = (&armed, format) {
         w(out, &a.message())?;

@@ -1,6 +1,8 @@
 //! Crash consistency: abort `bollwerk apply` at every step (fail points, `--features failpoints`)
-//! on a real Debian 12 root, and prove that every managed path is either exactly as before or
-//! exactly as after, and that `bollwerk rollback` then restores the original tree.
+//! on a real Debian 12 root, command steps included (`pam-auth-update`, watched paths), and
+//! prove that every managed path is either exactly as before or exactly as after, and that the
+//! interrupted run is undone: by the next `apply` by itself (it rolls the run back before it
+//! plans), or by `bollwerk rollback`.
 
 mod common;
 
@@ -57,7 +59,7 @@ fn killed_at_every_step_leaves_old_or_new_and_rolls_back() {
     let site = tmp.path().join("site.toml");
     std::fs::write(
         &site,
-        format!("extends = \"baseline\"\n[host]\nhostname = \"crash\"\ntimezone = \"Europe/Berlin\"\n[[users]]\nname = \"deploy\"\ngroups = [\"sudo\"]\nsudo = \"nopasswd\"\nssh_keys = [\"{pubkey}\"]\n"),
+        format!("extends = \"baseline\"\n[host]\nhostname = \"crash\"\ntimezone = \"Europe/Berlin\"\n[[users]]\nname = \"deploy\"\ngroups = [\"sudo\"]\nsudo = \"nopasswd\"\nssh_keys = [\"{pubkey}\"]\n[pam.faillock]\ndeny = 5\n"),
     )
     .unwrap();
     let site = site.to_string_lossy().into_owned();
@@ -80,59 +82,105 @@ fn killed_at_every_step_leaves_old_or_new_and_rolls_back() {
     let old: BTreeMap<&String, String> = paths.iter().map(|p| (p, state(&inst.root, p))).collect();
     assert_ne!(old, new);
 
+    // The plan has a command step: pam-auth-update, journaled with its watched paths.
+    let commands = v["runs"][0]["commands"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        commands.iter().any(|c| c["command"]
+            .as_str()
+            .unwrap_or("")
+            .contains("pam-auth-update")),
+        "no command step in the run: {commands:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.contains("pam.d/common-")),
+        "{paths:?}"
+    );
+
+    let check_old_or_new = |fp: &str| {
+        let mut changed = 0;
+        for p in &paths {
+            let now = state(&inst.root, p);
+            assert!(
+                now == old[p] || now == new[p],
+                "{fp}: {p} is neither old nor new: {now}\nold: {}\nnew: {}",
+                old[p],
+                new[p]
+            );
+            if now != old[p] {
+                changed += 1;
+            }
+        }
+        changed
+    };
+    let all_old = |fp: &str, how: &str| {
+        for p in &paths {
+            assert_eq!(state(&inst.root, p), old[p], "{fp}: {how} left {p} changed");
+        }
+    };
     let mut crashes = 0;
-    for point in ["apply.after-backup", "apply.after-change"] {
-        for n in 1..=paths.len() {
+    let mut recovered_by_apply = 0;
+    for point in [
+        "apply.after-backup",
+        "apply.after-change",
+        "apply.before-command",
+    ] {
+        let mut n = 1;
+        loop {
             let fp = format!("{point}:{n}");
             let out = bollwerk(&["apply", "--profile", &site, "--root", &root], Some(&fp));
-            assert!(
-                !out.status.success(),
-                "{fp}: the fail point did not fire: {}",
-                describe(&out)
-            );
-            assert!(
-                String::from_utf8_lossy(&out.stderr).contains(&format!("failpoint {fp} hit")),
-                "{fp}: {}",
-                describe(&out)
-            );
-            crashes += 1;
-            let mut changed = 0;
-            for p in &paths {
-                let now = state(&inst.root, p);
-                assert!(
-                    now == old[p] || now == new[p],
-                    "{fp}: {p} is neither old nor new: {now}\nold: {}\nnew: {}",
-                    old[p],
-                    new[p]
-                );
-                if now != old[p] {
-                    changed += 1;
-                }
+            if !String::from_utf8_lossy(&out.stderr).contains(&format!("failpoint {fp} hit")) {
+                // Past the last step of this kind: the run completed.
+                assert!(out.status.success(), "{fp}: {}", describe(&out));
+                assert!(n > 1, "{point} was never reached: {}", describe(&out));
+                let out = bollwerk(&["rollback", "--root", &root], None);
+                assert!(out.status.success(), "{}", describe(&out));
+                all_old(&fp, "rollback");
+                break;
             }
-            // The interrupted run is in the journal and rollback restores the original.
+            assert!(!out.status.success(), "{fp}: {}", describe(&out));
+            crashes += 1;
+            let changed = check_old_or_new(&fp);
             let list = bollwerk(&["runs", "--root", &root], None);
             assert!(
                 String::from_utf8_lossy(&list.stdout).contains("in-progress"),
                 "{}",
                 describe(&list)
             );
-            // (Even when nothing was changed yet, the rollback succeeds: it restores nothing.)
-            let out = bollwerk(&["rollback", "--root", &root], None);
-            assert!(
-                out.status.success(),
-                "{fp} ({changed} paths changed): {}",
-                describe(&out)
-            );
-            for p in &paths {
-                assert_eq!(
-                    state(&inst.root, p),
-                    old[p],
-                    "{fp}: rollback left {p} changed"
+            if point == "apply.before-command" || n == 1 {
+                // The next apply rolls the interrupted run back by itself, then applies.
+                let out = bollwerk(&["apply", "--profile", &site, "--root", &root], None);
+                assert!(out.status.success(), "{fp}: {}", describe(&out));
+                assert!(
+                    String::from_utf8_lossy(&out.stderr)
+                        .contains("was interrupted; rolled it back"),
+                    "{fp}: {}",
+                    describe(&out)
                 );
+                recovered_by_apply += 1;
+                for p in &paths {
+                    assert_eq!(state(&inst.root, p), new[p], "{fp}: after recovery, {p}");
+                }
+                let out = bollwerk(&["rollback", "--root", &root], None);
+                assert!(out.status.success(), "{}", describe(&out));
+                all_old(&fp, "recovery + rollback");
+            } else {
+                // (Even when nothing was changed yet, the rollback succeeds: it restores nothing.)
+                let out = bollwerk(&["rollback", "--root", &root], None);
+                assert!(
+                    out.status.success(),
+                    "{fp} ({changed} paths changed): {}",
+                    describe(&out)
+                );
+                all_old(&fp, "rollback");
             }
+            n += 1;
         }
     }
-    assert_eq!(crashes, 2 * paths.len());
+    assert!(crashes > 2 * 15, "{crashes}");
+    assert!(recovered_by_apply >= 2, "{recovered_by_apply}");
     // After all that, a normal apply still converges.
     let out = bollwerk(&["apply", "--profile", &site, "--root", &root], None);
     assert!(out.status.success(), "{}", describe(&out));

@@ -143,6 +143,11 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
     // 2. Execute, journaling each step.
     let mut commands_ran = false;
     for change in &plan.changes {
+        // `apply --confirm`: nothing more is activated once the window has passed.
+        if let Err(e) = crate::modules::firewall::confirm::check_window() {
+            journal.close(RunStatus::Failed, Some(e.to_string()))?;
+            return Err(e);
+        }
         if let Some(v) = change.action.validator()
             && let Some(i) = validation.deferred.iter().position(|d| Arc::ptr_eq(d, v))
         {
@@ -187,6 +192,10 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
             program: h.cmd.program.clone(),
             args: h.cmd.args.clone(),
         });
+        if let Err(e) = crate::modules::firewall::confirm::check_window() {
+            journal.close(RunStatus::Failed, Some(e.to_string()))?;
+            return Err(e);
+        }
         if cx.live() {
             let res = cx
                 .runner

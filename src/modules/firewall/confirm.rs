@@ -10,7 +10,15 @@
 //! through the journal (files byte-identical, services reloaded), then loads the saved
 //! firewall state. A transient timer does not survive a reboot: after a reboot before the
 //! deadline the new files are active, and `bollwerk confirm --revert` undoes them by hand.
+//!
+//! An apply can outlive its window (a slow package install). The timer then fires while the
+//! apply holds the run lock: the revert waits for the lock (up to [`REVERT_LOCK_WAIT`]) instead
+//! of giving up. The apply itself checks the deadline ([`check_window`]) before every step and
+//! handler and once at the end ([`finish_or_revert`]); once the window has passed it stops,
+//! rolls back everything it applied, restores the firewall, removes the pending confirmation
+//! and exits 3. Whichever of the two gets there first reverts; the other finds nothing pending.
 
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +54,35 @@ pub struct Pending {
     /// first, newest first.
     #[serde(default)]
     pub later_runs: Vec<String>,
+}
+
+/// How long `bollwerk confirm --revert` waits for a running apply to release the lock.
+pub const REVERT_LOCK_WAIT: Duration = Duration::from_secs(2 * 3600);
+
+/// The deadline of the confirmation this process armed (checked by the apply engine).
+static DEADLINE: Mutex<Option<SystemTime>> = Mutex::new(None);
+
+fn deadline() -> Option<SystemTime> {
+    DEADLINE.lock().ok().and_then(|d| *d)
+}
+
+/// True when this process armed a confirmation whose window has passed.
+pub fn window_passed() -> bool {
+    deadline().is_some_and(|d| SystemTime::now() >= d)
+}
+
+/// Called by the apply engine before it activates a step or runs a handler.
+///
+/// # Errors
+/// [`Error::Runtime`] once the `--confirm` window this process armed has passed: the apply
+/// must not activate anything more (its caller reverts, see [`finish_or_revert`]).
+pub fn check_window() -> Result<()> {
+    if window_passed() {
+        return Err(Error::Runtime(
+            "the --confirm window passed while applying: nothing more is activated".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn read_pending(root: &Root) -> Result<Option<Pending>> {
@@ -206,7 +243,12 @@ pub fn arm(cx: &Context, plan: &Plan, after: Duration) -> Result<Option<Armed>> 
         ),
     );
     match out {
-        Ok(o) if o.success() => Ok(Some(Armed { pending })),
+        Ok(o) if o.success() => {
+            if let Ok(mut d) = DEADLINE.lock() {
+                *d = Some(now + after);
+            }
+            Ok(Some(Armed { pending }))
+        }
         other => {
             let _ = root.remove(&RelPath::lit(PENDING));
             let why = match other {
@@ -258,17 +300,67 @@ fn cleanup(root: &Root) {
     }
 }
 
-/// `bollwerk confirm --revert`: rolls the run back and restores the previous firewall (what
-/// the timer runs at the deadline; also usable by hand).
+/// What the apply does after its last step (and after a step refused by
+/// [`check_window`]): when the `--confirm` window has passed, rolls back everything the apply
+/// did, restores the firewall and removes the pending confirmation. The caller holds the lock.
 ///
 /// # Errors
-/// [`Error::Usage`] when nothing is pending; errors restoring the firewall.
+/// [`Error::Runtime`] when the window has passed (whether or not the revert succeeded: the
+/// message says which), so the apply exits 3.
+pub fn finish_or_revert(root: &Root, runner: &dyn Runner) -> Result<()> {
+    if !window_passed() {
+        return Ok(());
+    }
+    if let Ok(mut d) = DEADLINE.lock() {
+        *d = None;
+    }
+    let outcome = match read_pending(root)? {
+        Some(p) => revert_locked(root, runner, p),
+        None => Ok("the revert timer already restored the previous state\n".into()),
+    };
+    Err(Error::Runtime(match outcome {
+        Ok(report) => format!(
+            "the --confirm window passed before apply finished: everything it applied was rolled back\n{}",
+            report.trim_end()
+        ),
+        Err(e) => format!(
+            "the --confirm window passed before apply finished, and rolling back failed: {e}"
+        ),
+    }))
+}
+
+/// `bollwerk confirm --revert`: rolls the run back and restores the previous firewall (what
+/// the timer runs at the deadline; also usable by hand). Waits for a running apply to release
+/// the lock; that apply may revert by itself, then nothing is left to do.
+///
+/// # Errors
+/// [`Error::Usage`] when nothing is pending; errors restoring the firewall; the lock still held
+/// after [`REVERT_LOCK_WAIT`].
 pub fn revert(root: &Root, runner: &dyn Runner) -> Result<String> {
-    let Some(p) = read_pending(root)? else {
+    if read_pending(root)?.is_none() {
         return Err(Error::Usage(
             "nothing to revert: no `apply --confirm` is pending".into(),
         ));
+    }
+    let start = std::time::Instant::now();
+    let _lock = loop {
+        match crate::engine::journal::lock(root) {
+            Ok(l) => break l,
+            Err(Error::Locked { .. }) if start.elapsed() < REVERT_LOCK_WAIT => {
+                tracing::info!("an apply holds the lock; waiting to revert");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
     };
+    match read_pending(root)? {
+        Some(p) => revert_locked(root, runner, p),
+        None => Ok("nothing left to revert: the apply rolled itself back\n".into()),
+    }
+}
+
+/// The revert itself; the caller holds the lock.
+fn revert_locked(root: &Root, runner: &dyn Runner, p: Pending) -> Result<String> {
     let mut report = String::new();
     let mut problems = Vec::new();
     // 1. The files of the run, through the journal, and the services that read them.
@@ -284,8 +376,7 @@ pub fn revert(root: &Root, runner: &dyn Runner) -> Result<String> {
     });
     let runs: Vec<String> = p.later_runs.iter().rev().cloned().chain(run).collect();
     for id in runs {
-        let rolled = crate::engine::journal::lock(root)
-            .and_then(|_lock| crate::engine::journal::rollback(root, &id, false));
+        let rolled = crate::engine::journal::rollback(root, &id, false);
         match rolled {
             Ok(r) => {
                 report.push_str(&format!(

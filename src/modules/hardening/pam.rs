@@ -1105,6 +1105,56 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_inputs_are_arguments_never_script_text() {
+        let check = PamStackCheck {
+            enable: vec!["bollwerk-faillock$(id)".into()],
+            disable: vec!["unix`id`".into()],
+            expect: Expectations::default(),
+            require_pamtester: true,
+            wait_for: Vec::new(),
+        };
+        let hostile = "etc/motd$(touch /tmp/x);`id`";
+        let cands = vec![(hostile.to_string(), "/var/x/cand 1".to_string())];
+        let (copy, test) = check.commands("/var/sb $(id)", &cands, "pw'$(id)", |_| true);
+        // The scripts are the constants, byte for byte; every input is its own argument.
+        assert_eq!(copy.program, "/bin/sh");
+        assert_eq!(copy.args[..2], ["-c".to_string(), COPY_SCRIPT.to_string()]);
+        assert_eq!(test.args[..2], ["-c".to_string(), TEST_SCRIPT.to_string()]);
+        assert_eq!(
+            copy.args[2..],
+            [
+                "bollwerk-pam-copy",
+                "/var/sb $(id)",
+                hostile,
+                "/var/x/cand 1"
+            ]
+        );
+        assert_eq!(test.args[3], "/var/sb $(id)");
+        assert_eq!(test.args[4], "pw'$(id)");
+        assert!(test.args.ends_with(&[
+            "--enable".to_string(),
+            "bollwerk-faillock$(id)".to_string(),
+            "--disable".to_string(),
+            "unix`id`".to_string()
+        ]));
+        // The sandbox copies are mounted by the runner, not by the script.
+        assert!(
+            test.binds
+                .contains(&("/var/sb $(id)/etc".to_string(), "/etc".to_string()))
+        );
+        assert_eq!(test.tmpfs, vec!["/run".to_string()]);
+        for script in [COPY_SCRIPT, TEST_SCRIPT] {
+            assert!(
+                !script.contains("mount")
+                    && !script.contains("unshare")
+                    && !script.contains("eval")
+            );
+        }
+        // pamtester's wrong-password test runs without pam_unix's 2 s delay.
+        assert!(TEST_SCRIPT.contains("nodelay"));
+    }
+
+    #[test]
     fn pwquality_dropin() {
         let q = PwqualitySection {
             minlen: Some(14),
