@@ -82,6 +82,14 @@ fn injections() -> Vec<Case> {
             &format!("\"{HASH}\\nevil:x\""),
             "users[0].password_hash",
         ),
+        // authorized_keys: a newline in a key's comment would add a second key.
+        user_case(
+            "ssh_keys",
+            &format!(
+                "[\"{KEY}\\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh3c2kB0sC9s7Y0n2JqF1GJpfZ3bGm0vQm0d7mE2wVn evil\"]"
+            ),
+            "users[0].ssh_keys[0]",
+        ),
         Case {
             toml: "[[groups]]\nname = \"wheel:x:0:alice\"\n".into(),
             key: "groups[0].name",
