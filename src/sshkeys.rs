@@ -59,6 +59,18 @@ impl PublicKey {
         if line.is_empty() {
             return Err("empty key".into());
         }
+        // One key is one line: a newline in a comment would add a second, unlisted key.
+        if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
+            return Err(format!(
+                "a key line must not contain the control character {c:?} (newlines included)"
+            ));
+        }
+        if line.len() > MAX_LINE {
+            return Err(format!(
+                "key line is {} bytes, longer than {MAX_LINE}",
+                line.len()
+            ));
+        }
         let (options, rest) = if KEY_TYPES.iter().any(|t| line.starts_with(&format!("{t} "))) {
             (None, line)
         } else {

@@ -82,6 +82,14 @@ fn injections() -> Vec<Case> {
             &format!("\"{HASH}\\nevil:x\""),
             "users[0].password_hash",
         ),
+        // authorized_keys: a newline in a key's comment would add a second key.
+        user_case(
+            "ssh_keys",
+            &format!(
+                "[\"{KEY}\\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh3c2kB0sC9s7Y0n2JqF1GJpfZ3bGm0vQm0d7mE2wVn evil\"]"
+            ),
+            "users[0].ssh_keys[0]",
+        ),
         Case {
             toml: "[[groups]]\nname = \"wheel:x:0:alice\"\n".into(),
             key: "groups[0].name",
@@ -531,4 +539,85 @@ fn sshd_include_loop_in_the_root_is_an_error_not_a_hang() {
     assert_eq!(st, ExitStatus::Refused, "{out}");
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(t.snapshot(), before);
+}
+
+/// A metadata service on 127.0.0.1 that answers every request with `head` and then `body`.
+fn hostile_metadata(head: &'static str, body: fn(&mut std::net::TcpStream)) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(10) {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                if s.write_all(head.as_bytes()).is_ok() {
+                    body(&mut s);
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn huge_or_slow_metadata_response_is_refused_and_nothing_written() {
+    let t = image();
+    let before = t.snapshot();
+    let huge = hostile_metadata("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", |s| {
+        let chunk = vec![b'#'; 64 * 1024];
+        for _ in 0..100_000 {
+            if s.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let slow = hostile_metadata("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", |s| {
+        for _ in 0..1000 {
+            if s.write_all(b"#").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    for (url, what) in [(huge, "larger than the limit"), (slow, "in time")] {
+        let started = Instant::now();
+        let (st, out) = t.run(
+            &fake_runner(),
+            &[
+                "firstboot",
+                "--datasource",
+                "hetzner",
+                "--metadata-url",
+                &url,
+            ],
+        );
+        assert_eq!(st, ExitStatus::Refused, "{what}: {out}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+        assert_eq!(t.snapshot(), before, "{what}");
+    }
+    // The message itself (stderr of the binary).
+    let url = hostile_metadata(
+        "HTTP/1.1 200 OK\r\nContent-Length: 9000000000\r\n\r\n",
+        |_| std::thread::sleep(Duration::from_secs(30)),
+    );
+    let root = t.root().to_string_lossy().into_owned();
+    let out = bollwerk(
+        &[
+            "firstboot",
+            "--datasource",
+            "hetzner",
+            "--metadata-url",
+            &url,
+            "--root",
+            &root,
+        ],
+        &[],
+    );
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("9000000000 bytes is larger than the limit"),
+        "{err}"
+    );
 }

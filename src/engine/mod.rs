@@ -26,7 +26,7 @@ use crate::root::{Entry, Perms, RelPath, Root};
 pub enum Visibility {
     /// Show the diff.
     Plain,
-    /// Never show content ("content differs (secret)").
+    /// Never show content ("content hidden (N bytes, sha256 …)").
     Secret,
     /// `etc/shadow`-like: show the diff with the second field (the hash) masked.
     MaskHashes,

@@ -533,7 +533,7 @@ impl Http {
                         let deadline = started + self.timeout;
                         return crate::sshkeys::read_capped(&mut resp, len, MAX_RESPONSE, deadline)
                             .map(Some)
-                            .map_err(|e| Error::Runtime(format!("{url}: {e}")));
+                            .map_err(|e| refused_response(url, e));
                     }
                     last = format!("HTTP {st}");
                     if st.is_client_error() {
@@ -551,6 +551,21 @@ impl Http {
 
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Option<Vec<u8>>> {
         self.request(false, url, headers)
+    }
+}
+
+/// A response over the size limit or still trickling in at the deadline is hostile input:
+/// refused (exit 2); a transport error while reading stays a failure (exit 3).
+fn refused_response(url: &str, e: String) -> Error {
+    if e.contains("limit") || e.contains("in time") {
+        Error::Unsafe {
+            reason: format!("{url}: {e}"),
+            hint: format!(
+                "metadata responses are limited to {MAX_RESPONSE} bytes within the request timeout; check the metadata service"
+            ),
+        }
+    } else {
+        Error::Runtime(format!("{url}: {e}"))
     }
 }
 

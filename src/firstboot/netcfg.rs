@@ -87,6 +87,74 @@ impl NetworkConfig {
     }
 }
 
+/// Largest network configuration accepted (256 KiB; YAML is bounded by the YAML parser too).
+pub const MAX_BYTES: usize = 256 * 1024;
+/// Most interfaces in one network configuration.
+pub const MAX_IFACES: usize = 64;
+
+fn within_limit(what: &str, text: &str) -> Result<(), String> {
+    if text.len() > MAX_BYTES {
+        return Err(format!(
+            "{what} is {} bytes, more than the limit of {MAX_BYTES}",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A DNS search domain as resolv.conf and networkd take it: labels of letters, digits, `-`,
+/// `_`, dots between (`~` prefix for a routing domain), at most 253 bytes.
+fn search_domain(s: &str) -> Result<(), String> {
+    let d = s.strip_prefix('~').unwrap_or(s).trim_end_matches('.');
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a DNS search domain"))
+    }
+}
+
+/// Checks what every parser produced before anything is rendered into networkd, netplan or
+/// resolv.conf files: the interface count, DNS servers are IP addresses, search domains are
+/// domain names (no newline can reach a rendered file), ids and names are interface names.
+fn checked(nc: NetworkConfig) -> Result<NetworkConfig, String> {
+    if nc.ifaces.len() > MAX_IFACES {
+        return Err(format!(
+            "{} interfaces, more than the limit of {MAX_IFACES}",
+            nc.ifaces.len()
+        ));
+    }
+    let all_dns = nc.dns.iter().chain(nc.ifaces.iter().flat_map(|i| &i.dns));
+    for d in all_dns {
+        ip(d).map_err(|e| format!("DNS server: {e}"))?;
+    }
+    let all_search = nc
+        .search
+        .iter()
+        .chain(nc.ifaces.iter().flat_map(|i| &i.search));
+    for d in all_search {
+        search_domain(d)?;
+    }
+    for i in &nc.ifaces {
+        for v in [Some(&i.id), i.name.as_ref(), i.set_name.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if v.chars().any(|c| c.is_control() || c == '/' || c == '\\') || v.len() > 64 {
+                return Err(format!("{v:?} is not a usable interface name or id"));
+            }
+        }
+    }
+    Ok(nc)
+}
+
 fn ip(s: &str) -> Result<IpAddr, String> {
     s.trim()
         .parse()
@@ -191,8 +259,8 @@ pub fn parse_node(doc: &Node) -> Result<Option<NetworkConfig>, String> {
         return Ok(None);
     }
     match doc.get("version").and_then(Node::as_int) {
-        Some(1) => parse_v1(doc).map(Some),
-        Some(2) => parse_v2(doc).map(Some),
+        Some(1) => parse_v1(doc).and_then(checked).map(Some),
+        Some(2) => parse_v2(doc).and_then(checked).map(Some),
         Some(v) => Err(format!(
             "network-config version {v} is not supported (1 or 2)"
         )),
@@ -396,6 +464,11 @@ fn parse_v2(doc: &Node) -> Result<NetworkConfig, String> {
 /// # Errors
 /// A message with the line number for invalid addresses.
 pub fn parse_eni(text: &str) -> Result<NetworkConfig, String> {
+    within_limit("interfaces", text)?;
+    parse_eni_text(text).and_then(checked)
+}
+
+fn parse_eni_text(text: &str) -> Result<NetworkConfig, String> {
     let mut nc = NetworkConfig::default();
     let mut cur: Option<usize> = None;
     for (n, raw) in text.lines().enumerate() {
@@ -492,6 +565,11 @@ pub fn parse_eni(text: &str) -> Result<NetworkConfig, String> {
 /// # Errors
 /// When the JSON is invalid or addresses are malformed.
 pub fn parse_openstack(text: &str) -> Result<NetworkConfig, String> {
+    within_limit("network_data.json", text)?;
+    parse_openstack_text(text).and_then(checked)
+}
+
+fn parse_openstack_text(text: &str) -> Result<NetworkConfig, String> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("network_data.json: {e}"))?;
     let mut nc = NetworkConfig::default();
@@ -845,5 +923,23 @@ mod tests {
         assert_eq!(mask_to_prefix("255.255.0.0").unwrap(), 16);
         assert!(mask_to_prefix("255.0.255.0").is_err());
         assert_eq!(cidr("10.0.0.1", None).unwrap(), "10.0.0.1/32");
+    }
+
+    #[test]
+    fn injected_values_and_oversized_input_are_refused() {
+        let v1 = "version: 1\nconfig:\n  - type: nameserver\n    address: [10.0.0.2]\n    search: [\"example.org\\nnameserver 6.6.6.6\"]\n";
+        let e = parse_yaml(v1).unwrap_err();
+        assert!(e.contains("search domain"), "{e}");
+        let eni = "auto eth0\niface eth0 inet dhcp\n    dns-search a.example b\u{1b}x\n";
+        assert!(parse_eni(eni).is_err());
+        let big = format!("# {}\n", "x".repeat(MAX_BYTES));
+        assert!(parse_eni(&big).unwrap_err().contains("limit"));
+        assert!(parse_openstack(&big).unwrap_err().contains("limit"));
+        let many: String = (0..100)
+            .map(|i| format!("auto e{i}\niface e{i} inet dhcp\n"))
+            .collect();
+        assert!(parse_eni(&many).unwrap_err().contains("interfaces"));
+        let ok = "version: 1\nconfig:\n  - type: nameserver\n    address: [10.0.0.2]\n    search: [example.org, ~corp]\n";
+        assert!(parse_yaml(ok).is_ok());
     }
 }

@@ -40,7 +40,7 @@ pub struct FileSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupName>,
     /// "permissions" (the default and only mode): contents never appear in plans, diffs,
-    /// journals or reports ("content differs (secret)").
+    /// journals or reports ("content hidden (N bytes, sha256 …)").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensure: Option<Ensure>,
 }
