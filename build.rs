@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 fn main() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("checks");
+    // At run time, not `env!`: a build-script binary reused from another checkout (a copied
+    // target/) must still read this checkout's catalog.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let dir = std::path::Path::new(&manifest).join("checks");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .map(|rd| {

@@ -1504,20 +1504,16 @@ pub fn convert_user_data(
             )),
         }
     }
-    let doc = doc.unwrap_or(Node {
+    let mut doc = doc.unwrap_or(Node {
         line: 1,
         col: 1,
         value: yaml::Value::Map(Vec::new()),
     });
-    let mut c = convert_doc(doc, md, d, &scripts, warnings)?;
-    for k in ["merge_how", "merge_type"] {
-        c.warnings.retain(|w| {
-            !w.starts_with(&format!(
-                "unsupported cloud-config keys, not applied: {k} ("
-            ))
-        });
+    // Already reported per part above.
+    if let yaml::Value::Map(m) = &mut doc.value {
+        m.retain(|(k, _)| !matches!(k.as_scalar(), Some("merge_how" | "merge_type")));
     }
-    Ok(c)
+    convert_doc(doc, md, d, &scripts, warnings)
 }
 
 /// Merges cloud-config `b` over `a`: mappings key by key (recursively), anything else replaced.
@@ -1846,6 +1842,38 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(md.instance_id.as_deref(), Some("u-1"));
         assert_eq!(md.public_keys, vec![KEY.to_string()]);
+    }
+
+    #[test]
+    fn mime_parts_base64_quoted_printable_nested_and_merge_how() {
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode("#cloud-config\nhostname: from-b64\ntimezone: Europe/Berlin\n");
+        let text = format!(
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n boundary=\"OUT\"\r\n\r\n--OUT\r\nContent-Type: text/cloud-config\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--OUT\r\nContent-Type: multipart/alternative; boundary=IN\r\n\r\n--IN\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n#cloud-config\r\nmerge_how: dict(recurse_array)+list(append)\r\nhostname: q=\r\np\r\n--IN--\r\n--OUT--\r\n"
+        );
+        assert!(is_mime(&text));
+        let c = convert_user_data(&text, &MetaData::default(), defaults()).unwrap();
+        let t: toml::Table = toml::from_str(&c.toml).unwrap();
+        assert_eq!(
+            t["host"]["hostname"].as_str(),
+            Some("qp"),
+            "later part wins"
+        );
+        assert_eq!(t["host"]["timezone"].as_str(), Some("Europe/Berlin"));
+        let all = c.warnings.join("\n");
+        assert!(
+            all.contains("merge_how/merge_type are not supported"),
+            "{all}"
+        );
+        assert!(!all.contains("unsupported cloud-config keys"), "{all}");
+        // Not MIME after all: no boundary.
+        let e = convert_user_data(
+            "Content-Type: multipart/mixed\n\nx\n",
+            &MetaData::default(),
+            defaults(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("without a boundary"), "{e}");
     }
 
     #[test]

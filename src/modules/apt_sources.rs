@@ -71,10 +71,10 @@ fn word_ok(w: &str) -> bool {
 /// A located [`ProfileError`].
 pub fn check_profile(s: &AptSection, layers: &[Layer]) -> std::result::Result<(), ProfileError> {
     let mut seen = Vec::new();
-    for (i, src) in s.sources.iter().enumerate() {
+    for src in &s.sources {
+        // Array entries are located by their `name`.
         let at = |key: &str, msg: String| {
-            let idx = i.to_string();
-            let mut path = vec!["apt", "sources", idx.as_str()];
+            let mut path = vec!["apt", "sources", src.name.as_str()];
             if !key.is_empty() {
                 path.push(key);
             }
