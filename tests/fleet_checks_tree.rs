@@ -564,10 +564,7 @@ fn profile_ships_checks_disabled_until_named() {
     let (code, _) = cli(&["validate", "--profile", &bad]);
     assert_eq!(code, 2);
     let e = bollwerk::profile::load(&bad).unwrap_err().to_string();
-    assert!(
-        e.contains(".toml:2:") && e.contains("absolute path"),
-        "{e}"
-    );
+    assert!(e.contains(".toml:2:") && e.contains("absolute path"), "{e}");
     let remote = t.profile(
         "remote.toml",
         "extends = \"webapp-postgres\"\n[audit]\nhealth_url = \"http://192.0.2.1/health\"\n",
