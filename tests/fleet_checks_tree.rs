@@ -448,6 +448,19 @@ fn file_age_probe_pass_and_fail() {
     assert_status(&r, "app.backup-stale", Status::Fail, "is 1day 6h");
     assert_status(&r, "app.backup-empty", Status::Fail, "no file under");
     assert_status(&r, "app.backup-missing", Status::Fail, "does not exist");
+    // A symlinked backup directory is followed inside the root, even when absolute.
+    std::os::unix::fs::symlink("/var/backups/fresh", t.path("var/backups/current")).unwrap();
+    let toml = check(
+        "app.backup-link",
+        "{ kind = \"file_age\", path = \"/var/backups/current\", max_age = \"26h\" }",
+    );
+    let r = audit_with(t.root(), &toml, &FakeRunner::new(), None);
+    assert_status(
+        &r,
+        "app.backup-link",
+        Status::Pass,
+        "/var/backups/fresh/2026/db.sql.gz",
+    );
 }
 
 #[test]
