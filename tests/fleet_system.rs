@@ -350,3 +350,45 @@ fn playbook_check_apply_idempotent_refusal_reports_merge() {
         t_second.as_secs_f64()
     );
 }
+
+/// Benchmark (ignored by default): wall time of a full playbook run (install, apply, audit,
+/// fetch) for 1 and for 3 hosts, and how it grows.
+/// `cargo test --release --test fleet_system -- --ignored --nocapture bench`
+#[test]
+#[ignore]
+fn bench_fleet_run_1_and_3_hosts() {
+    if skip_without_ansible("bench_fleet_run_1_and_3_hosts") {
+        return;
+    }
+    let Some(tb) = testbed_or_skip("bench_fleet_run_1_and_3_hosts") else {
+        return;
+    };
+    let keys = TempDir::new("fleet-bench-keys");
+    let (_key, pubkey) = keypair(keys.path(), "admin");
+    let mut secs = Vec::new();
+    for n in [1usize, 3] {
+        let insts: Vec<_> = (0..n).map(|_| tb.instance()).collect();
+        let names: Vec<String> = (1..=n).map(|i| format!("web{i}")).collect();
+        let hosts: Vec<(&str, &Path, String)> = names
+            .iter()
+            .zip(&insts)
+            .map(|(h, i)| (h.as_str(), i.root.as_path(), admin(&pubkey)))
+            .collect();
+        let f = fleet(&hosts, None);
+        let (out, t) = f.play(&[]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let (out2, t2) = f.play(&[]);
+        assert!(out2.status.success(), "{}", describe(&out2));
+        eprintln!(
+            "BENCH fleet run, {n} host(s): first run {:.1} s, second (no changes) {:.1} s",
+            t.as_secs_f64(),
+            t2.as_secs_f64()
+        );
+        secs.push((t.as_secs_f64(), t2.as_secs_f64()));
+    }
+    eprintln!(
+        "BENCH fleet run growth 1 → 3 hosts: first run ×{:.2}, second run ×{:.2} (Ansible forks 5: hosts run in parallel)",
+        secs[1].0 / secs[0].0,
+        secs[1].1 / secs[0].1
+    );
+}
