@@ -448,6 +448,19 @@ fn file_age_probe_pass_and_fail() {
     assert_status(&r, "app.backup-stale", Status::Fail, "is 1day 6h");
     assert_status(&r, "app.backup-empty", Status::Fail, "no file under");
     assert_status(&r, "app.backup-missing", Status::Fail, "does not exist");
+    // A symlinked backup directory is followed inside the root, even when absolute.
+    std::os::unix::fs::symlink("/var/backups/fresh", t.path("var/backups/current")).unwrap();
+    let toml = check(
+        "app.backup-link",
+        "{ kind = \"file_age\", path = \"/var/backups/current\", max_age = \"26h\" }",
+    );
+    let r = audit_with(t.root(), &toml, &FakeRunner::new(), None);
+    assert_status(
+        &r,
+        "app.backup-link",
+        Status::Pass,
+        "/var/backups/fresh/2026/db.sql.gz",
+    );
 }
 
 #[test]
@@ -564,10 +577,7 @@ fn profile_ships_checks_disabled_until_named() {
     let (code, _) = cli(&["validate", "--profile", &bad]);
     assert_eq!(code, 2);
     let e = bollwerk::profile::load(&bad).unwrap_err().to_string();
-    assert!(
-        e.contains(".toml:2:") && e.contains("absolute path"),
-        "{e}"
-    );
+    assert!(e.contains(".toml:2:") && e.contains("absolute path"), "{e}");
     let remote = t.profile(
         "remote.toml",
         "extends = \"webapp-postgres\"\n[audit]\nhealth_url = \"http://192.0.2.1/health\"\n",

@@ -60,5 +60,7 @@ cargo bench --bench core
 cargo bench --bench audit
 BOLLWERK_BENCH_BIN="$PWD/$bin" cargo test --release --test network_system -- --ignored --nocapture bench
 cargo bench --bench hardening
+t=$(date +%s); cargo test --release --test fleet_system -- --ignored --nocapture bench  # fleet: 1 vs 3 hosts (issue 15)
+echo "fleet benchmark: $(( $(date +%s) - t )) s"
 
 step "done in $(( $(date +%s) - start )) s"

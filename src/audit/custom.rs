@@ -555,7 +555,9 @@ fn file_age(cx: &AuditCx, f: &FileAgeProbe) -> Outcome {
         Ok(r) => r,
         Err(e) => return Outcome::error(format!("path {path}: {e}")),
     };
-    let full = cx.root.resolve(&rel);
+    // A symlinked backup directory is followed as a chroot would (never out of the root);
+    // symlinks below it are not.
+    let full = cx.root.resolve_follow(&rel);
     let md = match full.symlink_metadata() {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -18,6 +18,7 @@ packages=(
   file                  # checks the static build
   openssl               # local HTTPS server for the key-fetch test
   chromium              # headless rendering of the audit's HTML report
+  ansible ansible-lint  # fleet: the Ansible collection's system test and lint (issue 15)
 )
 
 missing=()
