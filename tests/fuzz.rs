@@ -221,10 +221,7 @@ fn run_target(target: &str, data: &[u8]) {
         "cloudconfig" => {
             use bollwerk::firstboot::cloudconfig::{Defaults, MetaData, convert, parse_meta_data};
             let _ = parse_meta_data(&text);
-            let d = Defaults {
-                user: "debian",
-                packages_install: true,
-            };
+            let d = Defaults { user: "debian" };
             if let Ok(c) = convert(&text, &MetaData::default(), d) {
                 // The generated profile goes through the same validation as a profile.
                 let _ = bollwerk::profile::load_text("user-data", &c.toml, None);
