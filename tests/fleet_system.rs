@@ -89,13 +89,13 @@ fn ansible_lint_is_clean() {
     assert!(out.status.success(), "ansible-lint:\n{}", describe(&out));
 }
 
-/// The release-style tarball (`bollwerk-<ver>-x86_64-linux-musl/bollwerk`) of the binary under
-/// test, and its sha256.
+/// A tarball with the release's layout (`cargo xtask dist`: `bollwerk-<ver>/usr/sbin/bollwerk`) of
+/// the binary under test, and its sha256.
 fn tarball(tmp: &Path) -> (PathBuf, String) {
     let ver = env!("CARGO_PKG_VERSION");
-    let stage = tmp.join(format!("stage/bollwerk-{ver}-x86_64-linux-musl"));
-    std::fs::create_dir_all(&stage).unwrap();
-    std::fs::copy(bollwerk_bin(), stage.join("bollwerk")).unwrap();
+    let stage = tmp.join(format!("stage/bollwerk-{ver}"));
+    std::fs::create_dir_all(stage.join("usr/sbin")).unwrap();
+    std::fs::copy(bollwerk_bin(), stage.join("usr/sbin/bollwerk")).unwrap();
     let tgz = tmp.join(format!("bollwerk-{ver}-x86_64-linux-musl.tar.gz"));
     let out = run_capture(
         Command::new("tar")
@@ -103,7 +103,7 @@ fn tarball(tmp: &Path) -> (PathBuf, String) {
             .arg(tmp.join("stage"))
             .arg("-czf")
             .arg(&tgz)
-            .arg(format!("bollwerk-{ver}-x86_64-linux-musl")),
+            .arg(format!("bollwerk-{ver}")),
         None,
         DEFAULT_TIMEOUT,
     );
@@ -220,7 +220,7 @@ fn playbook_check_apply_idempotent_refusal_reports_merge() {
         "{}",
         describe(&out)
     );
-    assert!(!bad.tmp.path().join("web1/opt/0.1.0/bollwerk").exists());
+    assert!(!bad.tmp.path().join("web1/opt/0.1.0/usr/sbin/bollwerk").exists());
 
     let f = fleet(&hosts, None);
     let ver = env!("CARGO_PKG_VERSION");
@@ -229,11 +229,11 @@ fn playbook_check_apply_idempotent_refusal_reports_merge() {
     assert!(out.status.success(), "{}", describe(&out));
     for (h, ..) in &hosts {
         let d = f.tmp.path().join(h);
-        assert!(d.join(format!("opt/{ver}/bollwerk")).is_file(), "{h}");
+        assert!(d.join(format!("opt/{ver}/usr/sbin/bollwerk")).is_file(), "{h}");
         assert!(!d.join(format!("opt/{ver}.tar.gz")).exists(), "{h}");
         assert_eq!(
             std::fs::read_link(d.join("bin/bollwerk")).unwrap(),
-            d.join(format!("opt/{ver}/bollwerk"))
+            d.join(format!("opt/{ver}/usr/sbin/bollwerk"))
         );
     }
 

@@ -26,7 +26,7 @@ options:
   binary:
     description: Path of the bollwerk binary on the target.
     type: path
-    default: /usr/local/bin/bollwerk
+    default: /usr/sbin/bollwerk
   root:
     description: Target root (C(/) for the host itself, or an image / chroot directory).
     type: path
@@ -113,7 +113,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             profile=dict(type="str", required=True),
-            binary=dict(type="path", default="/usr/local/bin/bollwerk"),
+            binary=dict(type="path", default="/usr/sbin/bollwerk"),
             root=dict(type="path", default="/"),
             confirm=dict(type="str"),
             force=dict(type="bool", default=False),

@@ -28,7 +28,7 @@ options:
   binary:
     description: Path of the bollwerk binary on the target.
     type: path
-    default: /usr/local/bin/bollwerk
+    default: /usr/sbin/bollwerk
   root:
     description: Target root.
     type: path
@@ -66,7 +66,7 @@ def main():
         argument_spec=dict(
             dest=dict(type="path", required=True),
             profile=dict(type="str"),
-            binary=dict(type="path", default="/usr/local/bin/bollwerk"),
+            binary=dict(type="path", default="/usr/sbin/bollwerk"),
             root=dict(type="path", default="/"),
             level=dict(type="int", default=1, choices=[1, 2]),
         ),
