@@ -330,3 +330,67 @@ fn docker_profile_errors_have_positions() {
         assert!(e.position.is_some(), "position given: {e}");
     }
 }
+
+#[test]
+fn fail2ban_nginx_jails_read_a_containerised_nginx_and_ban_on_the_forward_path() {
+    let t = docker_tree("docker-ce", "5:24.0.7-1~debian.12~bookworm");
+    t.write("var/log/app/nginx/error.log", "");
+    let f2b = "[fail2ban]\njails = [\"sshd\", \"nginx-http-auth\", \"nginx-limit-req\"]\n[fail2ban.nginx_container]\nerror_log = \"/var/log/app/nginx/error.log\"\n";
+    let p = t.profile("site", &site(&format!("{FW_NFT}\n{DOCKER}\n{f2b}")));
+    let runner = fake_runner();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let d = t.read("etc/fail2ban/jail.d/bollwerk.local");
+    for jail in ["nginx-http-auth", "nginx-limit-req"] {
+        let part = d
+            .split(&format!("[{jail}]\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{jail} missing in\n{d}"));
+        let part = part.split("\n[").next().unwrap();
+        assert!(part.contains("enabled = true\n"), "{part}");
+        assert!(
+            part.contains("logpath = /var/log/app/nginx/error.log\n"),
+            "{part}"
+        );
+        assert!(
+            part.contains(
+                "action = nftables-allports[chain=\"f2b-docker\", chain_hook=\"forward\"]\n"
+            ),
+            "{part}"
+        );
+    }
+    let sshd = d
+        .split("[sshd]\n")
+        .nth(1)
+        .unwrap()
+        .split("\n[")
+        .next()
+        .unwrap();
+    assert!(!sshd.contains("f2b-docker"), "sshd bans on input: {d}");
+
+    // The journald log driver with ufw: the container's journal entries, bans in DOCKER-USER.
+    let t = docker_tree("docker-ce", "5:24.0.7-1~debian.12~bookworm");
+    let f2b = "[fail2ban]\njails = [\"sshd\", \"nginx-http-auth\"]\n[fail2ban.nginx_container]\njournal = \"web-nginx-1\"\n";
+    let p = t.profile(
+        "site",
+        &site(&format!(
+            "{FW_UFW}\n{DOCKER}log_driver = \"journald\"\n{f2b}"
+        )),
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let d = t.read("etc/fail2ban/jail.d/bollwerk.local");
+    let part = d.split("[nginx-http-auth]\n").nth(1).unwrap();
+    assert!(part.contains("backend = systemd\njournalmatch = CONTAINER_NAME=web-nginx-1\naction = iptables-allports[chain=\"DOCKER-USER\"]\n"), "{part}");
+
+    // A missing bind-mounted log skips the jail (a missing log would stop fail2ban).
+    let t = docker_tree("docker-ce", "5:24.0.7-1~debian.12~bookworm");
+    let f2b = "[fail2ban]\njails = [\"sshd\", \"nginx-http-auth\"]\n[fail2ban.nginx_container]\nerror_log = \"/var/log/app/nginx/error.log\"\n";
+    let p = t.profile("site", &site(&format!("{FW_NFT}\n{f2b}")));
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(plan.contains("start it first"), "{plan}");
+    let bad = t.profile("bad", &site("[fail2ban]\n[fail2ban.nginx_container]\n"));
+    let e = bollwerk::profile::load(&bad).unwrap_err();
+    assert!(e.to_string().contains("either log files"), "{e}");
+}
