@@ -394,3 +394,72 @@ fn fail2ban_nginx_jails_read_a_containerised_nginx_and_ban_on_the_forward_path()
     let e = bollwerk::profile::load(&bad).unwrap_err();
     assert!(e.to_string().contains("either log files"), "{e}");
 }
+
+#[test]
+fn webapp_docker_profile_applies_and_converges() {
+    let t = docker_tree("docker-ce", "5:24.0.7-1~debian.12~bookworm");
+    let p = t.profile(
+        "site",
+        &format!("extends = \"webapp-docker\"\n[[users]]\nname = \"deploy\"\ngroups = [\"sudo\"]\nsudo = \"nopasswd\"\nssh_keys = [\"{KEY}\"]\n"),
+    );
+    let before = t.snapshot();
+    let runner = fake_runner();
+    runner.respond_with("/usr/bin/apt-config dump", fake_apt_config_dump);
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("start it first"),
+        "nginx jails wait for the stack: {plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let v = json(&t);
+    assert_eq!(v["live-restore"], true);
+    assert_eq!(v["icc"], false);
+    let rs = t.read("etc/nftables.d/bollwerk.nft");
+    assert!(rs.contains("chain docker_published"), "{rs}");
+    assert!(rs.contains("ct original proto-dst 443 accept"), "{rs}");
+    assert!(
+        !rs.contains("proto-dst 5432"),
+        "PostgreSQL stays on the compose network: {rs}"
+    );
+    assert!(t.exists("etc/logrotate.d/bollwerk-app"));
+    assert!(t.exists("etc/logrotate.d/bollwerk-nginx"));
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
+    let (st, _) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert_eq!(t.snapshot(), before);
+}
+
+/// A stand-in for `apt-config dump` (as in services_tree.rs): the origin lists of bollwerk's
+/// drop-in, as apt prints them, so the updates module's verification sees what it wrote.
+fn fake_apt_config_dump(
+    root: &bollwerk::root::Root,
+    _: &bollwerk::exec::Cmd,
+) -> bollwerk::exec::Output {
+    let text = std::fs::read_to_string(
+        root.path()
+            .join("etc/apt/apt.conf.d/52bollwerk-unattended-upgrades"),
+    )
+    .unwrap_or_default();
+    let mut out = String::new();
+    let mut key = None;
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(k) = l.strip_suffix(" {") {
+            key = Some(k.to_string());
+            out.push_str(&format!("{k} \"\";\n"));
+        } else if l == "};" {
+            key = None;
+        } else if let Some(k) = &key {
+            out.push_str(&format!("{k}:: {l}\n"));
+        }
+    }
+    bollwerk::exec::Output {
+        code: 0,
+        stdout: out,
+        stderr: String::new(),
+    }
+}
