@@ -44,8 +44,8 @@ fn bollwerk(inst: &Instance, args: &[&str], profile: &str) -> Output {
 
 /// The namespace script: `H` routes between the client `K` (192.168.78.0/24) and a
 /// `docker0` bridge with the container `C` (172.30.0.2) listening on 80 and 5432; Docker's
-/// DNAT publishes 8080→80 and 5432→5432. Prints `before 8080=.. 5432=..`, then loads `LOAD`
-/// in `H` and prints `after 8080=.. 5432=.. egress=..`.
+/// DNAT publishes 8080→80 and 5432→5432. Prints `before 8080=.. 5432=..`, then runs the shell
+/// command `LOAD` in `H` (chrooted into the rootfs) and prints `after 8080=.. 5432=.. egress=..`.
 const SCRIPT: &str = r#"
 set -u
 ID=$1; ROOT=$2; LOAD=$3
@@ -80,7 +80,7 @@ sleep 1.5
 set +e
 probe() { ip netns exec $1 chroot $ROOT timeout 5 python3 -c "import socket; socket.create_connection(('$2', $3), timeout=2)" 2>/dev/null && echo ok || echo no; }
 echo "before 8080=$(probe $K 192.168.78.1 8080) 5432=$(probe $K 192.168.78.1 5432)"
-ip netns exec $H chroot $ROOT nft -f $LOAD || { echo "load failed"; exit 3; }
+ip netns exec $H chroot $ROOT sh -c "$LOAD" || { echo "load failed"; exit 3; }
 echo "after 8080=$(probe $K 192.168.78.1 8080) 5432=$(probe $K 192.168.78.1 5432) egress=$(probe $C 192.168.78.2 9000)"
 "#;
 
@@ -114,7 +114,7 @@ fn nftables_filter_lets_in_only_allowed_published_ports_between_namespaces() {
     let mut c = Command::new("bash");
     c.args(["-c", SCRIPT, "bash", &id])
         .arg(&inst.root)
-        .arg("/etc/nftables.d/bollwerk.nft");
+        .arg("nft -f /etc/nftables.d/bollwerk.nft");
     let out = run_capture(&mut c, None, Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("namespaces: {text}");
@@ -131,14 +131,36 @@ fn nftables_filter_lets_in_only_allowed_published_ports_between_namespaces() {
 }
 
 #[test]
-fn ufw_backend_docker_user_rules_pass_iptables_restore() {
-    let Some(tb) = testbed_or_skip("ufw_backend_docker_user_rules_pass_iptables_restore") else {
+fn ufw_backend_docker_user_rules_pass_iptables_restore_and_filter_between_namespaces() {
+    let Some(tb) = testbed_or_skip(
+        "ufw_backend_docker_user_rules_pass_iptables_restore_and_filter_between_namespaces",
+    ) else {
         return;
     };
     let inst = tb.instance();
     let fw = FW_NFT.replace("\"nftables\"", "\"ufw\"");
     let out = bollwerk(&inst, &["apply"], &site(&format!("{fw}\n{DOCKER}")));
     assert!(out.status.success(), "{}", describe(&out));
+    // On packets: Docker's FORWARD jump to DOCKER-USER (what dockerd creates), then the unit's
+    // command; only the allowed published port connects, egress works.
+    let id = format!("{}", std::process::id() % 100000 + 1);
+    let mut c = Command::new("bash");
+    c.args(["-c", SCRIPT, "bash", &id]).arg(&inst.root).arg(
+        "iptables -N DOCKER-USER && iptables -I FORWARD -j DOCKER-USER && iptables-restore --noflush /etc/bollwerk/docker-user.rules",
+    );
+    let out = run_capture(&mut c, None, Duration::from_secs(120));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("namespaces: {text}");
+    assert!(
+        text.contains("before 8080=ok 5432=ok"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        text.contains("after 8080=ok 5432=no egress=ok"),
+        "DOCKER-USER lets in only the allowed port: {}",
+        describe(&out)
+    );
     // Loaded twice in a fresh network namespace: --noflush replaces exactly DOCKER-USER.
     let listing = stdout_ok(
         &inst.chroot_net(&[
