@@ -43,18 +43,19 @@ fn bollwerk(inst: &Instance, args: &[&str], profile: &str) -> Output {
 }
 
 /// The namespace script: `H` routes between the client `K` (192.168.78.0/24) and a
-/// `docker0` bridge with the container `C` (172.30.0.2) listening on 80 and 5432; Docker's
+/// `docker0` bridge with the container `C` (172.30.0.2) listening on 80 and 5432, a compose
+/// network `br-test` with the container `D` (172.31.0.2) listening on 80; Docker's
 /// DNAT publishes 8080→80 and 5432→5432. Prints `before 8080=.. 5432=..`, then runs the shell
-/// command `LOAD` in `H` (chrooted into the rootfs) and prints `after 8080=.. 5432=.. egress=..`.
+/// command `LOAD` in `H` (chrooted into the rootfs) and prints `after 8080=.. 5432=.. egress=.. c2c=..` (C to D across bridges).
 const SCRIPT: &str = r#"
 set -u
 ID=$1; ROOT=$2; LOAD=$3
-H=bwdh$ID; C=bwdc$ID; K=bwdk$ID
+H=bwdh$ID; C=bwdc$ID; K=bwdk$ID; D=bwdd$ID
 PIDS=""
-cleanup() { for p in $PIDS; do kill -9 $p 2>/dev/null; done; ip netns del $H 2>/dev/null; ip netns del $C 2>/dev/null; ip netns del $K 2>/dev/null; }
+cleanup() { for p in $PIDS; do kill -9 $p 2>/dev/null; done; ip netns del $H 2>/dev/null; ip netns del $C 2>/dev/null; ip netns del $K 2>/dev/null; ip netns del $D 2>/dev/null; }
 trap cleanup EXIT
 set -e
-for n in $H $C $K; do ip netns add $n; ip -n $n link set lo up; done
+for n in $H $C $K $D; do ip netns add $n; ip -n $n link set lo up; done
 ip -n $H link add vk type veth peer name eth0 netns $K
 ip -n $H addr add 192.168.78.1/24 dev vk; ip -n $H link set vk up
 ip -n $K addr add 192.168.78.2/24 dev eth0; ip -n $K link set eth0 up
@@ -63,6 +64,10 @@ ip -n $H link add docker0 type bridge; ip -n $H addr add 172.30.0.1/24 dev docke
 ip -n $H link add vc type veth peer name eth0 netns $C
 ip -n $H link set vc master docker0; ip -n $H link set vc up
 ip -n $C addr add 172.30.0.2/24 dev eth0; ip -n $C link set eth0 up; ip -n $C route add default via 172.30.0.1
+ip -n $H link add br-test type bridge; ip -n $H addr add 172.31.0.1/24 dev br-test; ip -n $H link set br-test up
+ip -n $H link add vd type veth peer name eth0 netns $D
+ip -n $H link set vd master br-test; ip -n $H link set vd up
+ip -n $D addr add 172.31.0.2/24 dev eth0; ip -n $D link set eth0 up; ip -n $D route add default via 172.31.0.1
 ip netns exec $H sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
 printf 'table ip dockersim {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  tcp dport 8080 dnat to 172.30.0.2:80\n  tcp dport 5432 dnat to 172.30.0.2:5432\n }\n}\n' > $ROOT/tmp/dockersim.nft
 ip netns exec $H chroot $ROOT nft -f /tmp/dockersim.nft
@@ -76,12 +81,13 @@ for p in sys.argv[1:]:
 threading.Event().wait(120)'
 ip netns exec $C chroot $ROOT timeout 120 python3 -c "$LISTEN" 80 5432 & PIDS="$PIDS $!"
 ip netns exec $K chroot $ROOT timeout 120 python3 -c "$LISTEN" 9000 & PIDS="$PIDS $!"
+ip netns exec $D chroot $ROOT timeout 120 python3 -c "$LISTEN" 80 & PIDS="$PIDS $!"
 sleep 1.5
 set +e
 probe() { ip netns exec $1 chroot $ROOT timeout 5 python3 -c "import socket; socket.create_connection(('$2', $3), timeout=2)" 2>/dev/null && echo ok || echo no; }
 echo "before 8080=$(probe $K 192.168.78.1 8080) 5432=$(probe $K 192.168.78.1 5432)"
 ip netns exec $H chroot $ROOT sh -c "$LOAD" || { echo "load failed"; exit 3; }
-echo "after 8080=$(probe $K 192.168.78.1 8080) 5432=$(probe $K 192.168.78.1 5432) egress=$(probe $C 192.168.78.2 9000)"
+echo "after 8080=$(probe $K 192.168.78.1 8080) 5432=$(probe $K 192.168.78.1 5432) egress=$(probe $C 192.168.78.2 9000) c2c=$(probe $C 172.31.0.2 80)"
 "#;
 
 #[test]
@@ -124,7 +130,7 @@ fn nftables_filter_lets_in_only_allowed_published_ports_between_namespaces() {
         describe(&out)
     );
     assert!(
-        text.contains("after 8080=ok 5432=no egress=ok"),
+        text.contains("after 8080=ok 5432=no egress=ok c2c=ok"),
         "with bollwerk only the allowed port connects (5432 is allowed only from 10.99.0.0/16), egress works: {}",
         describe(&out)
     );
@@ -157,7 +163,7 @@ fn ufw_backend_docker_user_rules_pass_iptables_restore_and_filter_between_namesp
         describe(&out)
     );
     assert!(
-        text.contains("after 8080=ok 5432=no egress=ok"),
+        text.contains("after 8080=ok 5432=no egress=ok c2c=ok"),
         "DOCKER-USER lets in only the allowed port: {}",
         describe(&out)
     );
