@@ -330,3 +330,136 @@ fn docker_profile_errors_have_positions() {
         assert!(e.position.is_some(), "position given: {e}");
     }
 }
+
+#[test]
+fn fail2ban_nginx_jails_read_a_containerised_nginx_and_ban_on_the_forward_path() {
+    let t = docker_tree("docker-ce", "5:24.0.7-1~debian.12~bookworm");
+    t.write("var/log/app/nginx/error.log", "");
+    let f2b = "[fail2ban]\njails = [\"sshd\", \"nginx-http-auth\", \"nginx-limit-req\"]\n[fail2ban.nginx_container]\nerror_log = \"/var/log/app/nginx/error.log\"\n";
+    let p = t.profile("site", &site(&format!("{FW_NFT}\n{DOCKER}\n{f2b}")));
+    let runner = fake_runner();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let d = t.read("etc/fail2ban/jail.d/bollwerk.local");
+    for jail in ["nginx-http-auth", "nginx-limit-req"] {
+        let part = d
+            .split(&format!("[{jail}]\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{jail} missing in\n{d}"));
+        let part = part.split("\n[").next().unwrap();
+        assert!(part.contains("enabled = true\n"), "{part}");
+        assert!(
+            part.contains("logpath = /var/log/app/nginx/error.log\n"),
+            "{part}"
+        );
+        assert!(
+            part.contains(
+                "action = nftables-allports[chain=\"f2b-docker\", chain_hook=\"forward\"]\n"
+            ),
+            "{part}"
+        );
+    }
+    let sshd = d
+        .split("[sshd]\n")
+        .nth(1)
+        .unwrap()
+        .split("\n[")
+        .next()
+        .unwrap();
+    assert!(!sshd.contains("f2b-docker"), "sshd bans on input: {d}");
+
+    // The journald log driver with ufw: the container's journal entries, bans in DOCKER-USER.
+    let t = docker_tree("docker-ce", "5:24.0.7-1~debian.12~bookworm");
+    let f2b = "[fail2ban]\njails = [\"sshd\", \"nginx-http-auth\"]\n[fail2ban.nginx_container]\njournal = \"web-nginx-1\"\n";
+    let p = t.profile(
+        "site",
+        &site(&format!(
+            "{FW_UFW}\n{DOCKER}log_driver = \"journald\"\n{f2b}"
+        )),
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let d = t.read("etc/fail2ban/jail.d/bollwerk.local");
+    let part = d.split("[nginx-http-auth]\n").nth(1).unwrap();
+    assert!(part.contains("backend = systemd\njournalmatch = CONTAINER_NAME=web-nginx-1\naction = iptables-allports[chain=\"DOCKER-USER\"]\n"), "{part}");
+
+    // A missing bind-mounted log skips the jail (a missing log would stop fail2ban).
+    let t = docker_tree("docker-ce", "5:24.0.7-1~debian.12~bookworm");
+    let f2b = "[fail2ban]\njails = [\"sshd\", \"nginx-http-auth\"]\n[fail2ban.nginx_container]\nerror_log = \"/var/log/app/nginx/error.log\"\n";
+    let p = t.profile("site", &site(&format!("{FW_NFT}\n{f2b}")));
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(plan.contains("start it first"), "{plan}");
+    let bad = t.profile("bad", &site("[fail2ban]\n[fail2ban.nginx_container]\n"));
+    let e = bollwerk::profile::load(&bad).unwrap_err();
+    assert!(e.to_string().contains("either log files"), "{e}");
+}
+
+#[test]
+fn webapp_docker_profile_applies_and_converges() {
+    let t = docker_tree("docker-ce", "5:24.0.7-1~debian.12~bookworm");
+    let p = t.profile(
+        "site",
+        &format!("extends = \"webapp-docker\"\n[[users]]\nname = \"deploy\"\ngroups = [\"sudo\"]\nsudo = \"nopasswd\"\nssh_keys = [\"{KEY}\"]\n"),
+    );
+    let before = t.snapshot();
+    let runner = fake_runner();
+    runner.respond_with("/usr/bin/apt-config dump", fake_apt_config_dump);
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("start it first"),
+        "nginx jails wait for the stack: {plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let v = json(&t);
+    assert_eq!(v["live-restore"], true);
+    assert_eq!(v["icc"], false);
+    let rs = t.read("etc/nftables.d/bollwerk.nft");
+    assert!(rs.contains("chain docker_published"), "{rs}");
+    assert!(rs.contains("ct original proto-dst 443 accept"), "{rs}");
+    assert!(
+        !rs.contains("proto-dst 5432"),
+        "PostgreSQL stays on the compose network: {rs}"
+    );
+    assert!(t.exists("etc/logrotate.d/bollwerk-app"));
+    assert!(t.exists("etc/logrotate.d/bollwerk-nginx"));
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
+    let (st, _) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok);
+    assert_eq!(t.snapshot(), before);
+}
+
+/// A stand-in for `apt-config dump` (as in services_tree.rs): the origin lists of bollwerk's
+/// drop-in, as apt prints them, so the updates module's verification sees what it wrote.
+fn fake_apt_config_dump(
+    root: &bollwerk::root::Root,
+    _: &bollwerk::exec::Cmd,
+) -> bollwerk::exec::Output {
+    let text = std::fs::read_to_string(
+        root.path()
+            .join("etc/apt/apt.conf.d/52bollwerk-unattended-upgrades"),
+    )
+    .unwrap_or_default();
+    let mut out = String::new();
+    let mut key = None;
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(k) = l.strip_suffix(" {") {
+            key = Some(k.to_string());
+            out.push_str(&format!("{k} \"\";\n"));
+        } else if l == "};" {
+            key = None;
+        } else if let Some(k) = &key {
+            out.push_str(&format!("{k}:: {l}\n"));
+        }
+    }
+    bollwerk::exec::Output {
+        code: 0,
+        stdout: out,
+        stderr: String::new(),
+    }
+}

@@ -58,6 +58,27 @@ pub struct Fail2banSection {
     /// Addresses and networks never banned (loopback is always added).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignoreip: Option<Vec<Cidr>>,
+    /// nginx runs in a Docker container (issue 14): where the nginx-* jails read its log, and
+    /// bans go to the forward path (published ports never reach the input chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx_container: Option<NginxContainer>,
+}
+
+/// `[fail2ban.nginx_container]`: the log of an nginx running in a container — files bind-mounted
+/// to the host, or the journal (Docker's journald log driver). Exactly one of the two.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NginxContainer {
+    /// Host path of nginx's error log in a bind mount ("/var/log/app/nginx/error.log").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_log: Option<crate::profile::types::AbsPath>,
+    /// Host path of nginx's access log in a bind mount (for nginx-bad-request, nginx-botsearch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<crate::profile::types::AbsPath>,
+    /// Container name whose output the journald log driver writes (`CONTAINER_NAME=` in the
+    /// journal; needs `[docker] log_driver = "journald"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
 }
 
 impl Fail2banSection {
@@ -84,6 +105,29 @@ pub fn check_profile(s: &Fail2banSection, layers: &[Layer]) -> Result<(), Profil
                 "jails",
                 format!("jail name {j:?} is not a fail2ban jail name"),
                 "use names from /etc/fail2ban/jail.conf such as \"sshd\" or \"nginx-http-auth\"",
+            );
+        }
+    }
+    if let Some(n) = &s.nginx_container {
+        let files = n.error_log.is_some() || n.access_log.is_some();
+        if files == n.journal.is_some() {
+            return err(
+                "nginx_container",
+                "nginx_container needs either log files (error_log/access_log) or journal, not both or none".into(),
+                "bind-mounted logs: error_log = \"/var/log/app/nginx/error.log\"; journald log driver: journal = \"nginx\"",
+            );
+        }
+        if let Some(j) = &n.journal
+            && (j.is_empty()
+                || j.len() > 128
+                || !j
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        {
+            return err(
+                "nginx_container",
+                format!("journal {j:?} is not a container name"),
+                "the container's name as `docker ps` shows it",
             );
         }
     }
@@ -302,6 +346,8 @@ pub struct Jail {
     pub old_ports: Vec<u16>,
     /// Why it is written this way (comment in the file).
     pub why: String,
+    /// More lines for the jail (containerised nginx: its log and a forward-path ban action).
+    pub extra: Vec<String>,
 }
 
 /// The result of fitting the jails to the host.
@@ -392,6 +438,13 @@ pub fn fit(cx: &Context, s: &Fail2banSection, plan: &Plan) -> Result<Fitted> {
                 .push((name.clone(), format!("/{bin} is not installed")));
             continue;
         }
+        if let (Some(n), true) = (&s.nginx_container, name.starts_with("nginx")) {
+            match container_nginx(cx, &cfg, name, n) {
+                Ok(j) => out.jails.push(j),
+                Err(reason) => out.skipped.push((name.clone(), reason)),
+            }
+            continue;
+        }
         let port = if name == "sshd" && !ssh_ports.is_empty() {
             Some(ssh_ports.clone())
         } else {
@@ -410,6 +463,7 @@ pub fn fit(cx: &Context, s: &Fail2banSection, plan: &Plan) -> Result<Fitted> {
                         _ => Vec::new(),
                     },
                     why,
+                    extra: Vec::new(),
                 })
             }
             Err(reason) => out.skipped.push((name.clone(), reason)),
@@ -436,6 +490,7 @@ pub fn fit(cx: &Context, s: &Fail2banSection, plan: &Plan) -> Result<Fitted> {
                 port: None,
                 old_ports: Vec::new(),
                 why: format!("enabled elsewhere, but {reason}: it would stop fail2ban"),
+                extra: Vec::new(),
             },
             (None, Ok((Source::Journal, why, _))) if !configured_systemd => Jail {
                 name: name.clone(),
@@ -444,12 +499,70 @@ pub fn fit(cx: &Context, s: &Fail2banSection, plan: &Plan) -> Result<Fitted> {
                 port: None,
                 old_ports: Vec::new(),
                 why: format!("enabled elsewhere; reads {why}"),
+                extra: Vec::new(),
             },
             _ => continue,
         };
         out.jails.push(jail);
     }
     Ok(out)
+}
+
+/// An nginx jail for nginx in a container: its log from a bind mount or the journal, and bans
+/// on the forward path (nftables: a chain hooked on forward before Docker's; ufw/iptables: the
+/// DOCKER-USER chain), since published ports never pass the input chain.
+fn container_nginx(
+    cx: &Context,
+    cfg: &F2bConfig,
+    name: &str,
+    n: &NginxContainer,
+) -> std::result::Result<Jail, String> {
+    let action = match firewall::resolve_backend(cx) {
+        Backend::Nftables => {
+            "action = nftables-allports[chain=\"f2b-docker\", chain_hook=\"forward\"]"
+        }
+        Backend::Ufw => "action = iptables-allports[chain=\"DOCKER-USER\"]",
+    };
+    let mut extra = Vec::new();
+    let (source, why) = match &n.journal {
+        Some(c) => {
+            extra.push(format!("journalmatch = CONTAINER_NAME={c}"));
+            (
+                Source::Journal,
+                format!("nginx in container {c}: the journal (journald log driver)"),
+            )
+        }
+        None => {
+            let stock = cfg.get(name, "logpath").unwrap_or_default();
+            let log = if stock.contains("access") {
+                n.access_log.as_ref().or(n.error_log.as_ref())
+            } else {
+                n.error_log.as_ref().or(n.access_log.as_ref())
+            }
+            .map(|p| p.as_str().to_string())
+            .ok_or("nginx_container names no log")?;
+            if !glob_exists(cx, log.trim_start_matches('/')) {
+                return Err(format!(
+                    "no log at {log} (bind-mounted from the nginx container; start it first)"
+                ));
+            }
+            extra.push(format!("logpath = {log}"));
+            (
+                Source::Files(vec![log.clone()]),
+                format!("nginx in a container: bind-mounted log {log}"),
+            )
+        }
+    };
+    extra.push(action.to_string());
+    Ok(Jail {
+        name: name.to_string(),
+        enabled: true,
+        source,
+        port: None,
+        old_ports: Vec::new(),
+        why: format!("{why}; bans on the forward path (published ports bypass input)"),
+        extra,
+    })
 }
 
 /// Where jail `name` can read its log on this host, or why it cannot.
@@ -578,6 +691,10 @@ pub fn render(profile_name: &str, s: &Fail2banSection, backend: Backend, jails: 
         match &j.source {
             Source::Journal => o.push_str("backend = systemd\n"),
             Source::Files(_) => o.push_str("backend = auto\n"),
+        }
+        for l in &j.extra {
+            o.push_str(l);
+            o.push('\n');
         }
     }
     o

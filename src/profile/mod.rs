@@ -154,6 +154,11 @@ const UNION_ARRAYS: &[&str] = &["users[].ssh_keys", "users[].ssh_keys_from"];
 /// The built-in profiles, embedded from `profiles/`.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("baseline", include_str!("../../profiles/baseline.toml")),
+    // -- issue 14: webapp-docker --
+    (
+        "webapp-docker",
+        include_str!("../../profiles/webapp-docker.toml"),
+    ),
     // -- issue 4: webapp-postgres --
     (
         "webapp-postgres",
