@@ -16,6 +16,7 @@ use super::result::Status;
 use crate::root::RelPath;
 use crate::sshd_config::glob_match;
 use crate::state::accounts::AgeingField;
+use crate::state::firewall as fw;
 use crate::state::pam::{self, PamLine};
 
 const LIST_MAX: usize = 8;
@@ -1622,8 +1623,7 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
     if backend.is_empty() {
         return Outcome::fail("no firewall enabled (ufw or nftables.service)");
     }
-    let nft = &f.nft_text;
-    let chains = nft_chains(nft);
+    let chains = fw::parse_ruleset(&f.nft_text);
     match (prop, backend) {
         (FirewallProperty::DefaultDenyInput | FirewallProperty::DefaultDenyForward, "ufw") => {
             let key = if prop == FirewallProperty::DefaultDenyInput {
@@ -1645,48 +1645,7 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
             } else {
                 "forward"
             };
-            let hooked: Vec<&(String, String)> = chains
-                .iter()
-                .filter(|(_, b)| b.contains(&format!("hook {hook}")))
-                .collect();
-            if hooked.is_empty() {
-                return Outcome::fail(format!(
-                    "no base chain with hook {hook} in etc/nftables.conf"
-                ));
-            }
-            // A packet passes a hook only when every base chain on it accepts it, so one base
-            // chain with a drop policy makes the effective default "drop" even next to a chain
-            // with policy accept (Debian's default `table inet filter`).
-            type Chains<'a> = Vec<&'a (String, String)>;
-            let (dropping, accepting): (Chains, Chains) = hooked
-                .iter()
-                .partition(|(_, b)| b.contains("policy drop") || b.contains("policy reject"));
-            let names = |v: &[&(String, String)]| {
-                v.iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            Outcome::judge(
-                !dropping.is_empty(),
-                if dropping.is_empty() {
-                    format!(
-                        "{hook} chain(s) {} accept by default, none drops (etc/nftables.conf)",
-                        names(&accepting)
-                    )
-                } else if accepting.is_empty() {
-                    format!(
-                        "{hook} chain(s) {} policy drop (etc/nftables.conf)",
-                        names(&dropping)
-                    )
-                } else {
-                    format!(
-                        "{hook} chain(s) {} policy drop, which decides over {} with policy accept (etc/nftables.conf)",
-                        names(&dropping),
-                        names(&accepting)
-                    )
-                },
-            )
+            nft_default_deny(&chains, hook)
         }
         (FirewallProperty::Loopback, "ufw") => {
             let rules = &f.ufw_rules;
@@ -1709,21 +1668,18 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
             )
         }
         (FirewallProperty::Loopback, _) => {
-            let input: String = chains
+            let input: Vec<&fw::Rule> = chains
                 .iter()
-                .filter(|(_, b)| b.contains("hook input"))
-                .map(|(_, b)| b.clone())
+                .filter(|c| c.hook.as_deref() == Some("input"))
+                .flat_map(|c| &c.rules)
                 .collect();
-            let lo =
-                Regex::new(r#"iif(name)?\s+"?lo"?\s+accept"#).is_ok_and(|r| r.is_match(&input));
-            let v4 = Regex::new(r"ip\s+saddr\s+127\.0\.0\.0/8.*(drop|reject)")
-                .is_ok_and(|r| r.is_match(&input));
-            let v6 =
-                Regex::new(r"ip6\s+saddr\s+::1.*(drop|reject)").is_ok_and(|r| r.is_match(&input));
+            let lo = input.iter().any(|r| r.is_loopback_accept());
+            let v4 = input.iter().any(|r| r.drops_source("ip", "127.0.0.0/8"));
+            let v6 = input.iter().any(|r| r.drops_source("ip6", "::1"));
             Outcome::judge(
                 lo && v4 && v6,
                 format!(
-                    "nftables input: iif lo accept {}, ip saddr 127.0.0.0/8 drop {}, ip6 saddr ::1 drop {} (etc/nftables.conf)",
+                    "nftables input: loopback accepted {}, ip saddr 127.0.0.0/8 dropped {}, ip6 saddr ::1 dropped {} (etc/nftables.conf, includes followed)",
                     yes_no(lo),
                     yes_no(v4),
                     yes_no(v6)
@@ -1755,37 +1711,27 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
         }
         (FirewallProperty::SshAllowed, _) => {
             let ports = ssh_ports(cx);
-            let input: String = chains
-                .iter()
-                .filter(|(_, b)| b.contains("hook input"))
-                .map(|(_, b)| b.clone())
-                .collect();
-            let missing: Vec<&String> = ports
+            let missing: Vec<&str> = ports
                 .iter()
                 .filter(|p| {
-                    Regex::new(&format!(
-                        r"dport\s+(\{{[^}}]*\b{p}\b[^}}]*\}}|{p}\b)[^\n]*accept"
-                    ))
-                    .map_or(true, |r| !r.is_match(&input))
+                    !chains
+                        .iter()
+                        .filter(|c| c.hook.as_deref() == Some("input"))
+                        .flat_map(|c| &c.rules)
+                        .any(|r| r.accepts_port(p))
                 })
+                .map(String::as_str)
                 .collect();
             Outcome::judge(
                 missing.is_empty(),
                 format!(
-                    "ssh port(s) {} ({}); allowed in the input chain: {}",
+                    "ssh port(s) {} ({}); accepted in the input chain: {}",
                     ports.join(","),
                     cx.sshd().source,
                     if missing.is_empty() {
                         "yes".to_string()
                     } else {
-                        format!(
-                            "not {}",
-                            missing
-                                .iter()
-                                .map(|s| s.as_str())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        )
+                        format!("not {}", missing.join(","))
                     }
                 ),
             )
@@ -1800,34 +1746,48 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// nftables chains: (table/chain name, body) from a ruleset text.
-fn nft_chains(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let re = Regex::new(r"chain\s+([A-Za-z0-9_\-]+)\s*\{").ok();
-    let Some(re) = re else { return out };
-    for m in re.captures_iter(text) {
-        let (Some(whole), Some(name)) = (m.get(0), m.get(1)) else {
-            continue;
-        };
-        let start = whole.end();
-        let mut depth = 1;
-        let mut end = text.len();
-        for (i, c) in text[start..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = start + i;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push((name.as_str().to_string(), text[start..end].to_string()));
+/// A packet passes a hook only when every base chain on it accepts it, so one base chain with
+/// a drop policy makes the effective default "drop" even next to a chain with policy accept
+/// (Debian's default `table inet filter`).
+fn nft_default_deny(chains: &[fw::Chain], hook: &str) -> Outcome {
+    let hooked: Vec<&fw::Chain> = chains
+        .iter()
+        .filter(|c| c.hook.as_deref() == Some(hook))
+        .collect();
+    if hooked.is_empty() {
+        return Outcome::fail(format!(
+            "no base chain with hook {hook} in etc/nftables.conf (includes followed)"
+        ));
     }
-    out
+    let (dropping, accepting): (Vec<&fw::Chain>, Vec<&fw::Chain>) = hooked
+        .iter()
+        .partition(|c| matches!(c.effective_policy(), "drop" | "reject"));
+    let names = |v: &[&fw::Chain]| {
+        v.iter()
+            .map(|c| format!("{} {}", c.table, c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Outcome::judge(
+        !dropping.is_empty(),
+        if dropping.is_empty() {
+            format!(
+                "{hook} chain(s) {} accept by default, none drops (etc/nftables.conf)",
+                names(&accepting)
+            )
+        } else if accepting.is_empty() {
+            format!(
+                "{hook} chain(s) {} policy drop (etc/nftables.conf)",
+                names(&dropping)
+            )
+        } else {
+            format!(
+                "{hook} chain(s) {} policy drop, which decides over {} with policy accept (etc/nftables.conf)",
+                names(&dropping),
+                names(&accepting)
+            )
+        },
+    )
 }
 
 fn fail2ban_probe(

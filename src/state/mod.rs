@@ -6,4 +6,5 @@
 //! further ones (PAM, firewall, accounts, services) as they are built.
 
 pub mod accounts;
+pub mod firewall;
 pub mod pam;
