@@ -137,6 +137,11 @@ pub struct FirewallState {
     pub ufw_rules: Vec<String>,
     /// `etc/nftables.conf` with includes expanded.
     pub nft_text: String,
+    /// On a live host (systemd running): the loaded ruleset (`nft list ruleset`), or why it
+    /// could not be read; `None` offline.
+    pub live_nft: Option<Result<String, String>>,
+    /// On a live host with ufw enabled: `ufw status verbose`, or why it could not be read.
+    pub live_ufw: Option<Result<String, String>>,
 }
 
 /// The merged fail2ban configuration: section → key → setting.
@@ -785,6 +790,27 @@ impl<'a> AuditCx<'a> {
                 }
                 let mut seen = BTreeSet::new();
                 f.nft_text = self.nft_expand("etc/nftables.conf", &mut seen, 0)?;
+                if self.systemd_running {
+                    let run = |prog: &str, args: &[&str]| {
+                        let cmd =
+                            Cmd::in_root(prog, args).timeout(std::time::Duration::from_secs(10));
+                        match self.runner.run(&self.root, &cmd) {
+                            Ok(o) if o.success() => Ok(o.stdout),
+                            Ok(o) => Err(format!(
+                                "{} failed: {}",
+                                cmd.display(),
+                                o.combined().lines().next().unwrap_or("")
+                            )),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    };
+                    if f.nftables || !f.ufw {
+                        f.live_nft = Some(run("/usr/sbin/nft", &["list", "ruleset"]));
+                    }
+                    if f.ufw {
+                        f.live_ufw = Some(run("/usr/sbin/ufw", &["status", "verbose"]));
+                    }
+                }
                 Ok(f)
             })
             .as_ref()

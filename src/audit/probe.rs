@@ -1591,6 +1591,9 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
         ""
     };
     if prop == FirewallProperty::Enabled {
+        if let Some(o) = live_enabled(f, backend) {
+            return o;
+        }
         return Outcome::judge(
             !backend.is_empty(),
             match backend {
@@ -1623,7 +1626,16 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
     if backend.is_empty() {
         return Outcome::fail("no firewall enabled (ufw or nftables.service)");
     }
-    let chains = fw::parse_ruleset(&f.nft_text);
+    let (chains, src) = match &f.live_nft {
+        Some(Ok(t)) => (fw::parse_ruleset(t), "loaded ruleset: nft list ruleset"),
+        Some(Err(e)) if backend == "nftables" => {
+            return Outcome::error(format!("reading the loaded ruleset: {e}"));
+        }
+        _ => (
+            fw::parse_ruleset(&f.nft_text),
+            "etc/nftables.conf, includes followed",
+        ),
+    };
     match (prop, backend) {
         (FirewallProperty::DefaultDenyInput | FirewallProperty::DefaultDenyForward, "ufw") => {
             let key = if prop == FirewallProperty::DefaultDenyInput {
@@ -1645,7 +1657,7 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
             } else {
                 "forward"
             };
-            nft_default_deny(&chains, hook)
+            nft_default_deny(&chains, hook, src)
         }
         (FirewallProperty::Loopback, "ufw") => {
             let rules = &f.ufw_rules;
@@ -1679,7 +1691,7 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
             Outcome::judge(
                 lo && v4 && v6,
                 format!(
-                    "nftables input: loopback accepted {}, ip saddr 127.0.0.0/8 dropped {}, ip6 saddr ::1 dropped {} (etc/nftables.conf, includes followed)",
+                    "nftables input: loopback accepted {}, ip saddr 127.0.0.0/8 dropped {}, ip6 saddr ::1 dropped {} ({src})",
                     yes_no(lo),
                     yes_no(v4),
                     yes_no(v6)
@@ -1725,7 +1737,7 @@ fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
             Outcome::judge(
                 missing.is_empty(),
                 format!(
-                    "ssh port(s) {} ({}); accepted in the input chain: {}",
+                    "ssh port(s) {} ({}); accepted in the input chain ({src}): {}",
                     ports.join(","),
                     cx.sshd().source,
                     if missing.is_empty() {
@@ -1749,15 +1761,13 @@ fn yes_no(b: bool) -> &'static str {
 /// A packet passes a hook only when every base chain on it accepts it, so one base chain with
 /// a drop policy makes the effective default "drop" even next to a chain with policy accept
 /// (Debian's default `table inet filter`).
-fn nft_default_deny(chains: &[fw::Chain], hook: &str) -> Outcome {
+fn nft_default_deny(chains: &[fw::Chain], hook: &str, src: &str) -> Outcome {
     let hooked: Vec<&fw::Chain> = chains
         .iter()
         .filter(|c| c.hook.as_deref() == Some(hook))
         .collect();
     if hooked.is_empty() {
-        return Outcome::fail(format!(
-            "no base chain with hook {hook} in etc/nftables.conf (includes followed)"
-        ));
+        return Outcome::fail(format!("no base chain with hook {hook} ({src})"));
     }
     let (dropping, accepting): (Vec<&fw::Chain>, Vec<&fw::Chain>) = hooked
         .iter()
@@ -1772,22 +1782,56 @@ fn nft_default_deny(chains: &[fw::Chain], hook: &str) -> Outcome {
         !dropping.is_empty(),
         if dropping.is_empty() {
             format!(
-                "{hook} chain(s) {} accept by default, none drops (etc/nftables.conf)",
+                "{hook} chain(s) {} accept by default, none drops ({src})",
                 names(&accepting)
             )
         } else if accepting.is_empty() {
-            format!(
-                "{hook} chain(s) {} policy drop (etc/nftables.conf)",
-                names(&dropping)
-            )
+            format!("{hook} chain(s) {} policy drop ({src})", names(&dropping))
         } else {
             format!(
-                "{hook} chain(s) {} policy drop, which decides over {} with policy accept (etc/nftables.conf)",
+                "{hook} chain(s) {} policy drop, which decides over {} with policy accept ({src})",
                 names(&dropping),
                 names(&accepting)
             )
         },
     )
+}
+
+/// On a live host: the firewall enabled at boot must also be loaded now.
+fn live_enabled(f: &crate::audit::facts::FirewallState, backend: &str) -> Option<Outcome> {
+    match backend {
+        "ufw" => match f.live_ufw.as_ref()? {
+            Err(e) => Some(Outcome::error(format!("ufw status: {e}"))),
+            Ok(t) => {
+                let active = t.lines().any(|l| l.trim() == "Status: active");
+                Some(Outcome::judge(
+                    active,
+                    format!(
+                        "ufw enabled at boot (etc/ufw/ufw.conf); now: {} (ufw status verbose)",
+                        t.lines().next().unwrap_or("no output").trim()
+                    ),
+                ))
+            }
+        },
+        "nftables" => match f.live_nft.as_ref()? {
+            Err(e) => Some(Outcome::error(format!("reading the loaded ruleset: {e}"))),
+            Ok(t) => {
+                let loaded = fw::parse_ruleset(t)
+                    .iter()
+                    .any(|c| c.hook.as_deref() == Some("input"));
+                Some(Outcome::judge(
+                    loaded,
+                    if loaded {
+                        "nftables.service enabled; an input base chain is loaded (nft list ruleset)"
+                            .to_string()
+                    } else {
+                        "nftables.service enabled, but the loaded ruleset has no input base chain (nft list ruleset): flushed, or the service failed".to_string()
+                    },
+                ))
+            }
+        },
+        _ => None,
+    }
 }
 
 fn fail2ban_probe(
