@@ -8,3 +8,4 @@
 pub mod accounts;
 pub mod firewall;
 pub mod pam;
+pub mod services;
