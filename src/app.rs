@@ -291,7 +291,7 @@ fn dispatch(
         Command::InstallUnits(a) => crate::audit::cmd::install_units(root_path, a, out),
 
         // -- firstboot (issue 6) --
-        Command::Firstboot(args) => crate::firstboot::run(&cli.global, args, runner, out),
+        Command::Firstboot(args) => crate::firstboot::run(&cli.global.root, args, runner, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
