@@ -302,23 +302,7 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             judge(expect, key, v.as_deref(), &s.source)
         }
         Probe::Sysctl { key, expect } => sysctl_probe(cx, key, expect),
-        Probe::Package { name, installed } => {
-            let found: Vec<String> = name.iter().flat_map(|n| cx.installed(n)).collect();
-            let ev = if found.is_empty() {
-                format!("{} not installed (dpkg status)", name.join(", "))
-            } else {
-                format!(
-                    "installed: {} (dpkg status)",
-                    list_some(
-                        &found
-                            .iter()
-                            .map(|n| format!("{n} {}", cx.facts.package(n).unwrap_or("")))
-                            .collect::<Vec<_>>()
-                    )
-                )
-            };
-            Outcome::judge(found.is_empty() != *installed, ev)
-        }
+        Probe::Package { name, installed } => package_probe(cx, name, *installed),
         Probe::Service {
             unit,
             enabled,
@@ -379,52 +363,8 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
         } => pam_option_probe(cx, file, pam_type, module, option, expect),
         Probe::ShadowAgeing { field, expect } => shadow_ageing_probe(cx, *field, expect),
         Probe::Accounts { rule } => accounts_probe(cx, *rule),
-        Probe::WorldWritable { roots } => match cx.walk(roots) {
-            Err(e) => Outcome::error(e),
-            Ok(w) => {
-                let mut bad: Vec<String> = w
-                    .ww_files
-                    .iter()
-                    .map(|h| format!("{} ({:04o})", h.path, h.mode))
-                    .collect();
-                bad.extend(
-                    w.ww_dirs
-                        .iter()
-                        .map(|h| format!("{}/ ({:04o}, not sticky)", h.path, h.mode)),
-                );
-                Outcome::judge(
-                    bad.is_empty(),
-                    if bad.is_empty() {
-                        format!(
-                            "none among {} entries under {} (file system walk)",
-                            w.visited,
-                            w.roots.join(", ")
-                        )
-                    } else {
-                        format!("{} world-writable: {}", bad.len(), list_some(&bad))
-                    },
-                )
-            }
-        },
-        Probe::Unowned { roots } => match cx.walk(roots) {
-            Err(e) => Outcome::error(e),
-            Ok(w) => {
-                let mut bad = w.no_user.clone();
-                bad.extend(w.no_group.iter().cloned());
-                Outcome::judge(
-                    bad.is_empty(),
-                    if bad.is_empty() {
-                        format!(
-                            "none among {} entries under {} (file system walk)",
-                            w.visited,
-                            w.roots.join(", ")
-                        )
-                    } else {
-                        format!("{} without owner/group: {}", bad.len(), list_some(&bad))
-                    },
-                )
-            }
-        },
+        Probe::WorldWritable { roots } => world_writable_probe(cx, roots),
+        Probe::Unowned { roots } => unowned_probe(cx, roots),
         Probe::Firewall { property } => firewall_probe(cx, *property),
         Probe::Fail2ban {
             jail,
@@ -432,42 +372,13 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             expect,
             active,
         } => fail2ban_probe(cx, jail, setting.as_deref(), expect.as_ref(), *active),
-        Probe::Postgres { setting, expect } => match cx.postgres() {
-            Err(e) => Outcome::error(e),
-            Ok(cs) if cs.is_empty() => {
-                Outcome::na("no PostgreSQL cluster (etc/postgresql/*/*/postgresql.conf)")
-            }
-            Ok(cs) => combine_all(
-                cs.iter()
-                    .map(|c| {
-                        let s = c.settings.get(setting.as_str());
-                        judge(
-                            expect,
-                            &format!("{}: {setting}", c.name),
-                            s.map(|s| s.value.as_str()),
-                            s.map_or("postgresql.conf", |s| s.at.as_str()),
-                        )
-                    })
-                    .collect(),
-            ),
-        },
+        Probe::Postgres { setting, expect } => postgres_probe(cx, setting, expect),
         Probe::PgHba { rule } => pg_hba_probe(cx, *rule),
         Probe::Logrotate {
             paths,
             from_profile,
         } => logrotate_probe(cx, paths, from_profile.as_deref()),
-        Probe::AptConf { key, expect } => match cx.apt() {
-            Err(e) => Outcome::error(e),
-            Ok(m) => {
-                let s = m.get(&key.to_ascii_lowercase());
-                judge(
-                    expect,
-                    key,
-                    s.map(|s| s.value.as_str()),
-                    s.map_or("etc/apt/apt.conf.d", |s| s.at.as_str()),
-                )
-            }
-        },
+        Probe::AptConf { key, expect } => apt_conf_probe(cx, key, expect),
         Probe::UnitSetting {
             unit,
             section,
@@ -481,6 +392,113 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             combine_any(outs)
         }
     }
+}
+
+fn world_writable_probe(cx: &AuditCx, roots: &[String]) -> Outcome {
+    match cx.walk(roots) {
+        Err(e) => Outcome::error(e),
+        Ok(w) => {
+            let mut bad: Vec<String> = w
+                .ww_files
+                .iter()
+                .map(|h| format!("{} ({:04o})", h.path, h.mode))
+                .collect();
+            bad.extend(
+                w.ww_dirs
+                    .iter()
+                    .map(|h| format!("{}/ ({:04o}, not sticky)", h.path, h.mode)),
+            );
+            Outcome::judge(
+                bad.is_empty(),
+                if bad.is_empty() {
+                    format!(
+                        "none among {} entries under {} (file system walk)",
+                        w.visited,
+                        w.roots.join(", ")
+                    )
+                } else {
+                    format!("{} world-writable: {}", bad.len(), list_some(&bad))
+                },
+            )
+        }
+    }
+}
+
+fn unowned_probe(cx: &AuditCx, roots: &[String]) -> Outcome {
+    match cx.walk(roots) {
+        Err(e) => Outcome::error(e),
+        Ok(w) => {
+            let mut bad = w.no_user.clone();
+            bad.extend(w.no_group.iter().cloned());
+            Outcome::judge(
+                bad.is_empty(),
+                if bad.is_empty() {
+                    format!(
+                        "none among {} entries under {} (file system walk)",
+                        w.visited,
+                        w.roots.join(", ")
+                    )
+                } else {
+                    format!("{} without owner/group: {}", bad.len(), list_some(&bad))
+                },
+            )
+        }
+    }
+}
+
+fn postgres_probe(cx: &AuditCx, setting: &str, expect: &Expect) -> Outcome {
+    match cx.postgres() {
+        Err(e) => Outcome::error(e),
+        Ok(cs) if cs.is_empty() => {
+            Outcome::na("no PostgreSQL cluster (etc/postgresql/*/*/postgresql.conf)")
+        }
+        Ok(cs) => combine_all(
+            cs.iter()
+                .map(|c| {
+                    let s = c.settings.get(setting);
+                    judge(
+                        expect,
+                        &format!("{}: {setting}", c.name),
+                        s.map(|s| s.value.as_str()),
+                        s.map_or("postgresql.conf", |s| s.at.as_str()),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn apt_conf_probe(cx: &AuditCx, key: &str, expect: &Expect) -> Outcome {
+    match cx.apt() {
+        Err(e) => Outcome::error(e),
+        Ok(m) => {
+            let s = m.get(&key.to_ascii_lowercase());
+            judge(
+                expect,
+                key,
+                s.map(|s| s.value.as_str()),
+                s.map_or("etc/apt/apt.conf.d", |s| s.at.as_str()),
+            )
+        }
+    }
+}
+
+fn package_probe(cx: &AuditCx, name: &[String], installed: bool) -> Outcome {
+    let found: Vec<String> = name.iter().flat_map(|n| cx.installed(n)).collect();
+    let ev = if found.is_empty() {
+        format!("{} not installed (dpkg status)", name.join(", "))
+    } else {
+        format!(
+            "installed: {} (dpkg status)",
+            list_some(
+                &found
+                    .iter()
+                    .map(|n| format!("{n} {}", cx.facts.package(n).unwrap_or("")))
+                    .collect::<Vec<_>>()
+            )
+        )
+    };
+    Outcome::judge(found.is_empty() != installed, ev)
 }
 
 /// All must pass: the worst status wins (fail > error > not evaluated > skipped > n/a >
