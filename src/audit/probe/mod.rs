@@ -1027,6 +1027,142 @@ fn valid_shells(cx: &AuditCx) -> BTreeSet<String> {
         .collect()
 }
 
+/// Pass with `ok`, or fail listing `bad` after `what`.
+fn verdict(bad: Vec<String>, ok: &str, what: &str) -> Outcome {
+    if bad.is_empty() {
+        Outcome::pass(format!("{ok} (etc/passwd, etc/group, etc/shadow)"))
+    } else {
+        Outcome::fail(format!("{what}: {}", list_some(&bad)))
+    }
+}
+
+fn home_dirs_probe(cx: &AuditCx, interactive: &[&&crate::etcdb::Passwd]) -> Outcome {
+    let mut bad = Vec::new();
+    for p in interactive {
+        let Ok(r) = RelPath::new(p.home.trim_start_matches('/')) else {
+            bad.push(format!("{}: bad home {}", p.name, p.home));
+            continue;
+        };
+        match std::fs::metadata(cx.root.resolve_follow(&r)) {
+            Err(_) => bad.push(format!("{}: {} missing", p.name, p.home)),
+            Ok(md) => {
+                if md.uid() != p.uid {
+                    bad.push(format!(
+                        "{}: {} owned by {}",
+                        p.name,
+                        p.home,
+                        user_name(cx, md.uid())
+                    ));
+                }
+                if md.mode() & 0o022 != 0 {
+                    bad.push(format!(
+                        "{}: {} mode {:04o}",
+                        p.name,
+                        p.home,
+                        md.mode() & 0o7777
+                    ));
+                }
+            }
+        }
+    }
+    verdict(
+        bad,
+        &format!(
+            "{} interactive users' homes exist, owned, not group/world-writable",
+            interactive.len()
+        ),
+        "home directories",
+    )
+}
+
+fn dot_files_probe(cx: &AuditCx, interactive: &[&&crate::etcdb::Passwd]) -> Outcome {
+    let mut bad = Vec::new();
+    for p in interactive {
+        let Ok(r) = RelPath::new(p.home.trim_start_matches('/')) else {
+            continue;
+        };
+        for n in cx.root.list_dir(&r).unwrap_or_default() {
+            if !n.starts_with('.') {
+                continue;
+            }
+            let Ok(fr) = r.join(&n) else { continue };
+            let Ok(md) = std::fs::symlink_metadata(cx.root.resolve(&fr)) else {
+                continue;
+            };
+            if [".netrc", ".rhosts", ".forward"].contains(&n.as_str()) {
+                bad.push(format!("{}/{n} exists", p.home));
+            } else if md.is_file() && md.mode() & 0o022 != 0 {
+                bad.push(format!("{}/{n} mode {:04o}", p.home, md.mode() & 0o7777));
+            }
+        }
+    }
+    verdict(
+        bad,
+        "no group/world-writable dot files, no .netrc/.rhosts/.forward",
+        "dot files",
+    )
+}
+
+fn root_path_probe(cx: &AuditCx) -> Outcome {
+    let mut paths = Vec::new();
+    for f in [
+        "etc/environment",
+        "root/.profile",
+        "root/.bashrc",
+        "etc/profile",
+    ] {
+        if let Ok(Some(t)) = cx.read(f) {
+            for (i, l) in t.lines().enumerate() {
+                let l = l.trim().trim_start_matches("export ").trim();
+                if let Some(v) = l.strip_prefix("PATH=") {
+                    paths.push((format!("/{f}:{}", i + 1), v.trim_matches('"').to_string()));
+                }
+            }
+        }
+    }
+    if paths.is_empty() {
+        return Outcome::pass(
+            "no PATH set in etc/environment, root's .profile/.bashrc, etc/profile (default PATH)",
+        );
+    }
+    let mut bad = Vec::new();
+    for (at, p) in &paths {
+        for d in p.split(':') {
+            if d.contains('$') {
+                continue;
+            }
+            if d.is_empty() || d == "." {
+                bad.push(format!("{at}: empty or . entry"));
+                continue;
+            }
+            let Ok(r) = RelPath::new(d.trim_start_matches('/')) else {
+                continue;
+            };
+            if let Ok(md) = std::fs::metadata(cx.root.resolve_follow(&r))
+                && (md.mode() & 0o022 != 0 || md.uid() != 0)
+            {
+                bad.push(format!(
+                    "{at}: {d} mode {:04o} owner {}",
+                    md.mode() & 0o7777,
+                    user_name(cx, md.uid())
+                ));
+            }
+        }
+    }
+    verdict(
+        bad,
+        &format!(
+            "root PATH entries are safe ({})",
+            paths
+                .iter()
+                .map(|(a, _)| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "unsafe root PATH entries",
+    )
+}
+
 fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
     let a = &cx.facts.accounts;
     let passwd: Vec<&crate::etcdb::Passwd> = a.passwd.entries().collect();
@@ -1034,13 +1170,6 @@ fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
     if passwd.is_empty() {
         return Outcome::error("etc/passwd is missing or empty");
     }
-    let verdict = |bad: Vec<String>, ok: &str, what: &str| {
-        if bad.is_empty() {
-            Outcome::pass(format!("{ok} (etc/passwd, etc/group, etc/shadow)"))
-        } else {
-            Outcome::fail(format!("{what}: {}", list_some(&bad)))
-        }
-    };
     let dups = |names: Vec<String>| -> Vec<String> {
         let mut seen = BTreeMap::new();
         for n in names {
@@ -1159,71 +1288,8 @@ fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
                 "shadow group members",
             )
         }
-        AccountRule::HomeDirs => {
-            let mut bad = Vec::new();
-            for p in &interactive {
-                let Ok(r) = RelPath::new(p.home.trim_start_matches('/')) else {
-                    bad.push(format!("{}: bad home {}", p.name, p.home));
-                    continue;
-                };
-                match std::fs::metadata(cx.root.resolve_follow(&r)) {
-                    Err(_) => bad.push(format!("{}: {} missing", p.name, p.home)),
-                    Ok(md) => {
-                        if md.uid() != p.uid {
-                            bad.push(format!(
-                                "{}: {} owned by {}",
-                                p.name,
-                                p.home,
-                                user_name(cx, md.uid())
-                            ));
-                        }
-                        if md.mode() & 0o022 != 0 {
-                            bad.push(format!(
-                                "{}: {} mode {:04o}",
-                                p.name,
-                                p.home,
-                                md.mode() & 0o7777
-                            ));
-                        }
-                    }
-                }
-            }
-            verdict(
-                bad,
-                &format!(
-                    "{} interactive users' homes exist, owned, not group/world-writable",
-                    interactive.len()
-                ),
-                "home directories",
-            )
-        }
-        AccountRule::DotFiles => {
-            let mut bad = Vec::new();
-            for p in &interactive {
-                let Ok(r) = RelPath::new(p.home.trim_start_matches('/')) else {
-                    continue;
-                };
-                for n in cx.root.list_dir(&r).unwrap_or_default() {
-                    if !n.starts_with('.') {
-                        continue;
-                    }
-                    let Ok(fr) = r.join(&n) else { continue };
-                    let Ok(md) = std::fs::symlink_metadata(cx.root.resolve(&fr)) else {
-                        continue;
-                    };
-                    if [".netrc", ".rhosts", ".forward"].contains(&n.as_str()) {
-                        bad.push(format!("{}/{n} exists", p.home));
-                    } else if md.is_file() && md.mode() & 0o022 != 0 {
-                        bad.push(format!("{}/{n} mode {:04o}", p.home, md.mode() & 0o7777));
-                    }
-                }
-            }
-            verdict(
-                bad,
-                "no group/world-writable dot files, no .netrc/.rhosts/.forward",
-                "dot files",
-            )
-        }
+        AccountRule::HomeDirs => home_dirs_probe(cx, &interactive),
+        AccountRule::DotFiles => dot_files_probe(cx, &interactive),
         AccountRule::SystemAccountsNoShell => verdict(
             passwd
                 .iter()
@@ -1298,66 +1364,7 @@ fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
                 ),
             ),
         },
-        AccountRule::RootPath => {
-            let mut paths = Vec::new();
-            for f in [
-                "etc/environment",
-                "root/.profile",
-                "root/.bashrc",
-                "etc/profile",
-            ] {
-                if let Ok(Some(t)) = cx.read(f) {
-                    for (i, l) in t.lines().enumerate() {
-                        let l = l.trim().trim_start_matches("export ").trim();
-                        if let Some(v) = l.strip_prefix("PATH=") {
-                            paths
-                                .push((format!("/{f}:{}", i + 1), v.trim_matches('"').to_string()));
-                        }
-                    }
-                }
-            }
-            if paths.is_empty() {
-                return Outcome::pass(
-                    "no PATH set in etc/environment, root's .profile/.bashrc, etc/profile (default PATH)",
-                );
-            }
-            let mut bad = Vec::new();
-            for (at, p) in &paths {
-                for d in p.split(':') {
-                    if d.contains('$') {
-                        continue;
-                    }
-                    if d.is_empty() || d == "." {
-                        bad.push(format!("{at}: empty or . entry"));
-                        continue;
-                    }
-                    let Ok(r) = RelPath::new(d.trim_start_matches('/')) else {
-                        continue;
-                    };
-                    if let Ok(md) = std::fs::metadata(cx.root.resolve_follow(&r))
-                        && (md.mode() & 0o022 != 0 || md.uid() != 0)
-                    {
-                        bad.push(format!(
-                            "{at}: {d} mode {:04o} owner {}",
-                            md.mode() & 0o7777,
-                            user_name(cx, md.uid())
-                        ));
-                    }
-                }
-            }
-            verdict(
-                bad,
-                &format!(
-                    "root PATH entries are safe ({})",
-                    paths
-                        .iter()
-                        .map(|(a, _)| a.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                "unsafe root PATH entries",
-            )
-        }
+        AccountRule::RootPath => root_path_probe(cx),
     }
 }
 
