@@ -335,7 +335,7 @@ fn dispatch(
         }
 
         // -- firstboot (issue 6) --
-        Command::Firstboot(args) => crate::firstboot::run(&cli.global, args, runner, out),
+        Command::Firstboot(args) => crate::firstboot::run(&cli.global.root, args, runner, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

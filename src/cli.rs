@@ -56,15 +56,7 @@ pub enum Color {
     Never,
 }
 
-/// Output format of results on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Format {
-    /// Human-readable text.
-    #[default]
-    Text,
-    /// One JSON document (versioned schema).
-    Json,
-}
+pub use crate::format::Format;
 
 /// A profile argument.
 #[derive(Debug, Args, Clone)]

@@ -14,6 +14,7 @@ pub mod etcdb;
 pub mod exec;
 pub mod facts;
 pub mod firstboot;
+pub mod format;
 pub mod modules;
 pub mod profile;
 pub mod root;

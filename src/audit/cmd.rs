@@ -58,7 +58,7 @@ pub enum ChecksCommand {
     List {
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
-        format: crate::cli::Format,
+        format: crate::format::Format,
     },
     /// Print the catalog as a Markdown reference (docs/checks.md).
     Reference,
@@ -339,11 +339,11 @@ pub fn checks(c: &ChecksCommand, out: &mut dyn Write) -> Result<ExitStatus> {
     let cat = catalog()?;
     match c {
         ChecksCommand::List { format } => match format {
-            crate::cli::Format::Json => {
+            crate::format::Format::Json => {
                 let v = serde_json::json!({"schema": "bollwerk.checks/v1", "checks": cat.checks});
                 w(out, &format!("{v:#}\n"))?;
             }
-            crate::cli::Format::Text => {
+            crate::format::Format::Text => {
                 let mut s = format!(
                     "{:<40} {:<12} {:<2} {:<8} {:<10} {}\n",
                     "ID", "CIS", "L", "SEVERITY", "SCOPE", "FIX"

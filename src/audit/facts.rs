@@ -13,6 +13,7 @@ use crate::facts::Facts;
 use crate::profile::Loaded;
 use crate::root::{RelPath, Root};
 use crate::sshd_config::glob_match;
+use crate::state::services;
 
 /// A value and where it was set (`etc/sysctl.d/60-x.conf:3`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +138,11 @@ pub struct FirewallState {
     pub ufw_rules: Vec<String>,
     /// `etc/nftables.conf` with includes expanded.
     pub nft_text: String,
+    /// On a live host (systemd running): the loaded ruleset (`nft list ruleset`), or why it
+    /// could not be read; `None` offline.
+    pub live_nft: Option<Result<String, String>>,
+    /// On a live host with ufw enabled: `ufw status verbose`, or why it could not be read.
+    pub live_ufw: Option<Result<String, String>>,
 }
 
 /// The merged fail2ban configuration: section → key → setting.
@@ -494,79 +500,19 @@ impl<'a> AuditCx<'a> {
         }
     }
 
-    /// Where a unit file lives (first of `etc`, `run`, `usr/lib`, `lib`), and whether it is
-    /// masked.
+    /// Where a unit file lives and whether it is masked ([`crate::state::services`]).
     pub fn unit_file(&self, unit: &str) -> Option<(String, bool)> {
-        for d in [
-            "etc/systemd/system",
-            "run/systemd/system",
-            "usr/local/lib/systemd/system",
-            "usr/lib/systemd/system",
-            "lib/systemd/system",
-        ] {
-            let p = format!("{d}/{unit}");
-            let Some(r) = rel(&p) else { continue };
-            let host = self.root.resolve(&r);
-            if let Ok(md) = std::fs::symlink_metadata(&host) {
-                if md.file_type().is_symlink() {
-                    let t = std::fs::read_link(&host).unwrap_or_default();
-                    if t == Path::new("/dev/null") {
-                        return Some((p, true));
-                    }
-                    // An alias link: follow it within the root.
-                    if self.root.resolve_follow(&r).is_file() {
-                        return Some((p, false));
-                    }
-                    continue;
-                }
-                if md.len() == 0 && d.starts_with("etc") {
-                    return Some((p, true));
-                }
-                return Some((p, false));
-            }
-        }
-        None
+        services::unit_file(&self.root, unit)
     }
 
-    /// Whether a unit is enabled: (`enabled`, how we know).
+    /// Whether a unit is enabled: (`enabled`, how we know) ([`crate::state::services`]).
     pub fn unit_enabled(&self, unit: &str) -> Option<(bool, String)> {
-        let (file, masked) = self.unit_file(unit)?;
-        if masked {
-            return Some((false, format!("masked ({file})")));
-        }
-        for d in ["etc/systemd/system", "run/systemd/system"] {
-            let Some(r) = rel(d) else { continue };
-            for sub in self.root.list_dir(&r).unwrap_or_default() {
-                if !(sub.ends_with(".wants") || sub.ends_with(".requires")) {
-                    continue;
-                }
-                let link = format!("{d}/{sub}/{unit}");
-                if rel(&link)
-                    .is_some_and(|l| std::fs::symlink_metadata(self.root.resolve(&l)).is_ok())
-                {
-                    return Some((true, format!("enabled ({link})")));
-                }
-            }
-        }
-        // A unit without an [Install] section is static: started as a dependency.
-        let text = self.read(&file).ok().flatten().unwrap_or_default();
-        if !text.lines().any(|l| l.trim() == "[Install]") {
-            return Some((true, format!("static ({file})")));
-        }
-        Some((false, format!("disabled ({file}, no .wants link)")))
+        services::unit_enabled(&self.root, unit)
     }
 
     /// `systemctl is-active UNIT` on the running system (`None`: not running systemd).
     pub fn unit_active(&self, unit: &str) -> Option<Result<String, String>> {
-        if !self.systemd_running {
-            return None;
-        }
-        let cmd = Cmd::in_root("/usr/bin/systemctl", &["is-active", unit])
-            .timeout(std::time::Duration::from_secs(10));
-        Some(match self.runner.run(&self.root, &cmd) {
-            Ok(o) => Ok(o.stdout.trim().to_string()),
-            Err(e) => Err(e.to_string()),
-        })
+        services::unit_active(&self.root, self.runner, self.systemd_running, unit)
     }
 
     /// Kernel module configuration.
@@ -785,6 +731,27 @@ impl<'a> AuditCx<'a> {
                 }
                 let mut seen = BTreeSet::new();
                 f.nft_text = self.nft_expand("etc/nftables.conf", &mut seen, 0)?;
+                if self.systemd_running {
+                    let run = |prog: &str, args: &[&str]| {
+                        let cmd =
+                            Cmd::in_root(prog, args).timeout(std::time::Duration::from_secs(10));
+                        match self.runner.run(&self.root, &cmd) {
+                            Ok(o) if o.success() => Ok(o.stdout),
+                            Ok(o) => Err(format!(
+                                "{} failed: {}",
+                                cmd.display(),
+                                o.combined().lines().next().unwrap_or("")
+                            )),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    };
+                    if f.nftables || !f.ufw {
+                        f.live_nft = Some(run("/usr/sbin/nft", &["list", "ruleset"]));
+                    }
+                    if f.ufw {
+                        f.live_ufw = Some(run("/usr/sbin/ufw", &["status", "verbose"]));
+                    }
+                }
                 Ok(f)
             })
             .as_ref()

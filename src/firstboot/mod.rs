@@ -93,7 +93,7 @@ pub struct FirstbootArgs {
     pub force: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
-    pub format: crate::cli::Format,
+    pub format: crate::format::Format,
 }
 
 fn w(out: &mut dyn Write, s: &str) -> Result<()> {
@@ -624,7 +624,7 @@ fn describe_found(f: &Found) -> &'static str {
 /// # Errors
 /// Profile errors (exit 2), unreadable instance data and failed applies (exit 3).
 pub fn run(
-    global: &crate::cli::GlobalArgs,
+    root_path: &std::path::Path,
     args: &FirstbootArgs,
     runner: &dyn Runner,
     out: &mut dyn Write,
@@ -634,7 +634,7 @@ pub fn run(
     }
     let started = Instant::now();
     let started_at = journal::now_rfc3339();
-    let root = Root::new(&global.root)?;
+    let root = Root::new(root_path)?;
     let live_root = root.is_host();
     let allow_network = args.stage != Stage::Local;
     let disc = Discovery {
@@ -708,7 +708,7 @@ pub fn run(
             MARKER,
             started.elapsed().as_secs_f64()
         );
-        if args.format == crate::cli::Format::Json {
+        if args.format == crate::format::Format::Json {
             w(
                 out,
                 &format!(
@@ -874,8 +874,8 @@ pub fn run(
         Perms::root(0o600),
     )?;
     match args.format {
-        crate::cli::Format::Json => w(out, &format!("{doc:#}\n"))?,
-        crate::cli::Format::Text => {
+        crate::format::Format::Json => w(out, &format!("{doc:#}\n"))?,
+        crate::format::Format::Text => {
             let mut s = String::new();
             for wmsg in &prep.warnings {
                 s.push_str(&format!("warning: {wmsg}\n"));

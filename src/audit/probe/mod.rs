@@ -16,7 +16,14 @@ use super::result::Status;
 use crate::root::RelPath;
 use crate::sshd_config::glob_match;
 use crate::state::accounts::AgeingField;
+use crate::state::firewall as fw;
 use crate::state::pam::{self, PamLine};
+
+mod firewall;
+mod pam_probes;
+
+use firewall::firewall_probe;
+use pam_probes::{PamQuery, pam_option_probe, pam_probe, shadow_ageing_probe};
 
 const LIST_MAX: usize = 8;
 
@@ -302,23 +309,7 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             judge(expect, key, v.as_deref(), &s.source)
         }
         Probe::Sysctl { key, expect } => sysctl_probe(cx, key, expect),
-        Probe::Package { name, installed } => {
-            let found: Vec<String> = name.iter().flat_map(|n| cx.installed(n)).collect();
-            let ev = if found.is_empty() {
-                format!("{} not installed (dpkg status)", name.join(", "))
-            } else {
-                format!(
-                    "installed: {} (dpkg status)",
-                    list_some(
-                        &found
-                            .iter()
-                            .map(|n| format!("{n} {}", cx.facts.package(n).unwrap_or("")))
-                            .collect::<Vec<_>>()
-                    )
-                )
-            };
-            Outcome::judge(found.is_empty() != *installed, ev)
-        }
+        Probe::Package { name, installed } => package_probe(cx, name, *installed),
         Probe::Service {
             unit,
             enabled,
@@ -379,52 +370,8 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
         } => pam_option_probe(cx, file, pam_type, module, option, expect),
         Probe::ShadowAgeing { field, expect } => shadow_ageing_probe(cx, *field, expect),
         Probe::Accounts { rule } => accounts_probe(cx, *rule),
-        Probe::WorldWritable { roots } => match cx.walk(roots) {
-            Err(e) => Outcome::error(e),
-            Ok(w) => {
-                let mut bad: Vec<String> = w
-                    .ww_files
-                    .iter()
-                    .map(|h| format!("{} ({:04o})", h.path, h.mode))
-                    .collect();
-                bad.extend(
-                    w.ww_dirs
-                        .iter()
-                        .map(|h| format!("{}/ ({:04o}, not sticky)", h.path, h.mode)),
-                );
-                Outcome::judge(
-                    bad.is_empty(),
-                    if bad.is_empty() {
-                        format!(
-                            "none among {} entries under {} (file system walk)",
-                            w.visited,
-                            w.roots.join(", ")
-                        )
-                    } else {
-                        format!("{} world-writable: {}", bad.len(), list_some(&bad))
-                    },
-                )
-            }
-        },
-        Probe::Unowned { roots } => match cx.walk(roots) {
-            Err(e) => Outcome::error(e),
-            Ok(w) => {
-                let mut bad = w.no_user.clone();
-                bad.extend(w.no_group.iter().cloned());
-                Outcome::judge(
-                    bad.is_empty(),
-                    if bad.is_empty() {
-                        format!(
-                            "none among {} entries under {} (file system walk)",
-                            w.visited,
-                            w.roots.join(", ")
-                        )
-                    } else {
-                        format!("{} without owner/group: {}", bad.len(), list_some(&bad))
-                    },
-                )
-            }
-        },
+        Probe::WorldWritable { roots } => world_writable_probe(cx, roots),
+        Probe::Unowned { roots } => unowned_probe(cx, roots),
         Probe::Firewall { property } => firewall_probe(cx, *property),
         Probe::Fail2ban {
             jail,
@@ -432,42 +379,13 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             expect,
             active,
         } => fail2ban_probe(cx, jail, setting.as_deref(), expect.as_ref(), *active),
-        Probe::Postgres { setting, expect } => match cx.postgres() {
-            Err(e) => Outcome::error(e),
-            Ok(cs) if cs.is_empty() => {
-                Outcome::na("no PostgreSQL cluster (etc/postgresql/*/*/postgresql.conf)")
-            }
-            Ok(cs) => combine_all(
-                cs.iter()
-                    .map(|c| {
-                        let s = c.settings.get(setting.as_str());
-                        judge(
-                            expect,
-                            &format!("{}: {setting}", c.name),
-                            s.map(|s| s.value.as_str()),
-                            s.map_or("postgresql.conf", |s| s.at.as_str()),
-                        )
-                    })
-                    .collect(),
-            ),
-        },
+        Probe::Postgres { setting, expect } => postgres_probe(cx, setting, expect),
         Probe::PgHba { rule } => pg_hba_probe(cx, *rule),
         Probe::Logrotate {
             paths,
             from_profile,
         } => logrotate_probe(cx, paths, from_profile.as_deref()),
-        Probe::AptConf { key, expect } => match cx.apt() {
-            Err(e) => Outcome::error(e),
-            Ok(m) => {
-                let s = m.get(&key.to_ascii_lowercase());
-                judge(
-                    expect,
-                    key,
-                    s.map(|s| s.value.as_str()),
-                    s.map_or("etc/apt/apt.conf.d", |s| s.at.as_str()),
-                )
-            }
-        },
+        Probe::AptConf { key, expect } => apt_conf_probe(cx, key, expect),
         Probe::UnitSetting {
             unit,
             section,
@@ -488,6 +406,113 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
         | Probe::FileAge(_)
         | Probe::TlsCert(_) => super::custom::eval(cx, p),
     }
+}
+
+fn world_writable_probe(cx: &AuditCx, roots: &[String]) -> Outcome {
+    match cx.walk(roots) {
+        Err(e) => Outcome::error(e),
+        Ok(w) => {
+            let mut bad: Vec<String> = w
+                .ww_files
+                .iter()
+                .map(|h| format!("{} ({:04o})", h.path, h.mode))
+                .collect();
+            bad.extend(
+                w.ww_dirs
+                    .iter()
+                    .map(|h| format!("{}/ ({:04o}, not sticky)", h.path, h.mode)),
+            );
+            Outcome::judge(
+                bad.is_empty(),
+                if bad.is_empty() {
+                    format!(
+                        "none among {} entries under {} (file system walk)",
+                        w.visited,
+                        w.roots.join(", ")
+                    )
+                } else {
+                    format!("{} world-writable: {}", bad.len(), list_some(&bad))
+                },
+            )
+        }
+    }
+}
+
+fn unowned_probe(cx: &AuditCx, roots: &[String]) -> Outcome {
+    match cx.walk(roots) {
+        Err(e) => Outcome::error(e),
+        Ok(w) => {
+            let mut bad = w.no_user.clone();
+            bad.extend(w.no_group.iter().cloned());
+            Outcome::judge(
+                bad.is_empty(),
+                if bad.is_empty() {
+                    format!(
+                        "none among {} entries under {} (file system walk)",
+                        w.visited,
+                        w.roots.join(", ")
+                    )
+                } else {
+                    format!("{} without owner/group: {}", bad.len(), list_some(&bad))
+                },
+            )
+        }
+    }
+}
+
+fn postgres_probe(cx: &AuditCx, setting: &str, expect: &Expect) -> Outcome {
+    match cx.postgres() {
+        Err(e) => Outcome::error(e),
+        Ok(cs) if cs.is_empty() => {
+            Outcome::na("no PostgreSQL cluster (etc/postgresql/*/*/postgresql.conf)")
+        }
+        Ok(cs) => combine_all(
+            cs.iter()
+                .map(|c| {
+                    let s = c.settings.get(setting);
+                    judge(
+                        expect,
+                        &format!("{}: {setting}", c.name),
+                        s.map(|s| s.value.as_str()),
+                        s.map_or("postgresql.conf", |s| s.at.as_str()),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn apt_conf_probe(cx: &AuditCx, key: &str, expect: &Expect) -> Outcome {
+    match cx.apt() {
+        Err(e) => Outcome::error(e),
+        Ok(m) => {
+            let s = m.get(&key.to_ascii_lowercase());
+            judge(
+                expect,
+                key,
+                s.map(|s| s.value.as_str()),
+                s.map_or("etc/apt/apt.conf.d", |s| s.at.as_str()),
+            )
+        }
+    }
+}
+
+fn package_probe(cx: &AuditCx, name: &[String], installed: bool) -> Outcome {
+    let found: Vec<String> = name.iter().flat_map(|n| cx.installed(n)).collect();
+    let ev = if found.is_empty() {
+        format!("{} not installed (dpkg status)", name.join(", "))
+    } else {
+        format!(
+            "installed: {} (dpkg status)",
+            list_some(
+                &found
+                    .iter()
+                    .map(|n| format!("{n} {}", cx.facts.package(n).unwrap_or("")))
+                    .collect::<Vec<_>>()
+            )
+        )
+    };
+    Outcome::judge(found.is_empty() != installed, ev)
 }
 
 /// All must pass: the worst status wins (fail > error > not evaluated > skipped > n/a >
@@ -988,238 +1013,6 @@ fn conf_probe(
     judge(expect, key, found.as_ref().map(|s| s.value.as_str()), &src)
 }
 
-/// What a `pam` probe asks.
-struct PamQuery<'a> {
-    file: &'a str,
-    pam_type: &'a str,
-    module: &'a str,
-    present: bool,
-    args_present: &'a [String],
-    args_absent: &'a [String],
-    arg: Option<&'a str>,
-    expect: Option<&'a Expect>,
-    group_empty: bool,
-}
-
-/// The lines of `type module` in the effective stack of `file` (state layer), or the
-/// outcome when there are none.
-fn pam_hits(
-    cx: &AuditCx,
-    file: &str,
-    pam_type: &str,
-    module: &str,
-) -> Result<Vec<PamLine>, Outcome> {
-    match pam::stack(&cx.root, file) {
-        Err(e) => Err(Outcome::error(e)),
-        Ok(None) => Err(Outcome::fail(format!("/etc/pam.d/{file} does not exist"))),
-        Ok(Some(lines)) => Ok(lines
-            .into_iter()
-            .filter(|l| l.pam_type == pam_type && l.module == module)
-            .collect()),
-    }
-}
-
-fn pam_line_text(h: &PamLine) -> String {
-    format!(
-        "{} {} {} {} ({})",
-        h.pam_type,
-        h.control,
-        h.module,
-        h.args.join(" "),
-        h.at
-    )
-}
-
-fn pam_probe(cx: &AuditCx, q: &PamQuery) -> Outcome {
-    let hits = match pam_hits(cx, q.file, q.pam_type, q.module) {
-        Ok(h) => h,
-        Err(o) => return o,
-    };
-    let (pam_type, module, file) = (q.pam_type, q.module, q.file);
-    if !q.present {
-        // A line whose failure is ignored still runs the module (e.g. nullok parsing), so
-        // "absent" means absent.
-        return Outcome::judge(
-            hits.is_empty(),
-            if hits.is_empty() {
-                format!("no {pam_type} {module} in /etc/pam.d/{file}")
-            } else {
-                format!(
-                    "{pam_type} {module} at {}",
-                    hits.iter()
-                        .map(|h| h.at.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            },
-        );
-    }
-    if hits.is_empty() {
-        return Outcome::fail(format!(
-            "no {pam_type} {module} line in /etc/pam.d/{file} (includes followed)"
-        ));
-    }
-    let mut outs = Vec::new();
-    for h in &hits {
-        let ev = pam_line_text(h);
-        let mut why = Vec::new();
-        if !h.enforcing() {
-            why.push(format!(
-                "control {} ignores a failure of {module}",
-                h.control
-            ));
-        }
-        let name_of = |a: &str| a.split('=').next().unwrap_or(a).to_string();
-        for a in q.args_present {
-            if !h.args.iter().any(|x| x == a || name_of(x) == *a) {
-                why.push(format!("lacks {a}"));
-            }
-        }
-        for a in q.args_absent {
-            if h.args.iter().any(|x| x == a || name_of(x) == *a) {
-                why.push(format!("has {a}"));
-            }
-        }
-        let mut o = if why.is_empty() {
-            Outcome::pass(ev.clone())
-        } else {
-            Outcome::fail(format!("{ev}: {}", why.join(", ")))
-        };
-        if let (Some(a), Some(e), Status::Pass) = (q.arg, q.expect, o.status) {
-            let v = h.arg(a);
-            o = judge(e, a, v.as_deref(), &h.at);
-            if q.group_empty && o.status == Status::Pass {
-                o = group_empty_outcome(cx, v.as_deref().unwrap_or(""), &h.at);
-            }
-        }
-        outs.push(o);
-    }
-    combine_all(outs)
-}
-
-fn group_empty_outcome(cx: &AuditCx, group: &str, at: &str) -> Outcome {
-    match pam::group_members(&cx.root, group) {
-        Err(e) => Outcome::error(e),
-        Ok(None) => Outcome::fail(format!("group={group} ({at}): no such group in /etc/group")),
-        Ok(Some(m)) if m.is_empty() => Outcome::pass(format!(
-            "group={group} ({at}); the group has no members (/etc/group, /etc/passwd)"
-        )),
-        Ok(Some(m)) => Outcome::fail(format!(
-            "group={group} ({at}) has members: {} (/etc/group, /etc/passwd): they can su",
-            list_some(&m)
-        )),
-    }
-}
-
-fn pam_option_probe(
-    cx: &AuditCx,
-    file: &str,
-    pam_type: &str,
-    module: &str,
-    option: &str,
-    expect: &Expect,
-) -> Outcome {
-    let hits = match pam_hits(cx, file, pam_type, module) {
-        Ok(h) => h,
-        Err(o) => return o,
-    };
-    if hits.is_empty() {
-        return Outcome::fail(format!(
-            "no {pam_type} {module} line in /etc/pam.d/{file} (includes followed): {option} is not enforced"
-        ));
-    }
-    let (enforcing, ignored): (Vec<&PamLine>, Vec<&PamLine>) =
-        hits.iter().partition(|h| h.enforcing());
-    if enforcing.is_empty() {
-        return Outcome::fail(format!(
-            "{}: a failure of {module} is ignored, so {option} is not enforced",
-            ignored
-                .iter()
-                .map(|h| pam_line_text(h))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
-    }
-    combine_all(
-        enforcing
-            .iter()
-            .map(|h| match pam::effective_options(&cx.root, h) {
-                Err(e) => Outcome::error(e),
-                Ok(opts) => {
-                    let v = opts.get(option);
-                    let src = v.map_or_else(
-                        || {
-                            format!(
-                                "{}, {}",
-                                h.at,
-                                pam::conf_files(&cx.root, h)
-                                    .iter()
-                                    .map(|f| format!("/{f}"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        },
-                        |v| v.source.clone(),
-                    );
-                    judge(expect, option, v.map(|v| v.value.as_str()), &src)
-                }
-            })
-            .collect(),
-    )
-}
-
-fn shadow_ageing_probe(cx: &AuditCx, field: AgeingField, expect: &Expect) -> Outcome {
-    let Some(all) = crate::state::accounts::ageing(&cx.facts.accounts) else {
-        return Outcome::not_evaluated(
-            "the root has no etc/shadow: existing accounts' ageing is not readable here",
-        );
-    };
-    let with_pw: Vec<_> = all.iter().filter(|a| a.has_password).collect();
-    if with_pw.is_empty() {
-        return Outcome::pass(format!(
-            "no account has a usable password ({} entries in /etc/shadow)",
-            all.len()
-        ));
-    }
-    let name = field.as_str();
-    let bad: Vec<String> = with_pw
-        .iter()
-        .filter_map(|a| {
-            let v = a.get(field).map(|v| v.to_string());
-            let o = judge(expect, name, v.as_deref(), &a.at);
-            (o.status != Status::Pass).then(|| {
-                format!(
-                    "{} {name} {} ({})",
-                    a.name,
-                    v.as_deref().unwrap_or("empty"),
-                    a.at
-                )
-            })
-        })
-        .collect();
-    if bad.is_empty() {
-        Outcome::pass(format!(
-            "{} account(s) with a password: {} (/etc/shadow)",
-            with_pw.len(),
-            list_some(
-                &with_pw
-                    .iter()
-                    .map(|a| format!(
-                        "{} {name} {}",
-                        a.name,
-                        a.get(field).map_or("empty".into(), |v| v.to_string())
-                    ))
-                    .collect::<Vec<_>>()
-            )
-        ))
-    } else {
-        Outcome::fail(format!(
-            "existing accounts outside the policy: {}",
-            list_some(&bad)
-        ))
-    }
-}
-
 fn login_defs_int(cx: &AuditCx, key: &str, default: u32) -> u32 {
     cx.read("etc/login.defs")
         .ok()
@@ -1248,6 +1041,142 @@ fn valid_shells(cx: &AuditCx) -> BTreeSet<String> {
         .collect()
 }
 
+/// Pass with `ok`, or fail listing `bad` after `what`.
+fn verdict(bad: Vec<String>, ok: &str, what: &str) -> Outcome {
+    if bad.is_empty() {
+        Outcome::pass(format!("{ok} (etc/passwd, etc/group, etc/shadow)"))
+    } else {
+        Outcome::fail(format!("{what}: {}", list_some(&bad)))
+    }
+}
+
+fn home_dirs_probe(cx: &AuditCx, interactive: &[&&crate::etcdb::Passwd]) -> Outcome {
+    let mut bad = Vec::new();
+    for p in interactive {
+        let Ok(r) = RelPath::new(p.home.trim_start_matches('/')) else {
+            bad.push(format!("{}: bad home {}", p.name, p.home));
+            continue;
+        };
+        match std::fs::metadata(cx.root.resolve_follow(&r)) {
+            Err(_) => bad.push(format!("{}: {} missing", p.name, p.home)),
+            Ok(md) => {
+                if md.uid() != p.uid {
+                    bad.push(format!(
+                        "{}: {} owned by {}",
+                        p.name,
+                        p.home,
+                        user_name(cx, md.uid())
+                    ));
+                }
+                if md.mode() & 0o022 != 0 {
+                    bad.push(format!(
+                        "{}: {} mode {:04o}",
+                        p.name,
+                        p.home,
+                        md.mode() & 0o7777
+                    ));
+                }
+            }
+        }
+    }
+    verdict(
+        bad,
+        &format!(
+            "{} interactive users' homes exist, owned, not group/world-writable",
+            interactive.len()
+        ),
+        "home directories",
+    )
+}
+
+fn dot_files_probe(cx: &AuditCx, interactive: &[&&crate::etcdb::Passwd]) -> Outcome {
+    let mut bad = Vec::new();
+    for p in interactive {
+        let Ok(r) = RelPath::new(p.home.trim_start_matches('/')) else {
+            continue;
+        };
+        for n in cx.root.list_dir(&r).unwrap_or_default() {
+            if !n.starts_with('.') {
+                continue;
+            }
+            let Ok(fr) = r.join(&n) else { continue };
+            let Ok(md) = std::fs::symlink_metadata(cx.root.resolve(&fr)) else {
+                continue;
+            };
+            if [".netrc", ".rhosts", ".forward"].contains(&n.as_str()) {
+                bad.push(format!("{}/{n} exists", p.home));
+            } else if md.is_file() && md.mode() & 0o022 != 0 {
+                bad.push(format!("{}/{n} mode {:04o}", p.home, md.mode() & 0o7777));
+            }
+        }
+    }
+    verdict(
+        bad,
+        "no group/world-writable dot files, no .netrc/.rhosts/.forward",
+        "dot files",
+    )
+}
+
+fn root_path_probe(cx: &AuditCx) -> Outcome {
+    let mut paths = Vec::new();
+    for f in [
+        "etc/environment",
+        "root/.profile",
+        "root/.bashrc",
+        "etc/profile",
+    ] {
+        if let Ok(Some(t)) = cx.read(f) {
+            for (i, l) in t.lines().enumerate() {
+                let l = l.trim().trim_start_matches("export ").trim();
+                if let Some(v) = l.strip_prefix("PATH=") {
+                    paths.push((format!("/{f}:{}", i + 1), v.trim_matches('"').to_string()));
+                }
+            }
+        }
+    }
+    if paths.is_empty() {
+        return Outcome::pass(
+            "no PATH set in etc/environment, root's .profile/.bashrc, etc/profile (default PATH)",
+        );
+    }
+    let mut bad = Vec::new();
+    for (at, p) in &paths {
+        for d in p.split(':') {
+            if d.contains('$') {
+                continue;
+            }
+            if d.is_empty() || d == "." {
+                bad.push(format!("{at}: empty or . entry"));
+                continue;
+            }
+            let Ok(r) = RelPath::new(d.trim_start_matches('/')) else {
+                continue;
+            };
+            if let Ok(md) = std::fs::metadata(cx.root.resolve_follow(&r))
+                && (md.mode() & 0o022 != 0 || md.uid() != 0)
+            {
+                bad.push(format!(
+                    "{at}: {d} mode {:04o} owner {}",
+                    md.mode() & 0o7777,
+                    user_name(cx, md.uid())
+                ));
+            }
+        }
+    }
+    verdict(
+        bad,
+        &format!(
+            "root PATH entries are safe ({})",
+            paths
+                .iter()
+                .map(|(a, _)| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "unsafe root PATH entries",
+    )
+}
+
 fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
     let a = &cx.facts.accounts;
     let passwd: Vec<&crate::etcdb::Passwd> = a.passwd.entries().collect();
@@ -1255,13 +1184,6 @@ fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
     if passwd.is_empty() {
         return Outcome::error("etc/passwd is missing or empty");
     }
-    let verdict = |bad: Vec<String>, ok: &str, what: &str| {
-        if bad.is_empty() {
-            Outcome::pass(format!("{ok} (etc/passwd, etc/group, etc/shadow)"))
-        } else {
-            Outcome::fail(format!("{what}: {}", list_some(&bad)))
-        }
-    };
     let dups = |names: Vec<String>| -> Vec<String> {
         let mut seen = BTreeMap::new();
         for n in names {
@@ -1380,71 +1302,8 @@ fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
                 "shadow group members",
             )
         }
-        AccountRule::HomeDirs => {
-            let mut bad = Vec::new();
-            for p in &interactive {
-                let Ok(r) = RelPath::new(p.home.trim_start_matches('/')) else {
-                    bad.push(format!("{}: bad home {}", p.name, p.home));
-                    continue;
-                };
-                match std::fs::metadata(cx.root.resolve_follow(&r)) {
-                    Err(_) => bad.push(format!("{}: {} missing", p.name, p.home)),
-                    Ok(md) => {
-                        if md.uid() != p.uid {
-                            bad.push(format!(
-                                "{}: {} owned by {}",
-                                p.name,
-                                p.home,
-                                user_name(cx, md.uid())
-                            ));
-                        }
-                        if md.mode() & 0o022 != 0 {
-                            bad.push(format!(
-                                "{}: {} mode {:04o}",
-                                p.name,
-                                p.home,
-                                md.mode() & 0o7777
-                            ));
-                        }
-                    }
-                }
-            }
-            verdict(
-                bad,
-                &format!(
-                    "{} interactive users' homes exist, owned, not group/world-writable",
-                    interactive.len()
-                ),
-                "home directories",
-            )
-        }
-        AccountRule::DotFiles => {
-            let mut bad = Vec::new();
-            for p in &interactive {
-                let Ok(r) = RelPath::new(p.home.trim_start_matches('/')) else {
-                    continue;
-                };
-                for n in cx.root.list_dir(&r).unwrap_or_default() {
-                    if !n.starts_with('.') {
-                        continue;
-                    }
-                    let Ok(fr) = r.join(&n) else { continue };
-                    let Ok(md) = std::fs::symlink_metadata(cx.root.resolve(&fr)) else {
-                        continue;
-                    };
-                    if [".netrc", ".rhosts", ".forward"].contains(&n.as_str()) {
-                        bad.push(format!("{}/{n} exists", p.home));
-                    } else if md.is_file() && md.mode() & 0o022 != 0 {
-                        bad.push(format!("{}/{n} mode {:04o}", p.home, md.mode() & 0o7777));
-                    }
-                }
-            }
-            verdict(
-                bad,
-                "no group/world-writable dot files, no .netrc/.rhosts/.forward",
-                "dot files",
-            )
-        }
+        AccountRule::HomeDirs => home_dirs_probe(cx, &interactive),
+        AccountRule::DotFiles => dot_files_probe(cx, &interactive),
         AccountRule::SystemAccountsNoShell => verdict(
             passwd
                 .iter()
@@ -1519,329 +1378,8 @@ fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
                 ),
             ),
         },
-        AccountRule::RootPath => {
-            let mut paths = Vec::new();
-            for f in [
-                "etc/environment",
-                "root/.profile",
-                "root/.bashrc",
-                "etc/profile",
-            ] {
-                if let Ok(Some(t)) = cx.read(f) {
-                    for (i, l) in t.lines().enumerate() {
-                        let l = l.trim().trim_start_matches("export ").trim();
-                        if let Some(v) = l.strip_prefix("PATH=") {
-                            paths
-                                .push((format!("/{f}:{}", i + 1), v.trim_matches('"').to_string()));
-                        }
-                    }
-                }
-            }
-            if paths.is_empty() {
-                return Outcome::pass(
-                    "no PATH set in etc/environment, root's .profile/.bashrc, etc/profile (default PATH)",
-                );
-            }
-            let mut bad = Vec::new();
-            for (at, p) in &paths {
-                for d in p.split(':') {
-                    if d.contains('$') {
-                        continue;
-                    }
-                    if d.is_empty() || d == "." {
-                        bad.push(format!("{at}: empty or . entry"));
-                        continue;
-                    }
-                    let Ok(r) = RelPath::new(d.trim_start_matches('/')) else {
-                        continue;
-                    };
-                    if let Ok(md) = std::fs::metadata(cx.root.resolve_follow(&r))
-                        && (md.mode() & 0o022 != 0 || md.uid() != 0)
-                    {
-                        bad.push(format!(
-                            "{at}: {d} mode {:04o} owner {}",
-                            md.mode() & 0o7777,
-                            user_name(cx, md.uid())
-                        ));
-                    }
-                }
-            }
-            verdict(
-                bad,
-                &format!(
-                    "root PATH entries are safe ({})",
-                    paths
-                        .iter()
-                        .map(|(a, _)| a.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                "unsafe root PATH entries",
-            )
-        }
+        AccountRule::RootPath => root_path_probe(cx),
     }
-}
-
-fn ssh_ports(cx: &AuditCx) -> Vec<String> {
-    let s = cx.sshd();
-    let mut p: Vec<String> = s.values.get("port").cloned().unwrap_or_default();
-    if p.is_empty() {
-        p.push("22".into());
-    }
-    p
-}
-
-fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
-    let f = match cx.firewall() {
-        Ok(f) => f,
-        Err(e) => return Outcome::error(e),
-    };
-    let backend = if f.ufw {
-        "ufw"
-    } else if f.nftables {
-        "nftables"
-    } else {
-        ""
-    };
-    if prop == FirewallProperty::Enabled {
-        return Outcome::judge(
-            !backend.is_empty(),
-            match backend {
-                "ufw" => "ufw enabled (etc/ufw/ufw.conf ENABLED=yes)".to_string(),
-                "nftables" => "nftables.service enabled".to_string(),
-                _ => "no firewall enabled (ufw ENABLED=no or not installed; nftables.service not enabled)".to_string(),
-            },
-        );
-    }
-    if prop == FirewallProperty::SingleBackend {
-        let mut on = Vec::new();
-        if f.ufw {
-            on.push("ufw");
-        }
-        if f.nftables {
-            on.push("nftables.service");
-        }
-        if f.iptables_persistent {
-            on.push("iptables-persistent");
-        }
-        return Outcome::judge(
-            on.len() <= 1,
-            if on.is_empty() {
-                "no firewall backend enabled".into()
-            } else {
-                format!("enabled: {}", on.join(", "))
-            },
-        );
-    }
-    if backend.is_empty() {
-        return Outcome::fail("no firewall enabled (ufw or nftables.service)");
-    }
-    let nft = &f.nft_text;
-    let chains = nft_chains(nft);
-    match (prop, backend) {
-        (FirewallProperty::DefaultDenyInput | FirewallProperty::DefaultDenyForward, "ufw") => {
-            let key = if prop == FirewallProperty::DefaultDenyInput {
-                "DEFAULT_INPUT_POLICY"
-            } else {
-                "DEFAULT_FORWARD_POLICY"
-            };
-            match f.ufw_defaults.get(key) {
-                None => Outcome::fail(format!("{key} not set (etc/default/ufw)")),
-                Some(s) => Outcome::judge(
-                    ["drop", "reject"].contains(&s.value.to_ascii_lowercase().as_str()),
-                    format!("{key}=\"{}\" ({})", s.value, s.at),
-                ),
-            }
-        }
-        (FirewallProperty::DefaultDenyInput | FirewallProperty::DefaultDenyForward, _) => {
-            let hook = if prop == FirewallProperty::DefaultDenyInput {
-                "input"
-            } else {
-                "forward"
-            };
-            let hooked: Vec<&(String, String)> = chains
-                .iter()
-                .filter(|(_, b)| b.contains(&format!("hook {hook}")))
-                .collect();
-            if hooked.is_empty() {
-                return Outcome::fail(format!(
-                    "no base chain with hook {hook} in etc/nftables.conf"
-                ));
-            }
-            // A packet passes a hook only when every base chain on it accepts it, so one base
-            // chain with a drop policy makes the effective default "drop" even next to a chain
-            // with policy accept (Debian's default `table inet filter`).
-            type Chains<'a> = Vec<&'a (String, String)>;
-            let (dropping, accepting): (Chains, Chains) = hooked
-                .iter()
-                .partition(|(_, b)| b.contains("policy drop") || b.contains("policy reject"));
-            let names = |v: &[&(String, String)]| {
-                v.iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            Outcome::judge(
-                !dropping.is_empty(),
-                if dropping.is_empty() {
-                    format!(
-                        "{hook} chain(s) {} accept by default, none drops (etc/nftables.conf)",
-                        names(&accepting)
-                    )
-                } else if accepting.is_empty() {
-                    format!(
-                        "{hook} chain(s) {} policy drop (etc/nftables.conf)",
-                        names(&dropping)
-                    )
-                } else {
-                    format!(
-                        "{hook} chain(s) {} policy drop, which decides over {} with policy accept (etc/nftables.conf)",
-                        names(&dropping),
-                        names(&accepting)
-                    )
-                },
-            )
-        }
-        (FirewallProperty::Loopback, "ufw") => {
-            let rules = &f.ufw_rules;
-            let lo = rules.iter().any(|r| r.contains("-i lo -j ACCEPT"));
-            let v4 = rules.iter().any(|r| {
-                r.contains("-s 127.0.0.0/8")
-                    && (r.contains("DROP") || r.contains("REJECT") || r.contains("deny"))
-            });
-            let v6 = rules
-                .iter()
-                .any(|r| r.contains("-s ::1") && (r.contains("DROP") || r.contains("REJECT")));
-            Outcome::judge(
-                lo && v4 && v6,
-                format!(
-                    "ufw rules: in on lo accept {}, deny from 127.0.0.0/8 {}, deny from ::1 {} (etc/ufw/*.rules)",
-                    yes_no(lo),
-                    yes_no(v4),
-                    yes_no(v6)
-                ),
-            )
-        }
-        (FirewallProperty::Loopback, _) => {
-            let input: String = chains
-                .iter()
-                .filter(|(_, b)| b.contains("hook input"))
-                .map(|(_, b)| b.clone())
-                .collect();
-            let lo =
-                Regex::new(r#"iif(name)?\s+"?lo"?\s+accept"#).is_ok_and(|r| r.is_match(&input));
-            let v4 = Regex::new(r"ip\s+saddr\s+127\.0\.0\.0/8.*(drop|reject)")
-                .is_ok_and(|r| r.is_match(&input));
-            let v6 =
-                Regex::new(r"ip6\s+saddr\s+::1.*(drop|reject)").is_ok_and(|r| r.is_match(&input));
-            Outcome::judge(
-                lo && v4 && v6,
-                format!(
-                    "nftables input: iif lo accept {}, ip saddr 127.0.0.0/8 drop {}, ip6 saddr ::1 drop {} (etc/nftables.conf)",
-                    yes_no(lo),
-                    yes_no(v4),
-                    yes_no(v6)
-                ),
-            )
-        }
-        (FirewallProperty::SshAllowed, "ufw") => {
-            let ports = ssh_ports(cx);
-            let missing: Vec<&String> = ports
-                .iter()
-                .filter(|p| {
-                    !f.ufw_rules.iter().any(|r| {
-                        r.contains("ACCEPT")
-                            && (r.contains(&format!("--dport {p} "))
-                                || r.ends_with(&format!("--dport {p}"))
-                                || r.contains(&format!("--dports {p}")))
-                    })
-                })
-                .collect();
-            Outcome::judge(
-                missing.is_empty(),
-                format!(
-                    "ssh port(s) {} ({}); ufw allows: {}",
-                    ports.join(","),
-                    cx.sshd().source,
-                    if missing.is_empty() { "all" } else { "not all" }
-                ),
-            )
-        }
-        (FirewallProperty::SshAllowed, _) => {
-            let ports = ssh_ports(cx);
-            let input: String = chains
-                .iter()
-                .filter(|(_, b)| b.contains("hook input"))
-                .map(|(_, b)| b.clone())
-                .collect();
-            let missing: Vec<&String> = ports
-                .iter()
-                .filter(|p| {
-                    Regex::new(&format!(
-                        r"dport\s+(\{{[^}}]*\b{p}\b[^}}]*\}}|{p}\b)[^\n]*accept"
-                    ))
-                    .map_or(true, |r| !r.is_match(&input))
-                })
-                .collect();
-            Outcome::judge(
-                missing.is_empty(),
-                format!(
-                    "ssh port(s) {} ({}); allowed in the input chain: {}",
-                    ports.join(","),
-                    cx.sshd().source,
-                    if missing.is_empty() {
-                        "yes".to_string()
-                    } else {
-                        format!(
-                            "not {}",
-                            missing
-                                .iter()
-                                .map(|s| s.as_str())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        )
-                    }
-                ),
-            )
-        }
-        (FirewallProperty::Enabled | FirewallProperty::SingleBackend, _) => {
-            Outcome::error("unreachable")
-        }
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
-}
-
-/// nftables chains: (table/chain name, body) from a ruleset text.
-fn nft_chains(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let re = Regex::new(r"chain\s+([A-Za-z0-9_\-]+)\s*\{").ok();
-    let Some(re) = re else { return out };
-    for m in re.captures_iter(text) {
-        let (Some(whole), Some(name)) = (m.get(0), m.get(1)) else {
-            continue;
-        };
-        let start = whole.end();
-        let mut depth = 1;
-        let mut end = text.len();
-        for (i, c) in text[start..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = start + i;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push((name.as_str().to_string(), text[start..end].to_string()));
-    }
-    out
 }
 
 fn fail2ban_probe(

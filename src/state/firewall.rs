@@ -1,0 +1,318 @@
+//! The nftables ruleset as nftables evaluates it: tables, base chains with their hook and
+//! policy, and rules with their verdicts, parsed from a ruleset text (the next-boot
+//! configuration with `include` followed, or `nft list ruleset` of a live host). Judging is by
+//! semantics (`iifname "lo" counter accept` accepts loopback like `iif lo accept`), not by
+//! regular expressions on one writing style.
+
+/// A chain of a ruleset.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Chain {
+    /// `inet filter`.
+    pub table: String,
+    /// Chain name.
+    pub name: String,
+    /// The hook of a base chain (`input`, `forward`, …).
+    pub hook: Option<String>,
+    /// The policy of a base chain (`accept` when not given).
+    pub policy: Option<String>,
+    /// The rules in order.
+    pub rules: Vec<Rule>,
+}
+
+impl Chain {
+    /// The effective policy of a base chain (nftables' default is accept).
+    pub fn effective_policy(&self) -> &str {
+        self.policy.as_deref().unwrap_or("accept")
+    }
+}
+
+/// One rule: its words (quotes removed, `counter packets N bytes M`, `comment "…"` and `log …`
+/// statements dropped: they do not change what the rule matches or decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The rule as written.
+    pub text: String,
+    /// Matching words and the verdict.
+    pub words: Vec<String>,
+}
+
+const VERDICTS: [&str; 6] = ["accept", "drop", "reject", "jump", "goto", "return"];
+
+impl Rule {
+    fn parse(text: &str) -> Rule {
+        let raw: Vec<String> = split_words(text);
+        let mut words = Vec::new();
+        let mut i = 0;
+        while i < raw.len() {
+            match raw[i].as_str() {
+                "counter" => {
+                    i += 1;
+                    while i + 1 < raw.len() && matches!(raw[i].as_str(), "packets" | "bytes") {
+                        i += 2;
+                    }
+                }
+                "comment" => i += 2,
+                "log" => {
+                    i += 1;
+                    while i + 1 < raw.len()
+                        && matches!(raw[i].as_str(), "prefix" | "level" | "flags" | "group")
+                    {
+                        i += 2;
+                    }
+                }
+                _ => {
+                    words.push(raw[i].clone());
+                    i += 1;
+                }
+            }
+        }
+        Rule {
+            text: text.trim().to_string(),
+            words,
+        }
+    }
+
+    /// The verdict (`accept`, `drop`, …), if the rule has one.
+    pub fn verdict(&self) -> Option<&str> {
+        self.words
+            .iter()
+            .rev()
+            .find(|w| VERDICTS.contains(&w.as_str()))
+            .map(String::as_str)
+    }
+
+    /// The matching words (everything before the verdict).
+    pub fn matches(&self) -> &[String] {
+        let end = self
+            .words
+            .iter()
+            .position(|w| VERDICTS.contains(&w.as_str()))
+            .unwrap_or(self.words.len());
+        &self.words[..end]
+    }
+
+    /// Accepts everything that arrives on the loopback interface and nothing else
+    /// (`iif lo accept`, `iifname "lo" counter accept`, `meta iifname lo accept`).
+    pub fn is_loopback_accept(&self) -> bool {
+        let m: Vec<&str> = self
+            .matches()
+            .iter()
+            .map(String::as_str)
+            .filter(|w| *w != "meta")
+            .collect();
+        self.verdict() == Some("accept")
+            && matches!(
+                m.as_slice(),
+                ["iif" | "iifname", "lo"] | ["iif" | "iifname", "==", "lo"]
+            )
+    }
+
+    /// Drops (or rejects) packets with source `addr` (`ip saddr 127.0.0.0/8`), whatever
+    /// else it matches (usually `iif != lo`).
+    pub fn drops_source(&self, family: &str, addr: &str) -> bool {
+        matches!(self.verdict(), Some("drop" | "reject"))
+            && self
+                .matches()
+                .windows(3)
+                .any(|w| w[0] == family && w[1] == "saddr" && w[2] == addr)
+    }
+
+    /// Accepts new TCP connections to `port` (`tcp dport 22 accept`, `tcp dport { 22, 443 }
+    /// ct state new counter accept`).
+    pub fn accepts_port(&self, port: &str) -> bool {
+        if self.verdict() != Some("accept") {
+            return false;
+        }
+        let m = self.matches();
+        m.iter().enumerate().any(|(i, w)| {
+            w == "dport"
+                && match m.get(i + 1).map(String::as_str) {
+                    Some("{") => m[i + 2..]
+                        .iter()
+                        .take_while(|x| *x != "}")
+                        .any(|x| x.trim_end_matches(',') == port),
+                    Some(p) => p == port,
+                    None => false,
+                }
+        })
+    }
+}
+
+/// Splits a statement into words: quotes removed, `{`, `}` and `,` separate.
+fn split_words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if quoted => cur.push(c),
+            c if c.is_whitespace() || c == ',' => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            '{' | '}' => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                out.push(c.to_string());
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Splits a ruleset into statements: a newline or `;` ends one; `{` after `table`, `chain`,
+/// `set`, `map`, `flowtable`, `ct`, `counter`, `quota`, `limit` or `synproxy` opens a block
+/// (its own statement, ending in `{`), its `}` is a statement of its own; other braces are
+/// anonymous sets inside a rule.
+fn statements(text: &str) -> Vec<String> {
+    const BLOCKS: [&str; 10] = [
+        "table",
+        "chain",
+        "set",
+        "map",
+        "flowtable",
+        "ct",
+        "counter",
+        "quota",
+        "limit",
+        "synproxy",
+    ];
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut anon = 0usize;
+    let mut quoted = false;
+    let flush = |cur: &mut String, out: &mut Vec<String>| {
+        let t = cur.trim();
+        if !t.is_empty() {
+            out.push(t.to_string());
+        }
+        cur.clear();
+    };
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        for c in line.chars() {
+            match c {
+                '"' => {
+                    quoted = !quoted;
+                    cur.push(c);
+                }
+                _ if quoted => cur.push(c),
+                ';' if anon == 0 => flush(&mut cur, &mut out),
+                '{' => {
+                    let first = cur.split_whitespace().next().unwrap_or("");
+                    if anon == 0 && BLOCKS.contains(&first) {
+                        cur.push('{');
+                        flush(&mut cur, &mut out);
+                    } else {
+                        anon += 1;
+                        cur.push(c);
+                    }
+                }
+                '}' if anon > 0 => {
+                    anon -= 1;
+                    cur.push(c);
+                }
+                '}' => {
+                    flush(&mut cur, &mut out);
+                    out.push("}".into());
+                }
+                c => cur.push(c),
+            }
+        }
+        if anon == 0 {
+            flush(&mut cur, &mut out);
+        } else {
+            cur.push(' ');
+        }
+    }
+    flush(&mut cur, &mut out);
+    out
+}
+
+/// The chains of a ruleset text (comments removed; sets, maps and other blocks skipped).
+pub fn parse_ruleset(text: &str) -> Vec<Chain> {
+    let mut chains = Vec::new();
+    let mut table: Option<String> = None;
+    let mut chain: Option<Chain> = None;
+    let mut skip_depth = 0usize;
+    for s in statements(text) {
+        let words = split_words(&s);
+        let opens = s.ends_with('{');
+        if skip_depth > 0 {
+            if opens {
+                skip_depth += 1;
+            } else if s == "}" {
+                skip_depth -= 1;
+            }
+            continue;
+        }
+        if let Some(c) = chain.as_mut() {
+            match words.first().map(String::as_str) {
+                _ if s == "}" => chains.push(chain.take().unwrap_or_default()),
+                Some("type") => {
+                    c.hook = words
+                        .iter()
+                        .position(|w| w == "hook")
+                        .and_then(|i| words.get(i + 1).cloned());
+                }
+                Some("policy") => c.policy = words.get(1).cloned(),
+                Some("comment" | "devices" | "priority") => {}
+                _ if opens => skip_depth = 1,
+                _ => c.rules.push(Rule::parse(&s)),
+            }
+            continue;
+        }
+        match words.first().map(String::as_str) {
+            Some("table") if opens => {
+                let name: Vec<&str> = words[1..]
+                    .iter()
+                    .map(String::as_str)
+                    .take_while(|w| *w != "{")
+                    .collect();
+                table = Some(name.join(" "));
+            }
+            Some("chain") if opens && table.is_some() => {
+                chain = Some(Chain {
+                    table: table.clone().unwrap_or_default(),
+                    name: words.get(1).cloned().unwrap_or_default(),
+                    ..Chain::default()
+                });
+            }
+            _ if s == "}" => table = None,
+            _ if opens => skip_depth = 1,
+            _ => {}
+        }
+    }
+    chains
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn semantics_not_style() {
+        let text = "table inet filter {\n set ok { type ipv4_addr; elements = { 10.0.0.1 } }\n chain input { type filter hook input priority 0; policy drop;\n  iifname \"lo\" counter packets 0 bytes 0 accept comment \"loopback\"\n  iifname != \"lo\" ip saddr 127.0.0.0/8 counter drop\n  tcp dport { 80, 22 } ct state new accept\n }\n chain fwd { type filter hook forward priority 0; }\n}\n";
+        let c = parse_ruleset(text);
+        assert_eq!(c.len(), 2, "{c:#?}");
+        let input = &c[0];
+        assert_eq!(input.hook.as_deref(), Some("input"));
+        assert_eq!(input.effective_policy(), "drop");
+        assert!(input.rules[0].is_loopback_accept(), "{:?}", input.rules[0]);
+        assert!(!input.rules[1].is_loopback_accept());
+        assert!(input.rules[1].drops_source("ip", "127.0.0.0/8"));
+        assert!(input.rules[2].accepts_port("22"));
+        assert!(!input.rules[2].accepts_port("2"));
+        assert_eq!(c[1].effective_policy(), "accept");
+        // A loopback rule that also restricts something else is not "accept loopback".
+        assert!(!Rule::parse("iif lo tcp dport 22 accept").is_loopback_accept());
+        assert!(Rule::parse("meta iif lo accept").is_loopback_accept());
+    }
+}
