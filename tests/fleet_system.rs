@@ -220,7 +220,12 @@ fn playbook_check_apply_idempotent_refusal_reports_merge() {
         "{}",
         describe(&out)
     );
-    assert!(!bad.tmp.path().join("web1/opt/0.1.0/usr/sbin/bollwerk").exists());
+    assert!(
+        !bad.tmp
+            .path()
+            .join("web1/opt/0.1.0/usr/sbin/bollwerk")
+            .exists()
+    );
 
     let f = fleet(&hosts, None);
     let ver = env!("CARGO_PKG_VERSION");
@@ -229,7 +234,10 @@ fn playbook_check_apply_idempotent_refusal_reports_merge() {
     assert!(out.status.success(), "{}", describe(&out));
     for (h, ..) in &hosts {
         let d = f.tmp.path().join(h);
-        assert!(d.join(format!("opt/{ver}/usr/sbin/bollwerk")).is_file(), "{h}");
+        assert!(
+            d.join(format!("opt/{ver}/usr/sbin/bollwerk")).is_file(),
+            "{h}"
+        );
         assert!(!d.join(format!("opt/{ver}.tar.gz")).exists(), "{h}");
         assert_eq!(
             std::fs::read_link(d.join("bin/bollwerk")).unwrap(),

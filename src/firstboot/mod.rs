@@ -630,7 +630,7 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<ExitStatus> {
     if args.stage == Stage::Final {
-        return crate::modules::firstboot::run_final(&global.root, runner, out);
+        return crate::modules::firstboot::run_final(root_path, runner, out);
     }
     let started = Instant::now();
     let started_at = journal::now_rfc3339();
