@@ -176,10 +176,15 @@ impl ConfigSource for Planned<'_, '_> {
 /// The sshd configuration as `plan` leaves it, flattened (`Include`s followed, bounded).
 ///
 /// # Errors
-/// When a file cannot be read or a limit of [`crate::sshd_config`] is exceeded.
+/// [`Error::Unsafe`] (exit 2, nothing changed) when a file cannot be read or a limit of
+/// [`crate::sshd_config`] is exceeded: the guard cannot reason about such a configuration.
 pub fn load_planned(cx: &Context, plan: &Plan) -> Result<Flattened> {
-    crate::sshd_config::load(MAIN_ABS, &Planned { cx, plan })
-        .map_err(|e| Error::Runtime(format!("reading the sshd configuration: {e}")))
+    crate::sshd_config::load(MAIN_ABS, &Planned { cx, plan }).map_err(|e| Error::Unsafe {
+        reason: format!("cannot read the sshd configuration: {e}"),
+        hint: "fix etc/ssh/sshd_config and its drop-ins in the root (an Include loop, an \
+               oversized or unreadable file)"
+            .into(),
+    })
 }
 
 /// The global settings after `plan` (as `sshd -T` without `-C` would print them).
