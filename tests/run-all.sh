@@ -42,7 +42,8 @@ file "$bin"
 file "$bin" | grep -q 'static-pie linked'
 size=$(stat -c %s "$bin")
 echo "static binary: $size bytes"
-(( size <= 8000000 )) || { echo "static binary larger than 8 MB" >&2; exit 1; }
+# 8 MB until the trust work added 1.2 MB (README, "Install"); 9.5 MB now, to be cut back.
+(( size <= 9500000 )) || { echo "static binary larger than 9.5 MB" >&2; exit 1; }
 "$bin" --version
 
 step "release: cargo xtask dist, the .deb in a testbed copy, the tarball (reuses the static binary)"
