@@ -367,38 +367,9 @@ fn command(cx: &AuditCx, c: &CommandProbe) -> Outcome {
 /// Parses `/proc/net/tcp` or `tcp6`: the addresses listening on `port`.
 pub fn listeners(text: &str, port: u16) -> Vec<IpAddr> {
     let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 4 || f[3] != "0A" {
-            continue;
-        }
-        let Some((addr, p)) = f[1].split_once(':') else {
-            continue;
-        };
-        if u16::from_str_radix(p, 16).ok() != Some(port) {
-            continue;
-        }
-        // The kernel prints each 32-bit word of the address in host (little-endian) order.
-        let words: Option<Vec<[u8; 4]>> = (0..addr.len() / 8)
-            .map(|i| {
-                addr.get(i * 8..i * 8 + 8)
-                    .and_then(|w| u32::from_str_radix(w, 16).ok())
-                    .map(u32::to_le_bytes)
-            })
-            .collect();
-        let ip = match words.as_deref() {
-            Some([w]) => IpAddr::from(*w),
-            Some(ws @ [_, _, _, _]) => {
-                let mut b = [0u8; 16];
-                for (i, w) in ws.iter().enumerate() {
-                    b[i * 4..i * 4 + 4].copy_from_slice(w);
-                }
-                IpAddr::from(b)
-            }
-            _ => continue,
-        };
-        if !out.contains(&ip) {
-            out.push(ip);
+    for s in crate::state::sockets::listening(text, false) {
+        if s.port == port && !out.contains(&s.addr) {
+            out.push(s.addr);
         }
     }
     out

@@ -32,57 +32,15 @@ pub struct OpenPort {
     pub owner: String,
 }
 
-fn hex_ip(h: &str) -> Option<std::net::IpAddr> {
-    match h.len() {
-        8 => {
-            let n = u32::from_str_radix(h, 16).ok()?;
-            Some(std::net::Ipv4Addr::from(n.swap_bytes()).into())
-        }
-        32 => {
-            let mut b = [0u8; 16];
-            for (i, chunk) in b.chunks_mut(4).enumerate() {
-                let w = u32::from_str_radix(&h[i * 8..i * 8 + 8], 16).ok()?;
-                chunk.copy_from_slice(&w.to_le_bytes());
-            }
-            Some(std::net::Ipv6Addr::from(b).into())
-        }
-        _ => None,
-    }
-}
-
-fn is_loopback(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(a) => a.is_loopback(),
-        std::net::IpAddr::V6(a) => {
-            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|m| m.is_loopback())
-        }
-    }
-}
-
 /// Listening sockets of one `/proc/net/<file>` table not bound to loopback: (proto, addr,
 /// port, inode). TCP: state `0A` (LISTEN); UDP: unconnected sockets (state `07`, no remote).
 pub fn parse_net(text: &str, proto: &'static str) -> Vec<(&'static str, String, u16, String)> {
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        if w.len() < 10 {
-            continue;
-        }
-        let (Some((la, lp)), Some((_, rp))) = (w[1].split_once(':'), w[2].split_once(':')) else {
-            continue;
-        };
-        let listening = match proto {
-            "tcp" => w[3] == "0A",
-            _ => w[3] == "07" && rp == "0000",
-        };
-        let (Some(ip), Ok(port)) = (hex_ip(la), u16::from_str_radix(lp, 16)) else {
-            continue;
-        };
-        if listening && port != 0 && !is_loopback(ip) {
-            out.push((proto, ip.to_string(), port, w[9].to_string()));
-        }
-    }
-    out
+    use crate::state::sockets::{is_loopback, listening};
+    listening(text, proto == "udp")
+        .into_iter()
+        .filter(|s| s.port != 0 && !is_loopback(s.addr))
+        .map(|s| (proto, s.addr.to_string(), s.port, s.inode))
+        .collect()
 }
 
 /// Socket inode → `name (pid N)`, from `<proc>/<pid>/fd/*` links `socket:[inode]`.
@@ -139,7 +97,9 @@ pub fn parse_docker_ps(text: &str) -> Vec<OpenPort> {
                 continue;
             };
             let addr = addr.trim_matches(|c| c == '[' || c == ']');
-            let loopback = addr.parse::<std::net::IpAddr>().is_ok_and(is_loopback);
+            let loopback = addr
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(crate::state::sockets::is_loopback);
             // `8000-8001->80-81/tcp` publishes a range: every port of it.
             let (lo, hi) = match port.split_once('-') {
                 Some((a, b)) => (a.parse().unwrap_or(0), b.parse().unwrap_or(0)),

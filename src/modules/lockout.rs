@@ -963,20 +963,11 @@ fn live_refusals(cx: &Context, a: &SshAccess, proc_dir: &std::path::Path) -> Vec
 
 /// Local ports in LISTEN state (`st` 0A) in `/proc/net/tcp` / `tcp6` texts.
 pub fn listening_ports(texts: &[String]) -> Vec<u16> {
-    let mut out = Vec::new();
-    for t in texts {
-        for l in t.lines().skip(1) {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() > 3
-                && f[3] == "0A"
-                && let Some(p) = f[1].rsplit(':').next()
-                && let Ok(p) = u16::from_str_radix(p, 16)
-            {
-                out.push(p);
-            }
-        }
-    }
-    out
+    texts
+        .iter()
+        .flat_map(|t| crate::state::sockets::listening(t, false))
+        .map(|s| s.port)
+        .collect()
 }
 
 /// The host's own addresses: `/32 host LOCAL` entries of `/proc/net/fib_trie`, and
