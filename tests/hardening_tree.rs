@@ -861,3 +861,91 @@ fn cis_level1_server_in_a_container_reports_kernel_items_not_applicable() {
     let (_, again) = t.run(&runner, &["apply", "--profile", &p]);
     assert!(again.contains("0 changes"), "{again}");
 }
+
+const TOOLS: &str = "[tools]\nneedrestart = \"list\"\ndebsums = true\napt_show_versions = true\napt_listchanges = true\nmalware_scanner = \"chkrootkit\"\n";
+const TOOL_PACKAGES: [&str; 5] = [
+    "needrestart",
+    "debsums",
+    "apt-show-versions",
+    "apt-listchanges",
+    "chkrootkit",
+];
+
+/// Marks the tools' packages installed in the fixture's dpkg status.
+fn tools_installed(t: &Tree) {
+    let mut status = t.read("var/lib/dpkg/status");
+    for pkg in TOOL_PACKAGES {
+        status.push_str(&format!(
+            "\nPackage: {pkg}\nStatus: install ok installed\nVersion: 1\n"
+        ));
+    }
+    t.write("var/lib/dpkg/status", &status);
+}
+
+#[test]
+fn tools_installed_needrestart_lists_only_and_a_weekly_scan_timer() {
+    // The plan installs the tools' packages with the root's apt.
+    let t = Tree::fixture("debian12-hardening");
+    t.write("usr/bin/apt-get", "#!/bin/sh\n");
+    let p = t.profile("site", &site(TOOLS));
+    let (st, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    for pkg in TOOL_PACKAGES {
+        assert!(
+            plan.contains(&format!("{pkg} (tools module)")),
+            "{pkg}:\n{plan}"
+        );
+    }
+
+    // Once they are installed: the drop-in and the timer, idempotent, rolled back exactly.
+    let (t, plan) = apply_idempotent_rollback("debian12-hardening", TOOLS, tools_installed);
+    assert_eq!(
+        t.read("etc/needrestart/conf.d/bollwerk.conf")
+            .lines()
+            .last(),
+        Some("$nrconf{restart} = 'l';")
+    );
+    let timer = t.read("etc/systemd/system/bollwerk-chkrootkit.timer");
+    assert!(timer.contains("OnCalendar=weekly"), "{timer}");
+    assert!(
+        t.read("etc/systemd/system/bollwerk-chkrootkit.service")
+            .contains("ExecStart=/usr/sbin/chkrootkit -q")
+    );
+    assert!(t.exists("etc/systemd/system/timers.target.wants/bollwerk-chkrootkit.timer"));
+    assert!(plan.contains("perl -c"), "{plan}");
+
+    // "none" takes bollwerk's files away again (the packages stay).
+    let p = t.profile(
+        "off",
+        &site("[tools]\nneedrestart = \"none\"\nmalware_scanner = \"none\"\n"),
+    );
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    for f in [
+        "etc/needrestart/conf.d/bollwerk.conf",
+        "etc/systemd/system/bollwerk-chkrootkit.timer",
+        "etc/systemd/system/bollwerk-chkrootkit.service",
+        "etc/systemd/system/timers.target.wants/bollwerk-chkrootkit.timer",
+    ] {
+        assert!(!t.exists(f), "{f} left behind:\n{out}");
+    }
+}
+
+#[test]
+fn tools_needrestart_dropin_rejected_by_perl_is_never_activated() {
+    let t = Tree::fixture("debian12-hardening");
+    tools_installed(&t);
+    let p = t.profile("site", &site(TOOLS));
+    let runner = fake_runner();
+    runner.push("/usr/bin/perl -c", 255, "", "syntax error at line 3");
+    let before = t.snapshot();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Failure, "{out}");
+    assert_eq!(t.snapshot(), before, "nothing activated");
+    assert!(
+        runner
+            .log()
+            .iter()
+            .any(|c| c.starts_with("/usr/bin/perl -c "))
+    );
+}

@@ -29,10 +29,24 @@ cargo clippy --all-targets --features failpoints -- -D warnings
 step "tests (unit, tree, system)"
 cargo test --features failpoints -- --test-threads="${BOLLWERK_TEST_THREADS:-4}"
 
+step "independent scanners (Lynis, OpenSCAP) on fresh and hardened roots, concurrently with fuzzing"
+# Built first so the two concurrent steps do not fight over cargo's lock.
+cargo test --features failpoints --test scanners_system --test fuzz --no-run
+scan_log=target/scanners-step.log
+scan_start=$(date +%s)
+( cargo test --features failpoints --test scanners_system -- --ignored --nocapture >"$scan_log" 2>&1
+  echo "scanner step took $(( $(date +%s) - scan_start )) s" >>"$scan_log" ) &
+scan_pid=$!
+
 step "fuzzing: profile, cloud-config, network-config, sshd_config, passwd/group/shadow, authorized_keys"
 fuzz_start=$(date +%s)
 BOLLWERK_FUZZ_SECS=${BOLLWERK_FUZZ_SECS:-50} cargo test --features failpoints --test fuzz -- --ignored --nocapture fuzz_all_targets
 echo "fuzzing took $(( $(date +%s) - fuzz_start )) s"
+scan_rc=0
+wait "$scan_pid" || scan_rc=$?
+step "independent scanners: output"
+cat "$scan_log"
+(( scan_rc == 0 )) || { echo "independent scanner step failed (exit $scan_rc)" >&2; exit 1; }
 
 step "static build"
 cargo build --release --target x86_64-unknown-linux-musl

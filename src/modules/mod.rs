@@ -109,6 +109,7 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::pam::Pam);
     m.push(&hardening::apparmor::AppArmor);
     m.push(&hardening::integrity::Integrity);
+    m.push(&hardening::tools::Tools);
     m.push(&hardening::logging::Logging);
 
     // -- firstboot (issue 6): deferred write_files last, so owners may be users created above --

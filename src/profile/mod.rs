@@ -117,6 +117,9 @@ pub struct Profile {
     /// File integrity (opt-in): AIDE with its database built by a timer after boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integrity: Option<crate::modules::hardening::integrity::IntegritySection>,
+    /// Maintenance tools: needrestart (listing only), debsums, apt-show-versions, apt-listchanges, a weekly malware scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<crate::modules::hardening::tools::ToolsSection>,
     /// Log file access: rsyslog's file creation mode and the modes of files in /var/log (journald: see [journald]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<crate::modules::hardening::logging::LoggingSection>,

@@ -20,11 +20,19 @@ packages=(
   libpam-pwquality cracklib-runtime pamtester apparmor apparmor-utils chrony- systemd-timesyncd at- aide aide-common auditd-
   linux-image-amd64 isc-dhcp-client- ifupdown- netcat-openbsd curl
 )
+# What the built-in hardening profiles install (issue 12: cis-level1-server's [tools] and
+# [packages], cis-level2-server's auditd and accounting): downloaded into the root's apt cache,
+# NOT installed, with the package lists kept, so `bollwerk apply` installs them from the root's
+# own apt offline, as on a VPS whose lists and cache are warm. The fresh root stays fresh.
+predownload=(
+  needrestart debsums apt-show-versions apt-listchanges chkrootkit libpam-tmpdir
+  systemd-journal-remote auditd audispd-plugins acct sysstat
+)
 # Entries ending in "-" are documentation of what we deliberately leave out; strip them.
 include=()
 for p in "${packages[@]}"; do [[ $p == *- ]] || include+=("$p"); done
 
-key=$( { printf '%s\n' "${include[@]}"; cat "$0"; } | sha256sum | cut -c1-16)
+key=$( { printf '%s\n' "${include[@]}" "${predownload[@]}"; cat "$0"; } | sha256sum | cut -c1-16)
 out="$cache/rootfs-$key.tar.zst"
 if [[ -s $out ]]; then
   ln -sfn "$(basename "$out")" "$cache/rootfs.tar.zst"
@@ -64,6 +72,9 @@ mmdebstrap --variant=apt --mode=root \
   --dpkgopt='path-exclude=/usr/share/{doc,man,info,locale}/*' \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --include="$(IFS=,; echo "${include[*]}")" \
+  --skip=cleanup/apt/lists --skip=cleanup/apt/cache \
+  --customize-hook='chroot "$1" apt-get clean' \
+  --customize-hook="chroot \"\$1\" apt-get install -q -y --download-only --no-install-recommends ${predownload[*]}" \
   bookworm "$root" \
   "deb $mirror bookworm main" "deb $mirror bookworm-updates main" "deb $secmirror bookworm-security main"
 

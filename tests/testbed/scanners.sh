@@ -118,7 +118,7 @@ EOF
   timeout -s KILL 600 setpriv --pdeathsig KILL -- systemd-nspawn --boot --register=no --keep-unit \
     --private-network --quiet -D "$root" >"$out/nspawn.log" 2>&1 || true
   rm -f "$root/etc/systemd/system/multi-user.target.wants/bollwerk-lynis.service"
-  cp "$root/root/lynis-report.dat" "$root/root/lynis.out" "$out/" 2>/dev/null || {
+  cp "$root/root/lynis-report.dat" "$root/root/lynis.out" "$root/root/lynis.log" "$out/" 2>/dev/null || {
     echo "lynis: no report (see $out/nspawn.log)" >&2
     exit 1
   }

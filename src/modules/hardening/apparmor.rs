@@ -133,7 +133,7 @@ impl Module for AppArmor {
                     ..
                 }),
                 None,
-            ) => vec!["apparmor".into()],
+            ) => vec!["apparmor".into(), "apparmor-utils".into()],
             _ => Vec::new(),
         }
     }

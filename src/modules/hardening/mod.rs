@@ -13,6 +13,7 @@
 //! | `pam` | `[pam]` | `usr/share/pam-configs/bollwerk-*` activated with `pam-auth-update`, `etc/security/pwquality.conf.d/bollwerk.conf`, settings in `etc/security/faillock.conf`, the `pam_wheel` line of `etc/pam.d/su` |
 //! | `apparmor` | `[apparmor]` | enablement of `apparmor.service`, `etc/apparmor.d/force-complain/*`, `etc/default/grub.d/bollwerk-apparmor.cfg` |
 //! | `integrity` | `[integrity]` | `etc/systemd/system/bollwerk-aide-init.{service,timer}` (AIDE database built by a timer) |
+//! | `tools` | `[tools]` | `etc/needrestart/conf.d/bollwerk.conf`, `etc/systemd/system/bollwerk-chkrootkit.{service,timer}` (packages: needrestart, debsums, apt-show-versions, apt-listchanges, chkrootkit) |
 //! | `logging` | `[logging]` | `etc/rsyslog.d/00-bollwerk-filemode.conf`, modes of files in `var/log` |
 //!
 //! Every module reports kernel-level settings as not applicable in containers (a note, no
@@ -31,4 +32,5 @@ pub mod pam;
 pub mod sudo;
 pub mod time;
 pub mod tmp;
+pub mod tools;
 pub mod util;
