@@ -164,10 +164,14 @@ fn harden(inst: &Instance, profile: &str, f: &mut Figures) {
 
 /// Hardens (when `profile` is given) and scans one fresh copy of the testbed root.
 fn judge(tb: &Testbed, profile: Option<&str>, oscap_l2: bool) -> Figures {
+    // Reports stay for reading after the run: target/tmp/scanners/<root>/.
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("scanners")
+        .join(profile.unwrap_or("fresh"));
+    let _ = std::fs::remove_dir_all(&work);
     let mut f = Figures::default();
     let inst = tb.instance();
     let root = inst.root.to_string_lossy().into_owned();
-    let work = inst.dir().join("scan");
     if let Some(profile) = profile {
         harden(&inst, profile, &mut f);
     }

@@ -216,6 +216,12 @@ pub const CIS_KERNEL: &[(&str, &str)] = &[
     ("fs.protected_symlinks", "1"),
     ("fs.protected_fifos", "2"),
     ("fs.protected_regular", "2"),
+    // Beyond CIS, what Lynis' KRNL-6000 and the kernel self-protection project ask for and a
+    // server does not miss: no line-discipline autoloading from user space (CVE-2017-2636
+    // class), no unprivileged eBPF, perf events for root only.
+    ("dev.tty.ldisc_autoload", "0"),
+    ("kernel.unprivileged_bpf_disabled", "1"),
+    ("kernel.perf_event_paranoid", "3"),
 ];
 
 /// The parameters a section asks for on this target, in file order (later entries of the
