@@ -692,6 +692,26 @@ impl Instance {
         }
     }
 
+    /// Boots the copy with systemd-nspawn (its own network namespace with only `lo`, not
+    /// registered with machined) until it powers itself off; SIGKILLed after `limit`. A unit
+    /// the test enabled does the work and ends with `systemctl poweroff`.
+    pub fn boot_nspawn(&self, limit: Duration) -> Output {
+        run_capture(
+            Command::new("setpriv")
+                .args(["--pdeathsig", "KILL", "--", "systemd-nspawn", "--boot"])
+                .args([
+                    "--register=no",
+                    "--keep-unit",
+                    "--private-network",
+                    "--quiet",
+                    "-D",
+                ])
+                .arg(&self.root),
+            None,
+            limit,
+        )
+    }
+
     /// Read `path` inside the root from the host (panics when it cannot be read).
     pub fn read(&self, path: impl AsRef<Path>) -> String {
         let p = self.path(path);
