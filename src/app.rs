@@ -461,7 +461,7 @@ fn apply(
     let report = report?;
     // Verify: re-read everything; a converged host plans nothing, and modules check live state.
     let (verify_plan, findings, follow_up) = if report.run_id.is_some() {
-        let (cx2, follow_up) = follow_up_run(&cx, &plan, &report, force)?;
+        let (cx2, follow_up) = crate::modules::follow_up_run(&cx, &plan, &report, force)?;
         if let (Some(a), Some((second, _))) = (armed.as_mut(), &follow_up) {
             // A pending `--confirm` reverts the follow-up run too.
             a.record_more(&cx.root, second.run_id.clone())?;
@@ -539,54 +539,6 @@ fn apply(
         eprintln!("{line}");
     }
     Ok(ExitStatus::Ok)
-}
-
-/// After a run that changed software (package installs) or stopped because a command made the
-/// rest of its plan stale: plans again with the verifier context and applies what became
-/// possible as a second, separately journaled run. Returns the context to verify with and the
-/// follow-up run, if one was needed.
-///
-/// The re-plan uses the verifier context (`converging`): work a module defers on purpose, like
-/// closing an old SSH port after a move, stays for a later run.
-///
-/// # Errors
-/// [`Error::Unsafe`] when the follow-up plan is refused (and not forced); apply errors.
-pub fn follow_up_run<'a>(
-    cx: &Context<'a>,
-    plan: &Plan,
-    report: &ApplyReport,
-    force: bool,
-) -> Result<(Context<'a>, Option<(ApplyReport, Plan)>)> {
-    let cx2 = cx.verifier()?;
-    // -- packages (issue 4) --
-    // Software this run installed (a PostgreSQL cluster, a tool's configuration directory)
-    // could not be planned for before it existed: configure it now, as a second run.
-    if !(crate::modules::packages::changes_software(plan) || report.stopped.is_some()) {
-        return Ok((cx2, None));
-    }
-    let vp = crate::modules::plan_all(&cx2)?;
-    if vp.is_empty() {
-        return Ok((cx2, None));
-    }
-    if !vp.refusals.is_empty() && !force {
-        let r = &vp.refusals[0];
-        return Err(Error::Unsafe {
-            reason: format!(
-                "packages were changed (run {}), but configuring them is refused: {}",
-                report.run_id.clone().unwrap_or_default(),
-                r.reason
-            ),
-            hint: r.hint.clone(),
-        });
-    }
-    let second = crate::engine::apply::apply(&cx2, &vp)?;
-    if let Some(why) = &second.stopped {
-        return Err(Error::Runtime(format!(
-            "the follow-up run {} stopped again ({why}); run apply once more",
-            second.run_id.clone().unwrap_or_default()
-        )));
-    }
-    Ok((cx2.verifier()?, Some((second, vp))))
 }
 
 fn paint(s: &str, code: &str, color: bool) -> String {

@@ -721,7 +721,7 @@ pub fn run(
         }
         // Package steps a previous boot could not finish are retried (and only they).
         if let Some(line) = crate::modules::firstboot::resume_final(&root, runner)
-            && args.format != crate::cli::Format::Json
+            && args.format != crate::format::Format::Json
         {
             w(out, &line)?;
         }
@@ -815,7 +815,7 @@ pub fn run(
     };
     // Like `apply`: configure what the package step installed (a follow-up run), then verify
     // that the host converged and the modules' live checks pass.
-    let (cx2, follow_up) = crate::app::follow_up_run(&cx, &plan, &report, false)?;
+    let (cx2, follow_up) = crate::modules::follow_up_run(&cx, &plan, &report, false)?;
     let t_applied = started.elapsed();
     let verify_plan = crate::modules::plan_all(&cx2)?;
     let mut findings: Vec<String> = verify_plan

@@ -830,7 +830,7 @@ pub fn run_final(
         .map(|m| m.id)
         .collect();
     let result = crate::engine::apply::apply(&cx, &plan).and_then(|r| {
-        crate::app::follow_up_run(&cx, &plan, &r, false)?;
+        crate::modules::follow_up_run(&cx, &plan, &r, false)?;
         Ok(r)
     });
     let (status, error) = match &result {

@@ -155,3 +155,54 @@ pub fn verify_all(cx: &Context) -> Result<Vec<Finding>> {
     }
     Ok(out)
 }
+
+/// After a run that changed software (package installs) or stopped because a command made the
+/// rest of its plan stale: plans again with the verifier context and applies what became
+/// possible as a second, separately journaled run. Returns the context to verify with and the
+/// follow-up run, if one was needed.
+///
+/// The re-plan uses the verifier context (`converging`): work a module defers on purpose, like
+/// closing an old SSH port after a move, stays for a later run.
+///
+/// # Errors
+/// [`Error::Unsafe`] when the follow-up plan is refused (and not forced); apply errors.
+pub fn follow_up_run<'a>(
+    cx: &Context<'a>,
+    plan: &Plan,
+    report: &crate::engine::apply::ApplyReport,
+    force: bool,
+) -> Result<(
+    Context<'a>,
+    Option<(crate::engine::apply::ApplyReport, Plan)>,
+)> {
+    let cx2 = cx.verifier()?;
+    // -- packages (issue 4) --
+    // Software this run installed (a PostgreSQL cluster, a tool's configuration directory)
+    // could not be planned for before it existed: configure it now, as a second run.
+    if !(crate::modules::packages::changes_software(plan) || report.stopped.is_some()) {
+        return Ok((cx2, None));
+    }
+    let vp = crate::modules::plan_all(&cx2)?;
+    if vp.is_empty() {
+        return Ok((cx2, None));
+    }
+    if !vp.refusals.is_empty() && !force {
+        let r = &vp.refusals[0];
+        return Err(crate::error::Error::Unsafe {
+            reason: format!(
+                "packages were changed (run {}), but configuring them is refused: {}",
+                report.run_id.clone().unwrap_or_default(),
+                r.reason
+            ),
+            hint: r.hint.clone(),
+        });
+    }
+    let second = crate::engine::apply::apply(&cx2, &vp)?;
+    if let Some(why) = &second.stopped {
+        return Err(crate::error::Error::Runtime(format!(
+            "the follow-up run {} stopped again ({why}); run apply once more",
+            second.run_id.clone().unwrap_or_default()
+        )));
+    }
+    Ok((cx2.verifier()?, Some((second, vp))))
+}
