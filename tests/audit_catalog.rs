@@ -353,3 +353,34 @@ fn vm_only_checks_are_not_applicable_in_a_container_with_a_reason() {
         assert_ne!(x.status, Status::NotApplicable, "{}: {}", x.id, x.evidence);
     }
 }
+
+/// `tests/testbed/openscap-map.toml` (issue 12: our audit against OpenSCAP's CIS content) names
+/// only checks of the catalog, is sorted by rule id, and says why where a rule has no equivalent.
+#[test]
+fn openscap_map_names_catalog_checks() {
+    let cat = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let ids: BTreeSet<&str> = cat.checks.iter().map(|c| c.id.as_str()).collect();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/openscap-map.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let map: BTreeMap<String, Vec<String>> = toml::from_str(&text).unwrap();
+    assert!(map.len() > 200, "{} rules", map.len());
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split(" = ").next().unwrap_or(l))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted, "sorted by rule id");
+    for l in text.lines().filter(|l| l.contains("= []")) {
+        assert!(l.contains("= []  # "), "no reason given: {l}");
+    }
+    for (rule, checks) in &map {
+        for c in checks {
+            assert!(
+                ids.contains(c.as_str()),
+                "{rule}: no check `{c}` in the catalog"
+            );
+        }
+    }
+}

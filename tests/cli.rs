@@ -115,3 +115,19 @@ fn unknown_root_and_run_ids_are_usage_errors() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no run `no-such-run`"));
 }
+
+/// `checks show` prints a check's note on independent scanners (issue 12), and only where the
+/// catalog has one.
+#[test]
+fn checks_show_prints_the_scanners_note() {
+    let out = bollwerk(&["checks", "show", "ssh.ciphers"]);
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("\nScanners:   OpenSCAP (ComplianceAsCode CIS content) reads Ciphers from /etc/ssh/sshd_config only"),
+        "{s}"
+    );
+    let out = bollwerk(&["checks", "show", "ssh.permit-root-login"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Scanners:"));
+}

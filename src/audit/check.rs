@@ -74,6 +74,11 @@ pub struct Check {
     /// partitions, IPv6 by SLAAC); a failure is reported with this reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_specific: Option<String>,
+    /// Where an independent scanner (OpenSCAP with the ComplianceAsCode CIS content, Lynis)
+    /// judges this recommendation differently, and why (it reads another file or form, or cannot
+    /// evaluate an offline root); shown by `checks show`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanners: Option<String>,
     /// How the state is observed and judged.
     pub probe: Probe,
 }

@@ -417,6 +417,9 @@ pub fn checks(c: &ChecksCommand, out: &mut dyn Write) -> Result<ExitStatus> {
                     d.reason
                 ));
             }
+            if let Some(n) = &k.scanners {
+                s.push_str(&format!("Scanners:   {n}\n"));
+            }
             if !k.iso27001.is_empty() {
                 s.push_str(&format!("ISO 27001:  {}\n", k.iso27001.join(", ")));
             }
