@@ -144,7 +144,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
     let mut commands_ran = false;
     for change in &plan.changes {
         // `apply --confirm`: nothing more is activated once the window has passed.
-        if let Err(e) = crate::modules::firewall::confirm::check_window() {
+        if let Err(e) = crate::engine::deadline::check() {
             journal.close(RunStatus::Failed, Some(e.to_string()))?;
             return Err(e);
         }
@@ -192,7 +192,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
             program: h.cmd.program.clone(),
             args: h.cmd.args.clone(),
         });
-        if let Err(e) = crate::modules::firewall::confirm::check_window() {
+        if let Err(e) = crate::engine::deadline::check() {
             journal.close(RunStatus::Failed, Some(e.to_string()))?;
             return Err(e);
         }

@@ -5,6 +5,7 @@
 //! that plan (see `apply.rs`), [`journal`] records it and rolls it back.
 
 pub mod apply;
+pub mod deadline;
 pub mod diff;
 pub mod journal;
 

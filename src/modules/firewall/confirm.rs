@@ -18,7 +18,6 @@
 //! rolls back everything it applied, restores the firewall, removes the pending confirmation
 //! and exits 3. Whichever of the two gets there first reverts; the other finds nothing pending.
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -59,30 +58,19 @@ pub struct Pending {
 /// How long `bollwerk confirm --revert` waits for a running apply to release the lock.
 pub const REVERT_LOCK_WAIT: Duration = Duration::from_secs(2 * 3600);
 
-/// The deadline of the confirmation this process armed (checked by the apply engine).
-static DEADLINE: Mutex<Option<SystemTime>> = Mutex::new(None);
-
-fn deadline() -> Option<SystemTime> {
-    DEADLINE.lock().ok().and_then(|d| *d)
-}
-
 /// True when this process armed a confirmation whose window has passed.
 pub fn window_passed() -> bool {
-    deadline().is_some_and(|d| SystemTime::now() >= d)
+    crate::engine::deadline::passed()
 }
 
-/// Called by the apply engine before it activates a step or runs a handler.
+/// Called by the apply engine before it activates a step or runs a handler (it lives in
+/// [`crate::engine::deadline`]; kept here for callers that think in confirmations).
 ///
 /// # Errors
 /// [`Error::Runtime`] once the `--confirm` window this process armed has passed: the apply
 /// must not activate anything more (its caller reverts, see [`finish_or_revert`]).
 pub fn check_window() -> Result<()> {
-    if window_passed() {
-        return Err(Error::Runtime(
-            "the --confirm window passed while applying: nothing more is activated".into(),
-        ));
-    }
-    Ok(())
+    crate::engine::deadline::check()
 }
 
 fn read_pending(root: &Root) -> Result<Option<Pending>> {
@@ -244,9 +232,7 @@ pub fn arm(cx: &Context, plan: &Plan, after: Duration) -> Result<Option<Armed>> 
     );
     match out {
         Ok(o) if o.success() => {
-            if let Ok(mut d) = DEADLINE.lock() {
-                *d = Some(now + after);
-            }
+            crate::engine::deadline::set(Some(now + after));
             Ok(Some(Armed { pending }))
         }
         other => {
@@ -311,9 +297,7 @@ pub fn finish_or_revert(root: &Root, runner: &dyn Runner) -> Result<()> {
     if !window_passed() {
         return Ok(());
     }
-    if let Ok(mut d) = DEADLINE.lock() {
-        *d = None;
-    }
+    crate::engine::deadline::set(None);
     let outcome = match read_pending(root)? {
         Some(p) => revert_locked(root, runner, p),
         None => Ok("the revert timer already restored the previous state\n".into()),
