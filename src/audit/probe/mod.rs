@@ -44,49 +44,7 @@ pub fn list_some<S: AsRef<str>>(items: &[S]) -> String {
 /// The expected state of a probe in words.
 pub fn expected(p: &Probe) -> String {
     match p {
-        Probe::File {
-            path,
-            file_type,
-            mode_max,
-            mode_min,
-            owner,
-            group,
-            absent,
-            from_profile,
-            ..
-        } => {
-            let what = if path.is_empty() {
-                format!(
-                    "paths from profile key {}",
-                    from_profile.as_deref().unwrap_or("")
-                )
-            } else {
-                format!("/{path}")
-            };
-            if *absent {
-                return format!("{what} does not exist");
-            }
-            let mut parts = Vec::new();
-            if let Some(t) = file_type {
-                parts.push(match t {
-                    FileType::File => "a regular file".to_string(),
-                    FileType::Dir => "a directory".to_string(),
-                });
-            }
-            if let Some(m) = mode_max {
-                parts.push(format!("mode {m} or stricter"));
-            }
-            if let Some(m) = mode_min {
-                parts.push(format!("mode bits {m} set"));
-            }
-            if !owner.is_empty() {
-                parts.push(format!("owner {}", owner.join("/")));
-            }
-            if !group.is_empty() {
-                parts.push(format!("group {}", group.join("/")));
-            }
-            format!("{what}: {}", parts.join(", "))
-        }
+        Probe::File { .. } => expected_file(p),
         Probe::Line {
             path,
             pattern,
@@ -111,21 +69,7 @@ pub fn expected(p: &Probe) -> String {
                 format!("{} not installed", name.join(", "))
             }
         }
-        Probe::Service {
-            unit,
-            enabled,
-            active,
-            ..
-        } => {
-            let mut parts = Vec::new();
-            if let Some(e) = enabled {
-                parts.push(if *e { "enabled" } else { "not enabled" });
-            }
-            if let Some(a) = active {
-                parts.push(if *a { "active" } else { "not active" });
-            }
-            format!("{} {}", unit.join("/"), parts.join(" and "))
-        }
+        Probe::Service { .. } => expected_service(p),
         Probe::KernelModule { module } => {
             format!("kernel module {module} cannot be loaded (install /bin/false + blacklist)")
         }
@@ -165,77 +109,19 @@ pub fn expected(p: &Probe) -> String {
             "{pam_type} {module} in pam.d/{file} enforcing, effective {option} {}",
             describe(expect)
         ),
-        Probe::Pam {
-            file,
-            pam_type,
-            module,
-            present,
-            args_present,
-            args_absent,
-            arg,
-            expect,
-            group_empty,
-        } => {
-            if !present {
-                return format!("no {pam_type} {module} in pam.d/{file}");
-            }
-            if *group_empty {
-                return format!(
-                    "{pam_type} {module} in pam.d/{file} with {} naming an empty group",
-                    arg.as_deref().unwrap_or("group")
-                );
-            }
-            let mut s = format!("{pam_type} {module} in pam.d/{file}");
-            if !args_present.is_empty() {
-                s.push_str(&format!(" with {}", args_present.join(" ")));
-            }
-            if !args_absent.is_empty() {
-                s.push_str(&format!(" without {}", args_absent.join(" ")));
-            }
-            if let (Some(a), Some(e)) = (arg, expect) {
-                s.push_str(&format!(", {a} {}", describe(e)));
-            }
-            s
-        }
+        Probe::Pam { .. } => expected_pam(p),
         Probe::Accounts { rule } => format!("{rule:?}"),
         Probe::WorldWritable { .. } => {
             "no world-writable files; world-writable directories sticky".into()
         }
         Probe::Unowned { .. } => "every file has an existing owner and group".into(),
         Probe::Firewall { property } => format!("firewall: {property:?}"),
-        Probe::Fail2ban {
-            jail,
-            setting,
-            expect,
-            active,
-        } => {
-            let mut s = format!("fail2ban jail {jail} enabled");
-            if let (Some(k), Some(e)) = (setting, expect) {
-                s.push_str(&format!(", {k} {}", describe(e)));
-            }
-            if *active {
-                s.push_str(" and running");
-            }
-            s
-        }
+        Probe::Fail2ban { .. } => expected_fail2ban(p),
         Probe::Postgres { setting, expect } => {
             format!("PostgreSQL {setting} {}", describe(expect))
         }
         Probe::PgHba { rule } => format!("pg_hba.conf: {rule:?}"),
-        Probe::Logrotate {
-            paths,
-            from_profile,
-        } => {
-            let mut s = "logrotate rules for ".to_string();
-            s.push_str(&paths.join(", "));
-            if let Some(k) = from_profile {
-                if !paths.is_empty() {
-                    s.push_str(" and ");
-                }
-                s.push_str(&format!("the profile's {k}"));
-            }
-            s
-        }
+        Probe::Logrotate { .. } => expected_logrotate(p),
         Probe::AptConf { key, expect } => format!("{key} {}", describe(expect)),
         Probe::UnitSetting {
             unit,
@@ -262,6 +148,155 @@ pub fn expected(p: &Probe) -> String {
         | Probe::FileAge(_)
         | Probe::TlsCert(_) => super::custom::expected(p),
     }
+}
+
+/// The expected state of a `file` probe.
+fn expected_file(p: &Probe) -> String {
+    let Probe::File {
+        path,
+        file_type,
+        mode_max,
+        mode_min,
+        owner,
+        group,
+        absent,
+        from_profile,
+        ..
+    } = p
+    else {
+        return String::new();
+    };
+    let what = if path.is_empty() {
+        format!(
+            "paths from profile key {}",
+            from_profile.as_deref().unwrap_or("")
+        )
+    } else {
+        format!("/{path}")
+    };
+    if *absent {
+        return format!("{what} does not exist");
+    }
+    let mut parts = Vec::new();
+    if let Some(t) = file_type {
+        parts.push(match t {
+            FileType::File => "a regular file".to_string(),
+            FileType::Dir => "a directory".to_string(),
+        });
+    }
+    if let Some(m) = mode_max {
+        parts.push(format!("mode {m} or stricter"));
+    }
+    if let Some(m) = mode_min {
+        parts.push(format!("mode bits {m} set"));
+    }
+    if !owner.is_empty() {
+        parts.push(format!("owner {}", owner.join("/")));
+    }
+    if !group.is_empty() {
+        parts.push(format!("group {}", group.join("/")));
+    }
+    format!("{what}: {}", parts.join(", "))
+}
+
+/// The expected state of a `service` probe.
+fn expected_service(p: &Probe) -> String {
+    let Probe::Service {
+        unit,
+        enabled,
+        active,
+        ..
+    } = p
+    else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if let Some(e) = enabled {
+        parts.push(if *e { "enabled" } else { "not enabled" });
+    }
+    if let Some(a) = active {
+        parts.push(if *a { "active" } else { "not active" });
+    }
+    format!("{} {}", unit.join("/"), parts.join(" and "))
+}
+
+/// The expected state of a `pam` probe.
+fn expected_pam(p: &Probe) -> String {
+    let Probe::Pam {
+        file,
+        pam_type,
+        module,
+        present,
+        args_present,
+        args_absent,
+        arg,
+        expect,
+        group_empty,
+    } = p
+    else {
+        return String::new();
+    };
+    if !present {
+        return format!("no {pam_type} {module} in pam.d/{file}");
+    }
+    if *group_empty {
+        return format!(
+            "{pam_type} {module} in pam.d/{file} with {} naming an empty group",
+            arg.as_deref().unwrap_or("group")
+        );
+    }
+    let mut s = format!("{pam_type} {module} in pam.d/{file}");
+    if !args_present.is_empty() {
+        s.push_str(&format!(" with {}", args_present.join(" ")));
+    }
+    if !args_absent.is_empty() {
+        s.push_str(&format!(" without {}", args_absent.join(" ")));
+    }
+    if let (Some(a), Some(e)) = (arg, expect) {
+        s.push_str(&format!(", {a} {}", describe(e)));
+    }
+    s
+}
+
+/// The expected state of a `fail2ban` probe.
+fn expected_fail2ban(p: &Probe) -> String {
+    let Probe::Fail2ban {
+        jail,
+        setting,
+        expect,
+        active,
+    } = p
+    else {
+        return String::new();
+    };
+    let mut s = format!("fail2ban jail {jail} enabled");
+    if let (Some(k), Some(e)) = (setting, expect) {
+        s.push_str(&format!(", {k} {}", describe(e)));
+    }
+    if *active {
+        s.push_str(" and running");
+    }
+    s
+}
+
+/// The expected state of a `logrotate` probe.
+fn expected_logrotate(p: &Probe) -> String {
+    let Probe::Logrotate {
+        paths,
+        from_profile,
+    } = p
+    else {
+        return String::new();
+    };
+    let mut s = "logrotate rules for ".to_string();
+    s.push_str(&paths.join(", "));
+    if let Some(k) = from_profile {
+        if !paths.is_empty() {
+            s.push_str(" and ");
+        }
+        s.push_str(&format!("the profile's {k}"));
+    }
+    s
 }
 
 /// Evaluates a probe.
