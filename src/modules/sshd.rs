@@ -529,9 +529,11 @@ impl Module for Sshd {
                     let what = match (ensure_include(&strip_main_block(text)), &block) {
                         (Some(_), _) => format!("make {MAIN} read {DROPIN_DIR}/*.conf first"),
                         (None, Some(_)) => {
-                            format!("repeat the drop-in's algorithm lists in {MAIN} (marked block)")
+                            format!(
+                                "repeat the drop-in's algorithm lists in {main_rel} (marked block)"
+                            )
                         }
-                        (None, None) => format!("remove bollwerk's block from {MAIN}"),
+                        (None, None) => format!("remove bollwerk's block from {main_rel}"),
                     };
                     p.file_with(
                         &cx.root,
