@@ -13,7 +13,7 @@
 //! edits (`etc/systemd/journald.conf`, `etc/issue`, …): unattended-upgrades skips every package
 //! whose conffile would prompt, unless `Dpkg::Options` has `--force-confold`. It writes
 //! `etc/apt/apt.conf.d/51bollwerk-dpkg-conffiles` (keep the local file, take the maintainer's
-//! version where the local one is unchanged). See docs/updates.md.
+//! version where the local one is unchanged). See docs/services.md ("Edited distro files and upgrades").
 
 use std::sync::Arc;
 
