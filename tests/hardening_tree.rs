@@ -978,14 +978,21 @@ fn cis_level1_server_in_a_container_reports_kernel_items_not_applicable() {
     assert!(again.contains("0 changes"), "{again}");
 }
 
-/// Adds unattended-upgrades and systemd's `Conffiles:` to the fixture's dpkg status.
-fn with_unattended_upgrades(t: &Tree) {
+/// Adds systemd's `Conffiles:` to the fixture's dpkg status.
+fn with_conffiles(t: &Tree) {
     let status = t.read("var/lib/dpkg/status");
     let status = status.replacen(
         "Package: systemd\n",
         "Package: systemd\nConffiles:\n /etc/systemd/journald.conf 9c8b2f5a3a1d5c1f1e6c0a7b5d4e3f21\n /etc/systemd/logind.conf 0123456789abcdef0123456789abcdef\n",
         1,
     );
+    t.write("var/lib/dpkg/status", &status);
+}
+
+/// [`with_conffiles`] plus unattended-upgrades installed.
+fn with_unattended_upgrades(t: &Tree) {
+    with_conffiles(t);
+    let status = t.read("var/lib/dpkg/status");
     t.write(
         "var/lib/dpkg/status",
         &format!("{status}\nPackage: unattended-upgrades\nStatus: install ok installed\nVersion: 2.9.1+nmu3\n"),
@@ -1022,8 +1029,24 @@ fn journald_main_file_edit_keeps_unattended_upgrades_going() {
     );
     assert!(plan.contains("[conffiles]"), "{plan}");
 
+    // unattended-upgrades installed by this same run counts too.
+    let t = Tree::fixture("debian12-hardening");
+    with_conffiles(&t);
+    let p = t.profile(
+        "site",
+        &site(&format!(
+            "[packages]\ninstall = [\"unattended-upgrades\"]\n{profile}"
+        )),
+    );
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        t.exists("etc/apt/apt.conf.d/51bollwerk-dpkg-conffiles"),
+        "{out}"
+    );
+
     // Without unattended-upgrades nothing needs the policy.
-    let (t, _) = apply_idempotent_rollback("debian12-hardening", profile, |_| {});
+    let (t, _) = apply_idempotent_rollback("debian12-hardening", profile, with_conffiles);
     assert!(!t.exists("etc/apt/apt.conf.d/51bollwerk-dpkg-conffiles"));
 }
 

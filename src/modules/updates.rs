@@ -546,10 +546,18 @@ impl Module for ConffilePolicy {
     }
 
     fn plan(&self, cx: &Context, plan: &mut Plan) -> Result<()> {
-        let uu = cx.facts.package("unattended-upgrades").is_some()
-            || cx
-                .profile
-                .profile
+        // Installed, or installed by this run (then the edits happen in this run, before the
+        // packages' follow-up run would see it installed).
+        const UU: &str = "unattended-upgrades";
+        let profile = &cx.profile.profile;
+        let uu = cx.facts.package(UU).is_some()
+            || plan.requested_packages.iter().any(|(_, p)| p == UU)
+            || profile
+                .packages
+                .as_ref()
+                .and_then(|p| p.install.as_ref())
+                .is_some_and(|l| l.iter().any(|p| p.as_str() == UU))
+            || profile
                 .updates
                 .as_ref()
                 .is_some_and(|u| u.unattended == Some(true));
