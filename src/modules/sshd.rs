@@ -35,7 +35,9 @@ pub const MAIN: &str = "etc/ssh/sshd_config";
 const DROPIN_DIR: &str = "etc/ssh/sshd_config.d";
 const INCLUDE_LINE: &str = "Include /etc/ssh/sshd_config.d/*.conf";
 /// First line of the block bollwerk manages in the main file.
-pub const MAIN_BLOCK_BEGIN: &str = "# BEGIN bollwerk: the algorithm lists of sshd_config.d/00-bollwerk.conf (read first), repeated for scanners that read only this file";
+pub const MAIN_BLOCK_BEGIN: &str = "# BEGIN bollwerk (managed, edits are overwritten): 00-bollwerk.conf's algorithm lists, read first, repeated for scanners that read only this file";
+/// How every version of the first line starts (the rest of it is prose that may change).
+const MAIN_BLOCK_MARK: &str = "# BEGIN bollwerk";
 /// Last line of that block.
 pub const MAIN_BLOCK_END: &str = "# END bollwerk";
 /// Keywords repeated in the main file's block (OpenSCAP's `sshd_use_strong_{ciphers,kex,macs}`
@@ -913,10 +915,11 @@ pub fn main_block(dropin: &str) -> Option<String> {
     ))
 }
 
-/// `text` without bollwerk's marked block (an unterminated block is left alone).
+/// `text` without bollwerk's marked block: from the first line starting `# BEGIN bollwerk`
+/// to the next `# END bollwerk` (an unterminated block is left alone).
 pub fn strip_main_block(text: &str) -> String {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let begin = lines.iter().position(|l| l.trim_end() == MAIN_BLOCK_BEGIN);
+    let begin = lines.iter().position(|l| l.starts_with(MAIN_BLOCK_MARK));
     let Some(b) = begin else {
         return text.to_string();
     };
@@ -1138,6 +1141,9 @@ mod tests {
             "{new}"
         );
         assert_eq!(ensure_main(&new, Some(&block)), new, "idempotent");
+        // A block written with another wording of the first line is still ours.
+        let older = new.replace(MAIN_BLOCK_BEGIN, "# BEGIN bollwerk: older words");
+        assert_eq!(ensure_main(&older, Some(&block)), new);
         // An unterminated marker is not ours to cut.
         let broken = format!("{debian}{MAIN_BLOCK_BEGIN}\nCiphers z\n");
         assert_eq!(strip_main_block(&broken), broken);
