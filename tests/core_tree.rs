@@ -123,14 +123,27 @@ fn debian12_plan_apply_reapply_rollback() {
     assert!(!dropin.contains("sntrup761"), "not on the CIS list");
     assert!(!dropin.contains("chacha20"), "not on the CIS list");
     assert!(!dropin.contains("umac"), "not on the CIS list");
-    // The Debian main config already includes the drop-ins first: its content is untouched,
-    // only its mode becomes root-only (CIS 5.1.1).
-    assert_eq!(
-        t.read("etc/ssh/sshd_config"),
+    // The Debian main config already includes the drop-ins first: apart from the marked
+    // block that repeats the drop-in's algorithm lists right after the Include (for scanners
+    // that read only the main file), its content is untouched; its mode becomes root-only
+    // (CIS 5.1.1).
+    let main = t.read("etc/ssh/sshd_config");
+    let orig =
         std::fs::read_to_string(common::tree::fixtures().join("debian12/etc/ssh/sshd_config"))
-            .unwrap(),
-        "main config content untouched"
+            .unwrap();
+    assert_eq!(
+        bollwerk::modules::sshd::strip_main_block(&main),
+        orig,
+        "main config content untouched outside the block"
     );
+    for kw in ["KexAlgorithms ", "Ciphers ", "MACs "] {
+        let line = dropin.lines().find(|l| l.starts_with(kw)).unwrap();
+        assert!(
+            main.contains(&format!("\n{line}\n")),
+            "{kw} of the drop-in in the main file:\n{main}"
+        );
+    }
+    assert!(main.contains("Include /etc/ssh/sshd_config.d/*.conf\n# BEGIN bollwerk"));
     assert_eq!(t.meta("etc/ssh/sshd_config"), (0o600, 0, 0));
     // Host.
     assert_eq!(t.read("etc/hostname"), "app01\n");

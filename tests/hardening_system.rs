@@ -273,6 +273,59 @@ fn cis_level1_server_on_the_testbed_rootfs() {
     );
     let t = stdout_ok(&inst.chroot(&["/usr/sbin/sshd", "-T"]), "sshd -T");
     assert!(t.lines().any(|l| l == "banner /etc/issue.net"), "{t}");
+    // What the scanners are told (issue 12): OpenSCAP's INFO and ClientAliveCountMax 3,
+    // Lynis' Compression/TCPKeepAlive no, the effective values sshd really uses.
+    for want in [
+        "loglevel INFO",
+        "clientalivecountmax 3",
+        "compression no",
+        "tcpkeepalive no",
+        "maxsessions 10",
+    ] {
+        assert!(t.lines().any(|l| l == want), "{want}:\n{t}");
+    }
+    // The main file's block repeats the drop-in's algorithm lists, and sshd's first-value
+    // rule gives exactly those lists (the drop-in is read first, the block agrees with it).
+    let main = inst.read("etc/ssh/sshd_config");
+    let dropin = inst.read("etc/ssh/sshd_config.d/00-bollwerk.conf");
+    for kw in ["KexAlgorithms", "Ciphers", "MACs"] {
+        let line = dropin
+            .lines()
+            .find(|l| l.starts_with(&format!("{kw} ")))
+            .unwrap_or_else(|| panic!("{kw} in the drop-in:\n{dropin}"));
+        assert!(
+            main.contains(&format!("\n{line}\n")),
+            "{kw} in sshd_config:\n{main}"
+        );
+        let effective = format!("{} {}", kw.to_ascii_lowercase(), &line[kw.len() + 1..]);
+        assert!(t.lines().any(|l| l == effective), "{effective}:\n{t}");
+    }
+    // journald.conf and rsyslog.conf say what the drop-ins say, each value once.
+    let journald = inst.read("etc/systemd/journald.conf");
+    assert!(
+        journald.lines().any(|l| l == "Storage=persistent"),
+        "{journald}"
+    );
+    assert!(journald.lines().any(|l| l == "Compress=yes"), "{journald}");
+    let modes = inst.sh("grep -h '^\\$FileCreateMode' /etc/rsyslog.conf /etc/rsyslog.d/*.conf");
+    assert_eq!(
+        String::from_utf8_lossy(&modes.stdout),
+        "$FileCreateMode 0640\n",
+        "{}",
+        describe(&modes)
+    );
+    assert!(
+        !inst.root.join("etc/motd").exists(),
+        "empty motd is removed"
+    );
+    // unattended-upgrades (installed in the testbed) keeps upgrading packages whose
+    // conffiles this run edited.
+    let dpkg = stdout_ok(
+        &inst.chroot(&["/usr/bin/apt-config", "dump", "Dpkg::Options"]),
+        "apt-config dump Dpkg::Options",
+    );
+    assert!(dpkg.contains("\"--force-confold\""), "{dpkg}");
+    assert!(dpkg.contains("\"--force-confdef\""), "{dpkg}");
     // The shell fragment: sourced twice (login shell, then a subshell) without errors.
     let sh = inst.sh("bash -c '. /etc/profile.d/bollwerk-shell.sh; . /etc/profile.d/bollwerk-shell.sh; echo $TMOUT; umask' && dash -c '. /etc/profile.d/bollwerk-shell.sh; . /etc/profile.d/bollwerk-shell.sh; echo $TMOUT'");
     assert_eq!(

@@ -103,8 +103,9 @@ fn banners_replace_os_leaking_texts_and_silence_motd_scripts() {
     let want = "Authorized uses only. All activity may be monitored and reported.\n";
     assert_eq!(t.read("etc/issue"), want);
     assert_eq!(t.read("etc/issue.net"), want);
-    assert_eq!(t.read("etc/motd"), "");
-    for f in ["etc/issue", "etc/issue.net", "etc/motd"] {
+    // An empty motd is removed: OpenSCAP accepts only an absent file (or its sentence).
+    assert!(!t.exists("etc/motd"), "motd = \"\" removes /etc/motd");
+    for f in ["etc/issue", "etc/issue.net"] {
         assert_eq!(t.meta(f), (0o644, 0, 0), "{f}");
     }
     assert_eq!(t.meta("etc/update-motd.d/10-uname").0, 0o644);
@@ -762,12 +763,76 @@ fn integrity_aide_database_built_by_a_timer_not_inline() {
     );
 }
 
+/// Every `$FileCreateMode` line in rsyslog.conf and rsyslog.d/*.conf (OpenSCAP wants one).
+fn file_create_modes(t: &Tree) -> Vec<String> {
+    let mut files = vec!["etc/rsyslog.conf".to_string()];
+    for e in std::fs::read_dir(t.path("etc/rsyslog.d")).unwrap() {
+        let n = e.unwrap().file_name().into_string().unwrap();
+        if n.ends_with(".conf") {
+            files.push(format!("etc/rsyslog.d/{n}"));
+        }
+    }
+    files
+        .iter()
+        .filter(|f| t.exists(f))
+        .flat_map(|f| {
+            t.read(f)
+                .lines()
+                .filter(|l| l.starts_with("$FileCreateMode"))
+                .map(|l| format!("{f}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn rsyslog_mode_set_once_in_the_main_file_when_it_has_the_line() {
+    // Debian's rsyslog.conf already says 0640: nothing to do, and no second place.
+    let (t, _) = apply_idempotent_rollback(
+        "debian12-hardening",
+        "[logging]\nrsyslog_file_mode = \"0640\"\n",
+        |_| {},
+    );
+    assert!(!t.exists("etc/rsyslog.d/00-bollwerk-filemode.conf"));
+    assert_eq!(
+        file_create_modes(&t),
+        vec!["etc/rsyslog.conf: $FileCreateMode 0640"]
+    );
+    // Stricter: edited in place, every other line kept; an older bollwerk drop-in goes.
+    let orig = Tree::fixture("debian12-hardening").read("etc/rsyslog.conf");
+    let (t, plan) = apply_idempotent_rollback(
+        "debian12-hardening",
+        "[logging]\nrsyslog_file_mode = \"0600\"\n",
+        |t| {
+            t.write(
+                "etc/rsyslog.d/00-bollwerk-filemode.conf",
+                &format!("{HEADER}\n$FileCreateMode 0640\n"),
+            )
+        },
+    );
+    assert_eq!(
+        t.read("etc/rsyslog.conf"),
+        orig.replace("$FileCreateMode 0640\n", "$FileCreateMode 0600\n")
+    );
+    assert!(!t.exists("etc/rsyslog.d/00-bollwerk-filemode.conf"));
+    assert_eq!(
+        file_create_modes(&t),
+        vec!["etc/rsyslog.conf: $FileCreateMode 0600"]
+    );
+    assert!(plan.contains("checked with `rsyslogd -N1`"), "{plan}");
+}
+
 #[test]
 fn logging_rsyslog_mode_and_var_log_permissions() {
+    // A main file without the directive: the drop-in (read before the rules) carries it.
     let (t, plan) = apply_idempotent_rollback(
         "debian12-hardening",
         "[logging]\nrsyslog_file_mode = \"0640\"\nrestrict_var_log = true\n",
         |t| {
+            let main = t
+                .read("etc/rsyslog.conf")
+                .replace("$FileCreateMode 0640\n", "");
+            t.write("etc/rsyslog.conf", &main);
             use std::os::unix::fs::PermissionsExt;
             for (f, mode) in [
                 ("var/log/syslog", 0o644),
@@ -784,6 +849,12 @@ fn logging_rsyslog_mode_and_var_log_permissions() {
     assert_eq!(
         t.read("etc/rsyslog.d/00-bollwerk-filemode.conf"),
         format!("{HEADER}\n$FileCreateMode 0640\n")
+    );
+    assert_eq!(
+        file_create_modes(&t).len(),
+        1,
+        "{:?}",
+        file_create_modes(&t)
     );
     assert!(plan.contains("checked with `rsyslogd -N1`"), "{plan}");
     assert_eq!(t.meta("var/log/syslog").0, 0o640);
@@ -819,7 +890,7 @@ fn cis_level1_server_applies_converges_and_rolls_back() {
         "[accounts]",
         "[pam]",
         "[apparmor]",
-        "[logging]",
+        "[logs]",
         "[sshd]",
     ] {
         assert!(plan.contains(module), "{module} plans nothing:\n{plan}");
@@ -828,9 +899,54 @@ fn cis_level1_server_applies_converges_and_rolls_back() {
     assert_eq!(st, ExitStatus::Ok, "{out}");
     let (_, again) = t.run(&runner, &["apply", "--profile", &p]);
     assert!(again.contains("0 changes"), "{again}");
+    let dropin = t.read("etc/ssh/sshd_config.d/00-bollwerk.conf");
+    assert!(dropin.contains("Banner /etc/issue.net\n"));
+    for line in [
+        "LogLevel INFO\n",
+        "ClientAliveCountMax 3\n",
+        "Compression no\n",
+        "TCPKeepAlive no\n",
+    ] {
+        assert!(dropin.contains(line), "{line}: {dropin}");
+    }
+    // The main file repeats the algorithm lists in a marked block right after the Include,
+    // with the drop-in's exact lines (OpenSCAP reads only the main file).
+    let main = t.read("etc/ssh/sshd_config");
+    let orig_main = Tree::fixture("debian12-hardening").read("etc/ssh/sshd_config");
+    let block: Vec<&str> = dropin
+        .lines()
+        .filter(|l| {
+            l.starts_with("KexAlgorithms ") || l.starts_with("Ciphers ") || l.starts_with("MACs ")
+        })
+        .collect();
+    assert_eq!(block.len(), 3, "{dropin}");
+    let include = "Include /etc/ssh/sshd_config.d/*.conf\n";
+    let want_main = orig_main.replacen(
+        include,
+        &format!(
+            "{include}{}\n{}\n{}\n",
+            bollwerk::modules::sshd::MAIN_BLOCK_BEGIN,
+            block.join("\n"),
+            bollwerk::modules::sshd::MAIN_BLOCK_END
+        ),
+        1,
+    );
+    assert_eq!(main, want_main);
+    assert_eq!(t.meta("etc/ssh/sshd_config").0, 0o600);
+    // journald: the drop-in and the main file's own lines say the same.
+    let journald = t.read("etc/systemd/journald.conf");
     assert!(
-        t.read("etc/ssh/sshd_config.d/00-bollwerk.conf")
-            .contains("Banner /etc/issue.net\n")
+        journald.contains("#Storage=auto\nStorage=persistent\n"),
+        "{journald}"
+    );
+    assert!(
+        journald.contains("#Compress=yes\nCompress=yes\n"),
+        "{journald}"
+    );
+    assert!(!t.exists("etc/motd"));
+    assert_eq!(
+        t.read("etc/issue"),
+        "Authorized users only. All activity may be monitored and reported.\n"
     );
     let (st, rb) = t.run(&runner, &["rollback"]);
     assert_eq!(st, ExitStatus::Ok, "{rb}");
@@ -947,5 +1063,87 @@ fn tools_needrestart_dropin_rejected_by_perl_is_never_activated() {
             .log()
             .iter()
             .any(|c| c.starts_with("/usr/bin/perl -c "))
+    );
+}
+
+/// Adds systemd's `Conffiles:` to the fixture's dpkg status.
+fn with_conffiles(t: &Tree) {
+    let status = t.read("var/lib/dpkg/status");
+    let status = status.replacen(
+        "Package: systemd\n",
+        "Package: systemd\nConffiles:\n /etc/systemd/journald.conf 9c8b2f5a3a1d5c1f1e6c0a7b5d4e3f21\n /etc/systemd/logind.conf 0123456789abcdef0123456789abcdef\n",
+        1,
+    );
+    t.write("var/lib/dpkg/status", &status);
+}
+
+/// [`with_conffiles`] plus unattended-upgrades installed.
+fn with_unattended_upgrades(t: &Tree) {
+    with_conffiles(t);
+    let status = t.read("var/lib/dpkg/status");
+    t.write(
+        "var/lib/dpkg/status",
+        &format!("{status}\nPackage: unattended-upgrades\nStatus: install ok installed\nVersion: 2.9.1+nmu3\n"),
+    );
+}
+
+#[test]
+fn journald_main_file_edit_keeps_unattended_upgrades_going() {
+    let profile = "[journald]\npersistent = true\ncompress = true\nmax_use = \"1G\"\n";
+    let orig = Tree::fixture("debian12-hardening").read("etc/systemd/journald.conf");
+    let (t, plan) =
+        apply_idempotent_rollback("debian12-hardening", profile, with_unattended_upgrades);
+    // Only Storage= and Compress= are repeated in the main file, after their examples.
+    assert_eq!(
+        t.read("etc/systemd/journald.conf"),
+        orig.replace("#Storage=auto\n", "#Storage=auto\nStorage=persistent\n")
+            .replace("#Compress=yes\n", "#Compress=yes\nCompress=yes\n")
+    );
+    assert!(
+        t.read("etc/systemd/journald.conf.d/50-bollwerk.conf")
+            .contains("Storage=persistent\nSystemMaxUse=1G\nCompress=yes\n")
+    );
+    // journald.conf is a conffile of systemd: unattended-upgrades would skip systemd on a
+    // conffile prompt without --force-confold.
+    let opts = t.read("etc/apt/apt.conf.d/51bollwerk-dpkg-conffiles");
+    assert!(opts.starts_with("// Managed by bollwerk"), "{opts}");
+    assert!(
+        opts.contains("Dpkg::Options {\n    \"--force-confdef\";\n    \"--force-confold\";\n};\n"),
+        "{opts}"
+    );
+    assert!(
+        plan.contains("(/etc/systemd/journald.conf edited by this run)"),
+        "{plan}"
+    );
+    assert!(plan.contains("[conffiles]"), "{plan}");
+
+    // unattended-upgrades installed by this same run counts too.
+    let t = Tree::fixture("debian12-hardening");
+    with_conffiles(&t);
+    let p = t.profile(
+        "site",
+        &site(&format!(
+            "[packages]\ninstall = [\"unattended-upgrades\"]\n{profile}"
+        )),
+    );
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        t.exists("etc/apt/apt.conf.d/51bollwerk-dpkg-conffiles"),
+        "{out}"
+    );
+
+    // Without unattended-upgrades nothing needs the policy.
+    let (t, _) = apply_idempotent_rollback("debian12-hardening", profile, with_conffiles);
+    assert!(!t.exists("etc/apt/apt.conf.d/51bollwerk-dpkg-conffiles"));
+}
+
+#[test]
+fn dpkg_conffiles_parsed_from_status() {
+    let s = "Package: a\nConffiles:\n /etc/a.conf 0123 obsolete\n /etc/b 4567\nDescription: x\n y\nPackage: b\nConffiles:\n /etc/issue 89ab\n";
+    let c = bollwerk::modules::updates::dpkg_conffiles(s);
+    assert_eq!(
+        c.into_iter().collect::<Vec<_>>(),
+        vec!["etc/a.conf", "etc/b", "etc/issue"]
     );
 }

@@ -2,7 +2,10 @@
 //! mode (owners resolved in the target root) and writes `etc/logrotate.d/bollwerk-<name>`
 //! (with `su owner group` when the directory is not root's), validated with the target's
 //! `logrotate -d` before activation; `[journald]` writes the drop-in
-//! `etc/systemd/journald.conf.d/50-bollwerk.conf`.
+//! `etc/systemd/journald.conf.d/50-bollwerk.conf` and repeats its `Storage=` and `Compress=`
+//! in `etc/systemd/journald.conf` itself (in place, every other line kept): OpenSCAP's CIS
+//! content reads only the main file. Drop-ins override the main file, so the drop-in stays the
+//! effective source and both say the same.
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::modules::Module;
 use crate::modules::files::planned_accounts;
+use crate::modules::hardening::util::{Syntax, Want, set_settings};
 use crate::modules::sizes::ByteSize;
 use crate::modules::users::MANAGED_HEADER;
 use crate::profile::types::{AbsPath, Duration, GroupName, Mode, UserName};
@@ -140,6 +144,8 @@ pub struct JournaldSection {
 
 /// The journald drop-in bollwerk owns.
 pub const JOURNALD_DROPIN: &str = "etc/systemd/journald.conf.d/50-bollwerk.conf";
+/// journald's main file (a dpkg conffile of `systemd`).
+pub const JOURNALD_MAIN: &str = "etc/systemd/journald.conf";
 const LOGROTATE_DIR: &str = "etc/logrotate.d";
 
 /// The parsed `create` value.
@@ -351,6 +357,20 @@ pub fn render_journald(j: &JournaldSection) -> String {
     out
 }
 
+/// The settings of `j` that are repeated in `etc/systemd/journald.conf` (the ones scanners
+/// read only there): `Storage=` and `Compress=`.
+pub fn journald_main_settings(j: &JournaldSection) -> Vec<(&'static str, Want)> {
+    let mut out = Vec::new();
+    if let Some(p) = j.persistent {
+        let v = if p { "persistent" } else { "volatile" };
+        out.push(("Storage", Want::Value(v.into())));
+    }
+    if let Some(b) = j.compress {
+        out.push(("Compress", Want::Value(if b { "yes" } else { "no" }.into())));
+    }
+    out
+}
+
 /// The logs module (`[[logs]]` and `[journald]`).
 pub struct Logs;
 
@@ -485,13 +505,36 @@ impl Module for Logs {
             }
         }
         if let Some(j) = &profile.journald {
-            let changed = p.file(
+            let mut changed = p.file(
                 &cx.root,
                 &RelPath::lit(JOURNALD_DROPIN),
                 render_journald(j),
                 Perms::root(0o644),
                 "journald settings",
             )?;
+            let main = RelPath::lit(JOURNALD_MAIN);
+            let settings = journald_main_settings(j);
+            if !settings.is_empty()
+                && let Some(text) = cx.root.read_string(&main)?
+            {
+                let new = set_settings(&text, Syntax::Assign, &settings);
+                if new != text {
+                    changed |= p.file(
+                        &cx.root,
+                        &main,
+                        new,
+                        Perms::root(0o644),
+                        format!(
+                            "repeat {} in {main} (scanners read only the main file)",
+                            settings
+                                .iter()
+                                .map(|(k, _)| format!("{k}="))
+                                .collect::<Vec<_>>()
+                                .join(" and ")
+                        ),
+                    )?;
+                }
+            }
             if changed {
                 p.handler(Cmd::in_root(
                     "/usr/bin/systemctl",

@@ -111,6 +111,8 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::integrity::Integrity);
     m.push(&hardening::tools::Tools);
     m.push(&hardening::logging::Logging);
+    // After every module that edits files: it reads their planned conffile edits.
+    m.push(&updates::ConffilePolicy);
 
     // -- firstboot (issue 6): deferred write_files last, so owners may be users created above --
     m.push(&firstboot::Firstboot);

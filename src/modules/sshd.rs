@@ -3,6 +3,12 @@
 //! line in `etc/ssh/sshd_config` when the distro's file lacks it, crypto lists fitted to the
 //! installed OpenSSH, validation with `sshd -t` before activation and `sshd -T` after.
 //!
+//! The drop-in's algorithm lists are also written into `etc/ssh/sshd_config` itself, as a
+//! marked block (`# BEGIN bollwerk` … `# END bollwerk`) right after the `Include` line:
+//! OpenSCAP's CIS content reads `Ciphers`, `MACs` and `KexAlgorithms` from the main file only.
+//! sshd keeps the first value it reads, so the drop-in (read through the `Include` before the
+//! block) stays the effective source, and the block repeats the same values.
+//!
 //! The settings sshd will have after apply are computed statically (first value wins, as in
 //! OpenSSH) and handed to the lockout guard through [`Plan::ssh_access`].
 
@@ -28,6 +34,15 @@ pub const DROPIN: &str = "etc/ssh/sshd_config.d/00-bollwerk.conf";
 pub const MAIN: &str = "etc/ssh/sshd_config";
 const DROPIN_DIR: &str = "etc/ssh/sshd_config.d";
 const INCLUDE_LINE: &str = "Include /etc/ssh/sshd_config.d/*.conf";
+/// First line of the block bollwerk manages in the main file.
+pub const MAIN_BLOCK_BEGIN: &str = "# BEGIN bollwerk (managed, edits are overwritten): 00-bollwerk.conf's algorithm lists, read first, repeated for scanners that read only this file";
+/// How every version of the first line starts (the rest of it is prose that may change).
+const MAIN_BLOCK_MARK: &str = "# BEGIN bollwerk";
+/// Last line of that block.
+pub const MAIN_BLOCK_END: &str = "# END bollwerk";
+/// Keywords repeated in the main file's block (OpenSCAP's `sshd_use_strong_{ciphers,kex,macs}`
+/// read only `/etc/ssh/sshd_config`).
+const MAIN_MIRRORED: &[&str] = &["kexalgorithms", "ciphers", "macs"];
 
 /// Key exchange: ssh-audit's hardened list ∩ the CIS Ubuntu 22.04 list (no sntrup761, which
 /// the CIS checks do not accept).
@@ -510,13 +525,24 @@ impl Module for Sshd {
             // CIS 5.1.1: the server configuration is readable by root only.
             let main_perms = Perms::root(0o600);
             if let Some(text) = &main_now {
-                if let Some(new_main) = ensure_include(text) {
+                let block = main_block(&dropin);
+                let new_main = ensure_main(text, block.as_deref());
+                if new_main != *text {
+                    let what = match (ensure_include(&strip_main_block(text)), &block) {
+                        (Some(_), _) => format!("make {MAIN} read {DROPIN_DIR}/*.conf first"),
+                        (None, Some(_)) => {
+                            format!(
+                                "repeat the drop-in's algorithm lists in {main_rel} (marked block)"
+                            )
+                        }
+                        (None, None) => format!("remove bollwerk's block from {main_rel}"),
+                    };
                     p.file_with(
                         &cx.root,
                         &main_rel,
                         new_main.into_bytes(),
                         main_perms,
-                        format!("make {MAIN} read {DROPIN_DIR}/*.conf first"),
+                        what,
                         Visibility::Plain,
                         Some(validator.clone()),
                     )?;
@@ -869,6 +895,72 @@ pub fn ensure_include(text: &str) -> Option<String> {
     ))
 }
 
+/// The block for the main file: the drop-in's `KexAlgorithms`, `Ciphers` and `MACs` lines,
+/// verbatim, between the markers; `None` when the drop-in sets none of them.
+pub fn main_block(dropin: &str) -> Option<String> {
+    let lines: Vec<&str> = dropin
+        .lines()
+        .filter(|l| {
+            split_words(l.trim())
+                .first()
+                .is_some_and(|k| MAIN_MIRRORED.iter().any(|m| k.eq_ignore_ascii_case(m)))
+        })
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{MAIN_BLOCK_BEGIN}\n{}\n{MAIN_BLOCK_END}\n",
+        lines.join("\n")
+    ))
+}
+
+/// `text` without bollwerk's marked block: from the first line starting `# BEGIN bollwerk`
+/// to the next `# END bollwerk` (an unterminated block is left alone).
+pub fn strip_main_block(text: &str) -> String {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let begin = lines.iter().position(|l| l.starts_with(MAIN_BLOCK_MARK));
+    let Some(b) = begin else {
+        return text.to_string();
+    };
+    let Some(len) = lines[b..]
+        .iter()
+        .position(|l| l.trim_end() == MAIN_BLOCK_END)
+    else {
+        return text.to_string();
+    };
+    let mut out: String = lines[..b].concat();
+    out.push_str(&lines[b + len + 1..].concat());
+    out
+}
+
+/// The main config as bollwerk wants it: the drop-in `Include` as the first directive
+/// ([`ensure_include`]), then `block` (if any) right after that line, every other line kept.
+/// Applying it twice gives the same text.
+pub fn ensure_main(text: &str, block: Option<&str>) -> String {
+    let base = strip_main_block(text);
+    let base = ensure_include(&base).unwrap_or(base);
+    let Some(block) = block else {
+        return base;
+    };
+    let mut out = String::with_capacity(base.len() + block.len());
+    let mut placed = false;
+    for line in base.split_inclusive('\n') {
+        out.push_str(line);
+        if !placed {
+            let t = line.trim();
+            if !t.is_empty() && !t.starts_with('#') {
+                if !line.ends_with('\n') {
+                    out.push('\n');
+                }
+                out.push_str(block);
+                placed = true;
+            }
+        }
+    }
+    out
+}
+
 fn includes_dropin(pattern: &str) -> bool {
     let abs = if pattern.starts_with('/') {
         pattern.to_string()
@@ -1013,6 +1105,48 @@ mod tests {
         assert!(ensure_include(mid).is_some());
         // Relative include.
         assert_eq!(ensure_include("Include sshd_config.d/*.conf\n"), None);
+    }
+
+    #[test]
+    fn main_block_after_the_include_and_idempotent() {
+        let dropin = "# Managed by bollwerk\nPort 22\nKexAlgorithms a,b\nCiphers c\nMACs d\nHostKeyAlgorithms e\n";
+        let block = main_block(dropin).unwrap();
+        assert_eq!(
+            block,
+            format!("{MAIN_BLOCK_BEGIN}\nKexAlgorithms a,b\nCiphers c\nMACs d\n{MAIN_BLOCK_END}\n")
+        );
+        assert_eq!(main_block("Port 22\n"), None);
+        let debian = "# comment\n\nInclude /etc/ssh/sshd_config.d/*.conf\n\nUsePAM yes\n";
+        let new = ensure_main(debian, Some(&block));
+        assert_eq!(
+            new,
+            format!("# comment\n\nInclude /etc/ssh/sshd_config.d/*.conf\n{block}\nUsePAM yes\n")
+        );
+        assert_eq!(ensure_main(&new, Some(&block)), new, "idempotent");
+        assert_eq!(strip_main_block(&new), debian);
+        assert_eq!(ensure_main(&new, None), debian, "no lists: the block goes");
+        // A changed list replaces the block in place.
+        let other = main_block("Ciphers x\n").unwrap();
+        assert_eq!(
+            ensure_main(&new, Some(&other)),
+            format!("# comment\n\nInclude /etc/ssh/sshd_config.d/*.conf\n{other}\nUsePAM yes\n")
+        );
+        // Without the Include, it is added first and the block follows it.
+        let old = "Port 22\nUsePAM yes";
+        let new = ensure_main(old, Some(&block));
+        assert!(
+            new.starts_with(&format!(
+                "# Added by bollwerk: drop-ins must be read first (OpenSSH keeps the first value)\n{INCLUDE_LINE}\n{block}\nPort 22\n"
+            )),
+            "{new}"
+        );
+        assert_eq!(ensure_main(&new, Some(&block)), new, "idempotent");
+        // A block written with another wording of the first line is still ours.
+        let older = new.replace(MAIN_BLOCK_BEGIN, "# BEGIN bollwerk: older words");
+        assert_eq!(ensure_main(&older, Some(&block)), new);
+        // An unterminated marker is not ours to cut.
+        let broken = format!("{debian}{MAIN_BLOCK_BEGIN}\nCiphers z\n");
+        assert_eq!(strip_main_block(&broken), broken);
     }
 
     #[test]

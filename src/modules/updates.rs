@@ -8,6 +8,12 @@
 //! the origin lists: only the profile's origins remain. Candidates are checked with the target's
 //! `apt-config` and `systemd-analyze verify` before activation; after apply, `apt-config dump`
 //! must show exactly the profile's origins.
+//!
+//! [`ConffilePolicy`] keeps unattended upgrades going on a host whose dpkg conffiles bollwerk
+//! edits (`etc/systemd/journald.conf`, `etc/issue`, …): unattended-upgrades skips every package
+//! whose conffile would prompt, unless `Dpkg::Options` has `--force-confold`. It writes
+//! `etc/apt/apt.conf.d/51bollwerk-dpkg-conffiles` (keep the local file, take the maintainer's
+//! version where the local one is unchanged). See docs/services.md ("Edited distro files and upgrades").
 
 use std::sync::Arc;
 
@@ -85,6 +91,8 @@ pub struct UpdatesSection {
 pub const AUTO_UPGRADES: &str = "etc/apt/apt.conf.d/20auto-upgrades";
 /// bollwerk's unattended-upgrades drop-in (sorts after the distro's `50unattended-upgrades`).
 pub const UU_DROPIN: &str = "etc/apt/apt.conf.d/52bollwerk-unattended-upgrades";
+/// bollwerk's dpkg conffile policy (see [`ConffilePolicy`]).
+pub const DPKG_OPTIONS_DROPIN: &str = "etc/apt/apt.conf.d/51bollwerk-dpkg-conffiles";
 /// The timers bollwerk moves into the window.
 pub const TIMERS: [&str; 2] = ["apt-daily.timer", "apt-daily-upgrade.timer"];
 const APT_HEADER: &str = "// Managed by bollwerk — local edits are overwritten";
@@ -493,6 +501,118 @@ impl Module for Updates {
     }
 }
 
+/// Renders the dpkg conffile policy for unattended upgrades.
+pub fn render_dpkg_options() -> String {
+    format!(
+        "{APT_HEADER}
+// bollwerk edits files that dpkg ships as conffiles (journald.conf, issue, ...).
+// unattended-upgrades skips a package whose conffile would prompt unless one of these
+// options is set, and those packages would then never be upgraded. --force-confdef takes
+// the maintainer's version where the local file was not changed; --force-confold keeps
+// the local file where it was (the maintainer's version is saved as *.dpkg-dist).
+Dpkg::Options {{
+    \"--force-confdef\";
+    \"--force-confold\";
+}};
+"
+    )
+}
+
+/// The conffiles of the installed packages, from `var/lib/dpkg/status` (`Conffiles:` fields),
+/// as paths relative to the root.
+pub fn dpkg_conffiles(status: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut in_conffiles = false;
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix(' ') {
+            if in_conffiles && let Some(path) = rest.split_whitespace().next() {
+                out.insert(path.trim_start_matches('/').to_string());
+            }
+            continue;
+        }
+        in_conffiles = line.starts_with("Conffiles:");
+    }
+    out
+}
+
+/// Writes [`DPKG_OPTIONS_DROPIN`] when unattended-upgrades is (or is being) installed and
+/// this run changes the content of a dpkg conffile (or the file is already ours: it stays).
+/// Runs after every module that edits files, so it sees their planned changes.
+pub struct ConffilePolicy;
+
+impl Module for ConffilePolicy {
+    fn name(&self) -> &'static str {
+        "conffiles"
+    }
+
+    fn plan(&self, cx: &Context, plan: &mut Plan) -> Result<()> {
+        // Installed, or installed by this run (then the edits happen in this run, before the
+        // packages' follow-up run would see it installed).
+        const UU: &str = "unattended-upgrades";
+        let profile = &cx.profile.profile;
+        let uu = cx.facts.package(UU).is_some()
+            || plan.requested_packages.iter().any(|(_, p)| p == UU)
+            || profile
+                .packages
+                .as_ref()
+                .and_then(|p| p.install.as_ref())
+                .is_some_and(|l| l.iter().any(|p| p.as_str() == UU))
+            || profile
+                .updates
+                .as_ref()
+                .is_some_and(|u| u.unattended == Some(true));
+        if !uu {
+            return Ok(());
+        }
+        let rel = RelPath::lit(DPKG_OPTIONS_DROPIN);
+        let ours = cx
+            .root
+            .read_string(&rel)?
+            .is_some_and(|t| t.starts_with(APT_HEADER));
+        let edited: Vec<String> = if ours {
+            Vec::new()
+        } else {
+            let status = cx
+                .root
+                .read_string(&RelPath::lit("var/lib/dpkg/status"))?
+                .unwrap_or_default();
+            let conffiles = dpkg_conffiles(&status);
+            plan.changes
+                .iter()
+                .filter_map(|c| match &c.action {
+                    crate::engine::Action::WriteFile { path, .. }
+                        if conffiles.contains(path.as_str()) =>
+                    {
+                        Some(path.absolute())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        if !ours && edited.is_empty() {
+            return Ok(());
+        }
+        let mut p = Planner::new(self.name(), plan);
+        p.file_with(
+            &cx.root,
+            &rel,
+            render_dpkg_options().into_bytes(),
+            Perms::root(0o644),
+            if edited.is_empty() {
+                "dpkg keeps edited conffiles during unattended upgrades".to_string()
+            } else {
+                format!(
+                    "dpkg keeps edited conffiles during unattended upgrades ({} edited by this run)",
+                    edited.join(", ")
+                )
+            },
+            Visibility::Plain,
+            Some(Arc::new(AptConfigCheck)),
+        )?;
+        Ok(())
+    }
+}
+
 /// Checks the apt candidates with the target's `apt-config` (syntax; it reads the system's
 /// configuration, then the candidates).
 #[derive(Debug)]
@@ -506,7 +626,7 @@ impl Validator for AptConfigCheck {
     fn validate(&self, cx: &Context, staged: &Staged) -> Result<()> {
         let mut cmd = Cmd::in_root("/usr/bin/apt-config", &[]);
         let mut any = false;
-        for rel in [AUTO_UPGRADES, UU_DROPIN] {
+        for rel in [AUTO_UPGRADES, UU_DROPIN, DPKG_OPTIONS_DROPIN] {
             if let Some(c) = staged.files.get(&RelPath::lit(rel)) {
                 cmd = cmd.arg("-c").arg(c.clone());
                 any = true;

@@ -1,6 +1,7 @@
 //! Login banners (`[banners]`): `etc/issue` (local console), `etc/issue.net` (remote; what
 //! sshd shows with `[ssh] banner = "/etc/issue.net"`) and `etc/motd`, written from the
-//! profile's text with mode 0644 root:root (CIS 1.6.1–1.6.6), and the executable bits of
+//! profile's text with mode 0644 root:root (CIS 1.6.1–1.6.6; an empty motd removes the
+//! file, which CIS allows and OpenSCAP accepts), and the executable bits of
 //! `etc/update-motd.d/*`, whose scripts print the kernel and OS version at every login.
 //!
 //! Banner texts must not leak the OS: getty's `\m \r \s \v` escapes are rejected at load time,
@@ -26,7 +27,9 @@ pub struct BannersSection {
     /// (CIS 1.6.3; set `[ssh] banner = "/etc/issue.net"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_net: Option<String>,
-    /// Text of `/etc/motd`, shown after login (CIS 1.6.1). An empty string empties it.
+    /// Text of `/etc/motd`, shown after login (CIS 1.6.1). An empty string removes the file:
+    /// an absent motd prints the same nothing as an empty one, CIS allows removing it, and
+    /// OpenSCAP's CIS content accepts only an absent file or its own exact sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub motd: Option<String>,
     /// false: make the scripts in `/etc/update-motd.d` non-executable, so no login prints the
@@ -96,6 +99,15 @@ impl Module for Banners {
             ("motd", "etc/motd", &s.motd),
         ] {
             let Some(text) = text else { continue };
+            if key == "motd" && text.is_empty() {
+                let rel = RelPath::lit(path);
+                p.remove(
+                    &cx.root,
+                    &rel,
+                    format!("remove {rel} (banners.motd is empty)"),
+                )?;
+                continue;
+            }
             if !os_id.is_empty() && text.to_ascii_lowercase().contains(&os_id) {
                 p.note(
                     Level::Warning,
