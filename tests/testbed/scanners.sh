@@ -114,6 +114,9 @@ ExecStartPost=/bin/systemctl poweroff --no-block
 WantedBy=multi-user.target
 EOF
   ln -sf /etc/systemd/system/bollwerk-lynis.service "$root/etc/systemd/system/multi-user.target.wants/bollwerk-lynis.service"
+  # A VPS has SSH host keys; without them ssh.service fails in the container and Lynis skips its
+  # SSH tests. `-A` creates only the missing ones.
+  ssh-keygen -A -f "$root" >/dev/null
   [[ -s $root/etc/machine-id ]] || systemd-machine-id-setup --root="$root" >/dev/null 2>&1 || true
   timeout -s KILL 600 setpriv --pdeathsig KILL -- systemd-nspawn --boot --register=no --keep-unit \
     --private-network --quiet -D "$root" >"$out/nspawn.log" 2>&1 || true
