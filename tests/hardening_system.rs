@@ -411,26 +411,6 @@ fn cis_level1_server_on_the_testbed_rootfs() {
     }
 }
 
-/// Boots the instance with systemd-nspawn (no network, not registered with machined) until it
-/// powers itself off; SIGKILLed after `limit`.
-fn boot_nspawn(inst: &Instance, limit: std::time::Duration) -> std::process::Output {
-    run_capture(
-        Command::new("setpriv")
-            .args([
-                "--pdeathsig",
-                "KILL",
-                "--",
-                "systemd-nspawn",
-                "--boot",
-                "--register=no",
-            ])
-            .args(["--keep-unit", "--private-network", "--quiet", "-D"])
-            .arg(&inst.root),
-        None,
-        limit,
-    )
-}
-
 #[test]
 fn cis_level1_server_in_a_booted_nspawn_container() {
     let Some(tb) = testbed_or_skip("cis_level1_server_in_a_booted_nspawn_container") else {
@@ -459,7 +439,7 @@ fn cis_level1_server_in_a_booted_nspawn_container() {
     inst.sh_ok(
         "systemctl enable bollwerk-test.service >/dev/null 2>&1 && echo 'testbed' > /etc/hostname",
     );
-    let out = boot_nspawn(&inst, std::time::Duration::from_secs(240));
+    let out = inst.boot_nspawn(std::time::Duration::from_secs(240));
     let rc = |f: &str| {
         std::fs::read_to_string(inst.path(f))
             .unwrap_or_default()
