@@ -14,6 +14,7 @@ use bollwerk::audit::result::{Report, Status};
 use bollwerk::audit::{AuditOptions, run};
 use bollwerk::exec::FakeRunner;
 use bollwerk::root::Root;
+use common::browser::{chromium, chromium_problems, run_chromium};
 use common::tree::Tree;
 
 const SSHD_T: &str = "port 22\npermitrootlogin yes\npasswordauthentication no\nmaxauthtries 6\nusepam yes\nciphers aes256-gcm@openssh.com,aes128-ctr\n";
@@ -617,42 +618,6 @@ fn cli_exit_codes_save_compare_and_read_only() {
     );
 }
 
-/// Console messages, load failures and crashes reported by Chromium on stderr.
-fn chromium_problems(stderr: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught") || l.contains("net::ERR_"))
-        .map(str::to_string)
-        .collect()
-}
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn run_chromium(bin: &Path, url: &str, extra: &[&str]) -> std::process::Output {
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new("timeout");
-    cmd.args(["--kill-after=5", "60"]).arg(bin).args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--window-size=1280,2400",
-    ]);
-    cmd.arg(format!("--user-data-dir={}", profile.path().display()));
-    cmd.args(extra).arg(url);
-    cmd.output().expect("running chromium")
-}
-
 #[test]
 fn html_report_renders_in_headless_chromium() {
     let Some(bin) = chromium() else {
@@ -682,13 +647,18 @@ fn html_report_renders_in_headless_chromium() {
         "<html><body><script>console.error('boom')</script></body></html>",
     )
     .unwrap();
-    let out = run_chromium(&bin, &format!("file://{}", bad.display()), &["--dump-dom"]);
+    let out = run_chromium(
+        &bin,
+        &format!("file://{}", bad.display()),
+        (1280, 2400),
+        &["--dump-dom"],
+    );
     assert!(
         !chromium_problems(&String::from_utf8_lossy(&out.stderr)).is_empty(),
         "console errors are detected"
     );
     // Renders: the DOM has the summary, sections and every result.
-    let out = run_chromium(&bin, &url, &["--dump-dom"]);
+    let out = run_chromium(&bin, &url, (1280, 2400), &["--dump-dom"]);
     let dom = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "chromium failed: {stderr}");
@@ -707,7 +677,12 @@ fn html_report_renders_in_headless_chromium() {
     // Screenshot.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit-report.png");
     let _ = std::fs::remove_file(&shot);
-    let out = run_chromium(&bin, &url, &[&format!("--screenshot={}", shot.display())]);
+    let out = run_chromium(
+        &bin,
+        &url,
+        (1280, 2400),
+        &[&format!("--screenshot={}", shot.display())],
+    );
     let problems = chromium_problems(&String::from_utf8_lossy(&out.stderr));
     assert!(problems.is_empty(), "console errors: {problems:#?}");
     let png = std::fs::read(&shot).expect("screenshot written");

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use bollwerk::error::ExitStatus;
 use bollwerk::exec::FakeRunner;
 use clap::Parser;
+use common::browser::{chromium, chromium_problems, run_chromium};
 use common::tree::Tree;
 
 const CHECKS: [&str; 5] = [
@@ -321,41 +322,6 @@ fn bad_input_exits_2_with_position() {
 
 // ---- HTML in headless Chromium ------------------------------------------------------
 
-fn chromium_problems(stderr: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught") || l.contains("net::ERR_"))
-        .map(str::to_string)
-        .collect()
-}
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn run_chromium(bin: &Path, url: &str, extra: &[&str]) -> std::process::Output {
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new("timeout");
-    cmd.args(["--kill-after=5", "60"]).arg(bin).args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--window-size=1280,1600",
-    ]);
-    cmd.arg(format!("--user-data-dir={}", profile.path().display()));
-    cmd.args(extra).arg(url);
-    cmd.output().expect("running chromium")
-}
-
 #[test]
 fn html_fleet_report_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -399,7 +365,7 @@ fn html_fleet_report_renders_in_headless_chromium() {
         return;
     };
     let url = format!("file://{}", page.display());
-    let out = run_chromium(&bin, &url, &["--dump-dom"]);
+    let out = run_chromium(&bin, &url, (1280, 1600), &["--dump-dom"]);
     let dom = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "chromium failed: {stderr}");
@@ -423,7 +389,12 @@ fn html_fleet_report_renders_in_headless_chromium() {
     assert!(problems.is_empty(), "console errors: {problems:#?}");
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fleet-report.png");
     let _ = std::fs::remove_file(&shot);
-    let out = run_chromium(&bin, &url, &[&format!("--screenshot={}", shot.display())]);
+    let out = run_chromium(
+        &bin,
+        &url,
+        (1280, 1600),
+        &[&format!("--screenshot={}", shot.display())],
+    );
     assert!(chromium_problems(&String::from_utf8_lossy(&out.stderr)).is_empty());
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(

@@ -5,5 +5,6 @@
 #![allow(dead_code)]
 
 pub mod bench;
+pub mod browser;
 pub mod testbed;
 pub mod tree;
