@@ -13,6 +13,7 @@ use regex::Regex;
 
 use super::expect::Outcome;
 use super::facts::{AuditCx, FirewallState};
+use crate::state::firewall as fw;
 
 /// bollwerk's DOCKER-USER rules (ufw backend; see `modules/firewall/docker.rs`).
 const DOCKER_USER_RULES: &str = "etc/bollwerk/docker-user.rules";
@@ -155,37 +156,6 @@ fn covers(list: &[(&'static str, u16, u16)], proto: &str, port: u16) -> bool {
         .any(|(p, lo, hi)| (*p == proto || *p == "any") && (*lo..=*hi).contains(&port))
 }
 
-/// Chains of an nftables text: (name, body).
-fn chains(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let Ok(re) = Regex::new(r"chain\s+([A-Za-z0-9_\-]+)\s*\{") else {
-        return out;
-    };
-    for m in re.captures_iter(text) {
-        let (Some(whole), Some(name)) = (m.get(0), m.get(1)) else {
-            continue;
-        };
-        let start = whole.end();
-        let mut depth = 1;
-        let mut end = text.len();
-        for (i, c) in text[start..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = start + i;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push((name.as_str().to_string(), text[start..end].to_string()));
-    }
-    out
-}
-
 /// Ports with an accepting input rule: (proto or `any`, lo, hi).
 pub fn input_allowed(f: &FirewallState) -> Vec<(&'static str, u16, u16)> {
     let mut out = Vec::new();
@@ -204,22 +174,17 @@ pub fn input_allowed(f: &FirewallState) -> Vec<(&'static str, u16, u16)> {
         }
     }
     if f.nftables {
-        let Ok(re) = Regex::new(r"\b(tcp|udp|th) dport (\{[^}]*\}|\S+)") else {
-            return out;
-        };
-        for (_, body) in chains(&f.nft_text)
+        for chain in fw::parse_ruleset(&f.nft_text)
             .iter()
-            .filter(|(_, b)| b.contains("hook input"))
+            .filter(|c| c.hook.as_deref() == Some("input"))
         {
-            for line in body.lines().filter(|l| l.contains("accept")) {
-                if let Some(c) = re.captures(line) {
-                    let proto = match &c[1] {
-                        "tcp" => "tcp",
-                        "udp" => "udp",
-                        _ => "any",
-                    };
-                    out.extend(ports_in(&c[2]).into_iter().map(|(lo, hi)| (proto, lo, hi)));
-                }
+            for rule in chain.rules.iter().filter(|r| r.verdict() == Some("accept")) {
+                let proto = rule.transport();
+                out.extend(
+                    rule.ports_after("dport")
+                        .into_iter()
+                        .map(|(lo, hi)| (proto, lo, hi)),
+                );
             }
         }
     }
@@ -232,22 +197,22 @@ pub fn published_allowed(cx: &AuditCx, f: &FirewallState) -> Option<Vec<(&'stati
     let mut found = false;
     let mut out = Vec::new();
     if f.nftables
-        && let Some((_, body)) = chains(&f.nft_text)
+        && let Some(chain) = fw::parse_ruleset(&f.nft_text)
             .into_iter()
-            .find(|(n, b)| n == "docker_published" && b.contains("hook forward"))
+            .find(|c| c.name == "docker_published" && c.hook.as_deref() == Some("forward"))
     {
         found = true;
-        let re = Regex::new(
-            r"l4proto (tcp|udp|\{ tcp, udp \}) ct status dnat ct original proto-dst (\S+) accept",
-        )
-        .ok()?;
-        for c in re.captures_iter(&body) {
-            let proto = match &c[1] {
-                "tcp" => "tcp",
-                "udp" => "udp",
-                _ => "any",
-            };
-            out.extend(ports_in(&c[2]).into_iter().map(|(lo, hi)| (proto, lo, hi)));
+        for rule in chain
+            .rules
+            .iter()
+            .filter(|r| r.verdict() == Some("accept") && r.matches().iter().any(|w| w == "dnat"))
+        {
+            let proto = rule.transport();
+            out.extend(
+                rule.ports_after("proto-dst")
+                    .into_iter()
+                    .map(|(lo, hi)| (proto, lo, hi)),
+            );
         }
     }
     if let Ok(Some(t)) = cx.read(DOCKER_USER_RULES) {

@@ -167,6 +167,54 @@ fn split_words(s: &str) -> Vec<String> {
     out
 }
 
+impl Rule {
+    /// The port ranges that follow the word `key` (`dport`, `proto-dst`): `22`, `6000-6007`,
+    /// `{ 22, 443 }`; empty when the rule does not name one.
+    pub fn ports_after(&self, key: &str) -> Vec<(u16, u16)> {
+        let m = self.matches();
+        let Some(i) = m.iter().position(|w| w == key) else {
+            return Vec::new();
+        };
+        let items: Vec<&str> = match m.get(i + 1).map(String::as_str) {
+            Some("{") => m[i + 2..]
+                .iter()
+                .take_while(|x| *x != "}")
+                .map(|x| x.trim_end_matches(','))
+                .collect(),
+            Some(p) => p.split(',').collect(),
+            None => Vec::new(),
+        };
+        items
+            .iter()
+            .filter_map(|p| match p.split_once(['-', ':']) {
+                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                None => p.parse().ok().map(|x| (x, x)),
+            })
+            .collect()
+    }
+
+    /// The transport protocol a port match is for: the word before `dport` (`tcp`, `udp`; `th`
+    /// means either) or after `l4proto`; `any` when the rule names none or both.
+    pub fn transport(&self) -> &'static str {
+        let m = self.matches();
+        let word = m
+            .iter()
+            .position(|w| w == "dport")
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| m.get(i))
+            .or_else(|| {
+                m.iter()
+                    .position(|w| w == "l4proto")
+                    .and_then(|i| m.get(i + 1))
+            });
+        match word.map(String::as_str) {
+            Some("tcp") => "tcp",
+            Some("udp") => "udp",
+            _ => "any",
+        }
+    }
+}
+
 /// Splits a ruleset into statements: a newline or `;` ends one; `{` after `table`, `chain`,
 /// `set`, `map`, `flowtable`, `ct`, `counter`, `quota`, `limit` or `synproxy` opens a block
 /// (its own statement, ending in `{`), its `}` is a statement of its own; other braces are
@@ -296,6 +344,25 @@ pub fn parse_ruleset(text: &str) -> Vec<Chain> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_and_transport_of_accepting_rules() {
+        let chains = parse_ruleset(
+            "table inet f {\n chain input {\n type filter hook input priority 0; policy drop;\n tcp dport { 22, 443, 6000-6007 } ct state new counter accept\n udp dport 51820 accept\n th dport 53 accept\n }\n chain docker_published {\n type filter hook forward priority -1;\n meta l4proto tcp ct status dnat ct original proto-dst { 80, 443 } accept\n }\n}\n",
+        );
+        let input = &chains[0].rules;
+        assert_eq!(input[0].transport(), "tcp");
+        assert_eq!(
+            input[0].ports_after("dport"),
+            vec![(22, 22), (443, 443), (6000, 6007)]
+        );
+        assert_eq!(input[1].transport(), "udp");
+        assert_eq!(input[1].ports_after("dport"), vec![(51820, 51820)]);
+        assert_eq!(input[2].transport(), "any");
+        let fwd = &chains[1].rules[0];
+        assert_eq!(fwd.transport(), "tcp");
+        assert_eq!(fwd.ports_after("proto-dst"), vec![(80, 80), (443, 443)]);
+    }
 
     #[test]
     fn semantics_not_style() {
