@@ -532,11 +532,18 @@ impl Booted {
 
     /// `ssh admin@<addr> CMD` from the controller's namespace with `key`.
     fn ssh(&self, ctrl: &Netns, key: &Path, cmd: &str) -> Output {
+        self.ssh_port(ctrl, key, 22, cmd)
+    }
+
+    /// [`Booted::ssh`] to `port`.
+    fn ssh_port(&self, ctrl: &Netns, key: &Path, port: u16, cmd: &str) -> Output {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &ctrl.0, "ssh", "-F", "/dev/null"])
             .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
             .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-            .args(["-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes", "-i"])
+            .args(["-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes", "-p"])
+            .arg(port.to_string())
+            .arg("-i")
             .arg(key)
             .arg(format!("admin@{}", self.addr))
             .arg(cmd);
@@ -807,15 +814,82 @@ fn playbook_over_ssh_to_booted_containers() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Fleet compliance — 3 hosts"), "{page}");
 
+    // A change that cuts the host off where the lockout guard cannot see it (sshd moves to
+    // port 2222; the admin keeps a key login there): the confirmation over a new connection
+    // to port 22 fails, nobody confirms, and the host restores itself at the deadline.
+    let web3 = &hosts[2];
+    let (out, t_cut) = play_in(
+        &ctrl,
+        tmp.path(),
+        &inventory,
+        &[
+            "--limit",
+            "web3",
+            "-e",
+            r#"{"bollwerk_confirm": "20s", "bollwerk_profile_extra": "[ssh]\nport = 2222"}"#,
+        ],
+    );
+    let cut = String::from_utf8_lossy(&out.stdout).into_owned();
+    let t_cut_end = Instant::now();
+    assert!(
+        !out.status.success(),
+        "the cut-off host fails the run:\n{cut}"
+    );
+    assert_eq!(
+        task_changed(&out, "Plan (check mode) or apply the profile"),
+        ["web3"],
+        "applied:\n{cut}"
+    );
+    assert!(
+        cut.contains("UNREACHABLE!"),
+        "the new connection fails:\n{cut}"
+    );
+    assert!(
+        task_changed(&out, "Confirm over a new connection").is_empty(),
+        "{cut}"
+    );
+    let pending = web3.inst.path("/var/lib/bollwerk/confirm/pending.json");
+    // Until the deadline, the admin gets in on the new port only (a login confirms nothing).
+    assert!(pending.exists(), "web3: no pending confirmation:\n{cut}");
+    let o = web3.ssh_port(&ctrl, &key, 2222, "sudo -n sshd -T | grep -i '^port '");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "port 2222",
+        "web3 before the deadline: {}",
+        describe(&o)
+    );
+    let revert_wait = Duration::from_secs(90);
+    loop {
+        let o = web3.ssh(&ctrl, &key, "sudo -n sshd -T | grep -i '^port '");
+        if o.status.success() && !pending.exists() {
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout).trim(),
+                "port 22",
+                "{}",
+                describe(&o)
+            );
+            break;
+        }
+        assert!(
+            t_cut_end.elapsed() < revert_wait,
+            "web3 did not restore itself within {revert_wait:?} of the run: {}\nrun:\n{cut}",
+            describe(&o)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let t_revert = t_cut_end.elapsed();
+
     let t_stop = Instant::now();
     drop(hosts);
     eprintln!(
-        "fleet timings (3 booted containers over SSH): boot {:.1}s, install {:.1}s, check {:.1}s, first run {:.1}s, second run {:.1}s, poweroff {:.1}s",
+        "fleet timings (3 booted containers over SSH): boot {:.1}s, install {:.1}s, check {:.1}s, first run {:.1}s, second run {:.1}s, cut-off run {:.1}s + {:.1}s until it reverted (20 s deadline), poweroff {:.1}s",
         t_boot.as_secs_f64(),
         t_install.as_secs_f64(),
         t_check.as_secs_f64(),
         t_first.as_secs_f64(),
         t_second.as_secs_f64(),
+        t_cut.as_secs_f64(),
+        t_revert.as_secs_f64(),
         t_stop.elapsed().as_secs_f64()
     );
 }
