@@ -814,6 +814,33 @@ fn playbook_over_ssh_to_booted_containers() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Fleet compliance — 3 hosts"), "{page}");
 
+    // A profile that would lock the admin out: bollwerk refuses over SSH, the host is unchanged.
+    let web1 = &hosts[0];
+    let ssh_dir = |h: &Booted| tree_state(&h.inst.path("/etc/ssh"));
+    let before = (ssh_dir(web1), web1.inst.read("/etc/passwd"));
+    let (out, t_refused) = play_in(
+        &ctrl,
+        tmp.path(),
+        &inventory,
+        &[
+            "--limit",
+            "web1",
+            "-e",
+            r#"{"bollwerk_profile_extra": "[ssh]\ndeny_users = [\"admin\"]"}"#,
+        ],
+    );
+    let refused = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{refused}");
+    assert_eq!(recap(&out, "web1").1, 1, "{refused}");
+    assert!(refused.contains("bollwerk refused:"), "{refused}");
+    assert!(refused.contains("nothing was changed"), "{refused}");
+    assert_eq!(
+        (ssh_dir(web1), web1.inst.read("/etc/passwd")),
+        before,
+        "web1 unchanged"
+    );
+    assert!(web1.ssh(&ctrl, &key, "true").status.success());
+
     // A change that cuts the host off where the lockout guard cannot see it (sshd moves to
     // port 2222; the admin keeps a key login there): the confirmation over a new connection
     // to port 22 fails, nobody confirms, and the host restores itself at the deadline.
@@ -882,12 +909,13 @@ fn playbook_over_ssh_to_booted_containers() {
     let t_stop = Instant::now();
     drop(hosts);
     eprintln!(
-        "fleet timings (3 booted containers over SSH): boot {:.1}s, install {:.1}s, check {:.1}s, first run {:.1}s, second run {:.1}s, cut-off run {:.1}s + {:.1}s until it reverted (20 s deadline), poweroff {:.1}s",
+        "fleet timings (3 booted containers over SSH): boot {:.1}s, install {:.1}s, check {:.1}s, first run {:.1}s, second run {:.1}s, refused run {:.1}s, cut-off run {:.1}s + {:.1}s until it reverted (20 s deadline), poweroff {:.1}s",
         t_boot.as_secs_f64(),
         t_install.as_secs_f64(),
         t_check.as_secs_f64(),
         t_first.as_secs_f64(),
         t_second.as_secs_f64(),
+        t_refused.as_secs_f64(),
         t_cut.as_secs_f64(),
         t_revert.as_secs_f64(),
         t_stop.elapsed().as_secs_f64()
