@@ -3,16 +3,34 @@
 //! each a fresh copy of the Debian 12 testbed root, and `bollwerk report merge` renders the
 //! fetched reports.
 //!
-//! The hosts are reached with Ansible's `local` connection and the role's `bollwerk_root`
-//! (bollwerk's `--root`): every change lands in the test's overlay roots, nothing on this
-//! machine (binary, profile, reports live in the test's temp dir). SSH to booted containers
-//! is not part of this test (see docs/fleet.md); `apply --confirm` needs a live host and is off.
+//! Two ways to reach the hosts:
 //!
-//! Proven: the binary is installed from the release-style tarball with its checksum (and a
+//! * `playbook_check_apply_idempotent_refusal_reports_merge`: Ansible's `local` connection and
+//!   the role's `bollwerk_root` (bollwerk's `--root`): every change lands in the test's overlay
+//!   roots, nothing on this machine (binary, profile, reports live in the test's temp dir);
+//!   `apply --confirm` needs a live host and is off there.
+//! * `playbook_over_ssh_to_booted_containers`: live hosts. Each is an overlay copy of the
+//!   testbed root booted with `systemd-nspawn --boot` (systemd as PID 1, its own sshd) in a
+//!   network namespace of its own (`bw-<pid>-f<n>`), joined by a veth pair with its own /30 to a
+//!   controller namespace (`bw-<pid>-fc`) in which `ansible-playbook` runs and logs in as
+//!   `admin` with a key (`become` through sudo). Nothing is added to this machine's own network
+//!   namespace; the containers get `CAP_NET_ADMIN` for their own namespace only (the firewall
+//!   they load). There the role runs `apply --confirm` and confirms over a new connection; a
+//!   change that moves sshd to another port (which the lockout guard cannot call a lockout)
+//!   makes that connection fail, and the host restores itself at the deadline.
+//!
+//! Proven (local connection): the binary is installed from the release-style tarball with its checksum (and a
 //! wrong checksum is refused); check mode shows bollwerk's unified diffs and changes nothing;
 //! the first run applies, the second reports `changed=0` on every host; a host whose profile
 //! would lock the admin out fails with bollwerk's refusal text and is left unchanged; the
 //! reports end up on the controller and `report merge` renders them. `ansible-lint` is clean.
+//!
+//! Proven over SSH (3 booted containers): check mode shows the diffs and writes nothing; the
+//! first run applies and confirms over a new connection on every host (no pending confirmation,
+//! no revert timer left); the second run reports `changed=0` everywhere; a profile that would
+//! lock the admin out is refused with bollwerk's text and the host is unchanged; a change that
+//! cuts the host off is not confirmed and is reverted by the host's own timer; the fetched
+//! reports of the three hosts are merged.
 
 mod common;
 
