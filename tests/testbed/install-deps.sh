@@ -19,6 +19,7 @@ packages=(
   openssl               # local HTTPS server for the key-fetch test
   chromium              # headless rendering of the audit's HTML report
   ansible ansible-lint  # fleet: the Ansible collection's system test and lint (issue 15)
+  binutils              # strip: the fleet SSH test ships a stripped binary to its containers
   openscap-scanner xz-utils curl python3  # scanners.sh: OpenSCAP against a root (issue 12)
 )
 
