@@ -426,16 +426,18 @@ fn accounts_policy_in_login_defs_useradd_profile_d_and_shadow() {
         sh.contains("\n    TMOUT=900\n    readonly TMOUT\n    export TMOUT\n"),
         "{sh}"
     );
-    // bash.bashrc: the distro text stays byte-identical, the umask is a marked block at the end
-    // (OpenSCAP's accounts_umask_etc_bashrc reads only this file).
-    let bashrc_before = Tree::fixture("debian12-hardening").read("etc/bash.bashrc");
-    let bashrc = t.read("etc/bash.bashrc");
-    assert_eq!(
-        bashrc,
-        format!(
-            "{bashrc_before}# BEGIN bollwerk accounts (managed by bollwerk — local edits are overwritten)\numask 027\n# END bollwerk accounts\n"
-        )
-    );
+    // bash.bashrc and profile: the distro text stays byte-identical, the umask is a marked block
+    // at the end (OpenSCAP's accounts_umask_etc_bashrc reads only bash.bashrc, Lynis both).
+    for file in ["etc/bash.bashrc", "etc/profile"] {
+        let before = Tree::fixture("debian12-hardening").read(file);
+        assert_eq!(
+            t.read(file),
+            format!(
+                "{before}# BEGIN bollwerk accounts (managed by bollwerk — local edits are overwritten)\numask 027\n# END bollwerk accounts\n"
+            ),
+            "{file}"
+        );
+    }
     // Ageing: password users tightened, locked/no-password accounts untouched.
     let shadow = t.read("etc/shadow");
     assert!(

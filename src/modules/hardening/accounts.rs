@@ -26,10 +26,13 @@ use super::util::{Syntax, Want, get_setting, set_settings, with_block};
 const LOGIN_DEFS: &str = "etc/login.defs";
 const USERADD: &str = "etc/default/useradd";
 /// bash's system-wide interactive startup file (a conffile of bash): the umask goes into a
-/// marked block at its end.
+/// marked block at its end (OpenSCAP and Lynis read it).
 const BASHRC: &str = "etc/bash.bashrc";
-/// The marked block's name in `etc/bash.bashrc`.
-const BASHRC_BLOCK: &str = "accounts";
+/// The login shells' startup file (base-files copies it, not a conffile; base-files leaves a
+/// modified one alone): the same marked block (Lynis reads it).
+const PROFILE: &str = "etc/profile";
+/// The marked block's name in `etc/bash.bashrc` and `etc/profile`.
+const UMASK_BLOCK: &str = "accounts";
 /// The shell fragment bollwerk owns.
 pub const SHELL_DROPIN: &str = "etc/profile.d/bollwerk-shell.sh";
 
@@ -67,8 +70,9 @@ pub struct AccountsSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypt_method: Option<EncryptMethod>,
     /// Default umask (`UMASK` in login.defs, `umask` for login shells in
-    /// `etc/profile.d/bollwerk-shell.sh` and for interactive bash shells in a marked block at
-    /// the end of `etc/bash.bashrc`, where OpenSCAP looks), e.g. "027".
+    /// `etc/profile.d/bollwerk-shell.sh`, and in a marked block at the end of `etc/profile`
+    /// and of `etc/bash.bashrc` (interactive bash shells; where OpenSCAP and Lynis look), e.g.
+    /// "027".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub umask: Option<Mode>,
     /// `SHA_CRYPT_MIN_ROUNDS` and `SHA_CRYPT_MAX_ROUNDS` in login.defs: rounds of SHA-512
@@ -353,21 +357,26 @@ impl Module for Accounts {
             )?;
         }
         if let Some(m) = s.umask {
-            let rel = RelPath::lit(BASHRC);
-            match (cx.root.entry(&rel)?, cx.root.read_string(&rel)?) {
-                (Entry::File { perms, .. }, Some(text)) => {
-                    p.file(
-                        &cx.root,
-                        &rel,
-                        with_block(&text, BASHRC_BLOCK, &format!("umask {:03o}\n", m.0)),
-                        perms,
-                        "umask of interactive bash shells (etc/bash.bashrc)",
-                    )?;
+            for (file, what) in [
+                (BASHRC, "umask of interactive bash shells (etc/bash.bashrc)"),
+                (PROFILE, "umask of login shells in etc/profile too"),
+            ] {
+                let rel = RelPath::lit(file);
+                match (cx.root.entry(&rel)?, cx.root.read_string(&rel)?) {
+                    (Entry::File { perms, .. }, Some(text)) => {
+                        p.file(
+                            &cx.root,
+                            &rel,
+                            with_block(&text, UMASK_BLOCK, &format!("umask {:03o}\n", m.0)),
+                            perms,
+                            what,
+                        )?;
+                    }
+                    _ => p.note(
+                        Level::Info,
+                        format!("{file} does not exist: the umask is not added there"),
+                    ),
                 }
-                _ => p.note(
-                    Level::Info,
-                    "etc/bash.bashrc does not exist (bash is not installed): only login shells get the umask",
-                ),
             }
         }
 

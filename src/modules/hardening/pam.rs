@@ -791,7 +791,7 @@ impl Module for Pam {
                 }
                 _ => p.note(
                     Level::Info,
-                    "etc/security/pwquality.conf does not exist yet (libpam-pwquality is installed by this run): its values are set by the next apply; the drop-in applies now",
+                    "etc/security/pwquality.conf does not exist (yet): its values are set once libpam-pwquality created it; the drop-in applies now",
                 ),
             }
             if cx
