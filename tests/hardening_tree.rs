@@ -665,6 +665,41 @@ fn pam_profiles_activated_with_pam_auth_update_after_the_sandbox_check() {
     assert_eq!(t.snapshot(), before);
 }
 
+/// libpam-tmpdir (Lynis DEB-0280) installed after the PAM stack was set up: its postinst runs
+/// `pam-auth-update --package`, which adds its own profile to the session stack. bollwerk's
+/// plan neither disables it nor sees a reason to run pam-auth-update again.
+#[test]
+fn pam_tmpdir_profile_added_later_is_left_alone() {
+    let t = Tree::fixture("debian12-hardening");
+    let p = t.profile("site", &site(PAM));
+    let runner = pam_runner();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    // What libpam-tmpdir's postinst leaves behind (as on the testbed rootfs).
+    t.write(
+        "usr/share/pam-configs/tmpdir",
+        "Name: Set $TMPDIR and $TMP for PAM sessions\nDefault: yes\nPriority: 0\nSession-Type: Additional\nSession-Interactive-Only: yes\nSession:\n\toptional\t\t\tpam_tmpdir.so\n",
+    );
+    let mut vl = t.read("var/lib/pam/session");
+    vl.push_str("Module: tmpdir\noptional\t\t\tpam_tmpdir.so\n");
+    t.write("var/lib/pam/session", &vl);
+    let mut cs = t.read("etc/pam.d/common-session");
+    cs.push_str("session\toptional pam_tmpdir.so \n");
+    t.write("etc/pam.d/common-session", &cs);
+    let calls = runner.log().len();
+    let (st, again) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{again}");
+    assert!(again.contains("0 changes"), "{again}");
+    assert!(
+        !runner.log()[calls..]
+            .iter()
+            .any(|c| c.starts_with("/usr/sbin/pam-auth-update")),
+        "{:?}",
+        &runner.log()[calls..]
+    );
+    assert!(t.read("etc/pam.d/common-session").contains("pam_tmpdir.so"));
+}
+
 #[test]
 fn pam_sandbox_failure_activates_nothing() {
     let t = Tree::fixture("debian12-hardening");
