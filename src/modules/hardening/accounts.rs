@@ -1,7 +1,8 @@
 //! Account policy (`[accounts]`): password ageing, hashing and umask in `etc/login.defs`
 //! (edited in place: it has no drop-in directory), `INACTIVE` in `etc/default/useradd` (what
 //! `useradd -D -f` writes), the login shells' default umask and idle timeout in
-//! `etc/profile.d/bollwerk-shell.sh`, existing users' password ageing in `etc/shadow` (only
+//! `etc/profile.d/bollwerk-shell.sh` (the umask also as a marked block at the end of
+//! `etc/profile` and `etc/bash.bashrc`, where OpenSCAP and Lynis look), existing users' password ageing in `etc/shadow` (only
 //! accounts with a usable password hash, never loosening a stricter value), system accounts
 //! without a login shell and with a locked password, and root's `PATH` (CIS 5.4.1.x,
 //! 5.4.2.5–5.4.2.8, 5.4.3.2–5.4.3.3).
