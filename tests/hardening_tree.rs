@@ -481,6 +481,18 @@ fn accounts_policy_in_login_defs_useradd_profile_d_and_shadow() {
 }
 
 #[test]
+fn accounts_sha_crypt_rounds_out_of_range_is_a_profile_error() {
+    let t = Tree::fixture("debian12-hardening");
+    let p = t.profile("bad", "[accounts]\nsha_crypt_rounds = 1000\n");
+    let (st, out) = t.run(&fake_runner(), &["validate", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Refused, "{out}");
+    // Control: the key itself is known, an in-range value validates.
+    let p = t.profile("a", "[accounts]\nsha_crypt_rounds = 65536\n");
+    let (st, out) = t.run(&fake_runner(), &["validate", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+}
+
+#[test]
 fn accounts_exempt_system_account_keeps_its_shell() {
     let (t, plan) = apply_idempotent_rollback(
         "debian12-hardening",
