@@ -335,6 +335,39 @@ fn cis_level1_server_on_the_testbed_rootfs() {
         describe(&sh)
     );
     assert!(sh.stderr.is_empty(), "{}", describe(&sh));
+    // bash.bashrc's block gives interactive non-login shells the umask too (it returns early
+    // for non-interactive ones, hence -i).
+    let sh = inst.sh("bash -i -c umask </dev/null 2>/dev/null");
+    assert_eq!(
+        String::from_utf8_lossy(&sh.stdout),
+        "0027\n",
+        "{}",
+        describe(&sh)
+    );
+
+    // pwquality.conf alone carries the policy (the file OpenSCAP reads): with bollwerk's
+    // drop-in moved aside, the real stack still refuses a long password without a digit
+    // (dcredit = -1 / minclass = 4) and one without an upper-case letter, and accepts a strong
+    // one. One script: the drop-in and the test user are put back / removed at its end.
+    let pw = inst.sh(
+        "set -u; mv /etc/security/pwquality.conf.d/bollwerk.conf /tmp/bw-pwq.conf; useradd -M -s /bin/sh pwuser; \
+         printf 'Correct-Horse-Battery-Staple\\n%.0s' 1 2 3 4 5 6 | pamtester passwd pwuser chauthtok && echo NODIGIT-ACCEPTED; \
+         printf 'corr3ct-horse-battery-st4ple\\n%.0s' 1 2 3 4 5 6 | pamtester passwd pwuser chauthtok && echo NOUPPER-ACCEPTED; \
+         printf 'Tr0ub4dor&3-Staple-Xyz\\n%.0s' 1 2 | pamtester passwd pwuser chauthtok && echo STRONG-ACCEPTED; \
+         userdel pwuser; mv /tmp/bw-pwq.conf /etc/security/pwquality.conf.d/bollwerk.conf",
+    );
+    let po = String::from_utf8_lossy(&pw.stdout);
+    assert!(
+        po.contains("STRONG-ACCEPTED")
+            && !po.contains("NODIGIT-ACCEPTED")
+            && !po.contains("NOUPPER-ACCEPTED"),
+        "{}",
+        describe(&pw)
+    );
+    assert!(
+        inst.read("/etc/security/pwquality.conf.d/bollwerk.conf")
+            .contains("dcredit = -1")
+    );
 
     // A real sshd: the admin's key works and sudo works; root cannot log in.
     let sshd = inst.start_sshd(2222);

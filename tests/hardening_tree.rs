@@ -350,7 +350,7 @@ fn time_not_applicable_in_a_container() {
     assert!(!plan.contains("timesyncd.conf.d"), "{plan}");
 }
 
-const ACCOUNTS: &str = "[accounts]\npass_max_days = 365\npass_min_days = 1\npass_warn_age = 7\ninactive = 30\nencrypt_method = \"auto\"\numask = \"027\"\nshell_timeout = \"15m\"\nsystem_accounts_nologin = true\nroot_path = \"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n";
+const ACCOUNTS: &str = "[accounts]\npass_max_days = 365\npass_min_days = 1\npass_warn_age = 7\ninactive = 30\nencrypt_method = \"auto\"\numask = \"027\"\nshell_timeout = \"15m\"\nsystem_accounts_nologin = true\nroot_path = \"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\nsha_crypt_rounds = 65536\n";
 
 #[test]
 fn accounts_policy_in_login_defs_useradd_profile_d_and_shadow() {
@@ -380,8 +380,17 @@ fn accounts_policy_in_login_defs_useradd_profile_d_and_shadow() {
         )
         .unwrap();
     });
-    // login.defs: only the managed lines differ.
-    let defs = t.read("etc/login.defs");
+    // login.defs: the rounds are added after their commented examples (what Lynis AUTH-9230
+    // reads), otherwise only the managed lines differ.
+    let defs_all = t.read("etc/login.defs");
+    assert!(
+        defs_all.contains("#SHA_CRYPT_MIN_ROUNDS 5000\nSHA_CRYPT_MIN_ROUNDS 65536\n#SHA_CRYPT_MAX_ROUNDS 5000\nSHA_CRYPT_MAX_ROUNDS 65536\n"),
+        "{defs_all}"
+    );
+    let defs: String = defs_all
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with("SHA_CRYPT_"))
+        .collect();
     let changed: Vec<(&str, &str)> = defs_before
         .lines()
         .zip(defs.lines())
@@ -413,6 +422,23 @@ fn accounts_policy_in_login_defs_useradd_profile_d_and_shadow() {
         sh.contains("umask 027\n") && sh.contains("readonly TMOUT\nexport TMOUT\n"),
         "{sh}"
     );
+    // The form OpenSCAP's accounts_tmout looks for (TMOUT=, readonly, export in a row).
+    assert!(
+        sh.contains("\n    TMOUT=900\n    readonly TMOUT\n    export TMOUT\n"),
+        "{sh}"
+    );
+    // bash.bashrc and profile: the distro text stays byte-identical, the umask is a marked block
+    // at the end (OpenSCAP's accounts_umask_etc_bashrc reads only bash.bashrc, Lynis both).
+    for file in ["etc/bash.bashrc", "etc/profile"] {
+        let before = Tree::fixture("debian12-hardening").read(file);
+        assert_eq!(
+            t.read(file),
+            format!(
+                "{before}# BEGIN bollwerk accounts (managed by bollwerk — local edits are overwritten)\numask 027\n# END bollwerk accounts\n"
+            ),
+            "{file}"
+        );
+    }
     // Ageing: password users tightened, locked/no-password accounts untouched.
     let shadow = t.read("etc/shadow");
     assert!(
@@ -456,6 +482,18 @@ fn accounts_policy_in_login_defs_useradd_profile_d_and_shadow() {
 }
 
 #[test]
+fn accounts_sha_crypt_rounds_out_of_range_is_a_profile_error() {
+    let t = Tree::fixture("debian12-hardening");
+    let p = t.profile("bad", "[accounts]\nsha_crypt_rounds = 1000\n");
+    let (st, out) = t.run(&fake_runner(), &["validate", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Refused, "{out}");
+    // Control: the key itself is known, an in-range value validates.
+    let p = t.profile("a", "[accounts]\nsha_crypt_rounds = 65536\n");
+    let (st, out) = t.run(&fake_runner(), &["validate", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+}
+
+#[test]
 fn accounts_exempt_system_account_keeps_its_shell() {
     let (t, plan) = apply_idempotent_rollback(
         "debian12-hardening",
@@ -474,7 +512,7 @@ fn accounts_exempt_system_account_keeps_its_shell() {
     );
 }
 
-const PAM: &str = "[pam]\nsu_group = \"sugroup\"\nnullok = false\n[pam.pwquality]\nminlen = 14\nminclass = 4\ndifok = 2\nmaxrepeat = 3\nmaxsequence = 3\ndictcheck = true\nenforcing = true\nenforce_for_root = true\nretry = 3\n[pam.faillock]\ndeny = 5\nunlock_time = 900\nfail_interval = 900\n[pam.history]\nremember = 24\nenforce_for_root = true\n";
+const PAM: &str = "[pam]\nsu_group = \"sugroup\"\nnullok = false\n[pam.pwquality]\nminlen = 14\nminclass = 4\ndcredit = -1\nucredit = -1\nlcredit = -1\nocredit = -1\ndifok = 2\nmaxrepeat = 3\nmaxsequence = 3\ndictcheck = true\nenforcing = true\nenforce_for_root = true\nretry = 3\n[pam.faillock]\ndeny = 5\nunlock_time = 900\nfail_interval = 900\n[pam.history]\nremember = 24\nenforce_for_root = true\n";
 
 /// `etc/pam.d/common-*` as the real pam-auth-update writes them for [`PAM`] on Debian 12
 /// (recorded from the testbed rootfs).
@@ -571,9 +609,43 @@ fn pam_profiles_activated_with_pam_auth_update_after_the_sandbox_check() {
     assert_eq!(
         t.read("etc/security/pwquality.conf.d/bollwerk.conf"),
         format!(
-            "{HEADER}\nminlen = 14\nminclass = 4\ndifok = 2\nmaxrepeat = 3\nmaxsequence = 3\ndictcheck = 1\nenforcing = 1\nretry = 3\nenforce_for_root\n"
+            "{HEADER}\nminlen = 14\nminclass = 4\ndifok = 2\nmaxrepeat = 3\nmaxsequence = 3\ndcredit = -1\nucredit = -1\nlcredit = -1\nocredit = -1\ndictcheck = 1\nenforcing = 1\nretry = 3\nenforce_for_root\n"
         )
     );
+    // The same values in pwquality.conf (read after the drop-ins; the only file OpenSCAP's
+    // CIS content reads), each after its commented example; no other line changes.
+    let pwq_before = Tree::fixture("debian12-hardening").read("etc/security/pwquality.conf");
+    let pwq = t.read("etc/security/pwquality.conf");
+    for (k, v) in [
+        ("minlen", "14"),
+        ("minclass", "4"),
+        ("difok", "2"),
+        ("dcredit", "-1"),
+        ("ucredit", "-1"),
+        ("lcredit", "-1"),
+        ("ocredit", "-1"),
+        ("maxrepeat", "3"),
+        ("maxsequence", "3"),
+        ("dictcheck", "1"),
+        ("enforcing", "1"),
+        ("retry", "3"),
+    ] {
+        let line = format!("{k} = {v}\n");
+        assert_eq!(pwq.matches(&format!("\n{line}")).count(), 1, "{k}: {pwq}");
+    }
+    assert!(
+        pwq.contains("# enforce_for_root\nenforce_for_root\n"),
+        "{pwq}"
+    );
+    let kept: Vec<&str> = pwq
+        .lines()
+        .filter(|l| l.starts_with('#') || l.is_empty())
+        .collect();
+    let orig: Vec<&str> = pwq_before
+        .lines()
+        .filter(|l| l.starts_with('#') || l.is_empty())
+        .collect();
+    assert_eq!(kept, orig, "comments and blank lines stay byte-identical");
     let fl = t.read("etc/security/faillock.conf");
     assert!(
         fl.contains("# deny = 3\ndeny = 5\n")
@@ -604,6 +676,41 @@ fn pam_profiles_activated_with_pam_auth_update_after_the_sandbox_check() {
     let (st, rb) = t.run(&runner, &["rollback"]);
     assert_eq!(st, ExitStatus::Ok, "{rb}");
     assert_eq!(t.snapshot(), before);
+}
+
+/// libpam-tmpdir (Lynis DEB-0280) installed after the PAM stack was set up: its postinst runs
+/// `pam-auth-update --package`, which adds its own profile to the session stack. bollwerk's
+/// plan neither disables it nor sees a reason to run pam-auth-update again.
+#[test]
+fn pam_tmpdir_profile_added_later_is_left_alone() {
+    let t = Tree::fixture("debian12-hardening");
+    let p = t.profile("site", &site(PAM));
+    let runner = pam_runner();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    // What libpam-tmpdir's postinst leaves behind (as on the testbed rootfs).
+    t.write(
+        "usr/share/pam-configs/tmpdir",
+        "Name: Set $TMPDIR and $TMP for PAM sessions\nDefault: yes\nPriority: 0\nSession-Type: Additional\nSession-Interactive-Only: yes\nSession:\n\toptional\t\t\tpam_tmpdir.so\n",
+    );
+    let mut vl = t.read("var/lib/pam/session");
+    vl.push_str("Module: tmpdir\noptional\t\t\tpam_tmpdir.so\n");
+    t.write("var/lib/pam/session", &vl);
+    let mut cs = t.read("etc/pam.d/common-session");
+    cs.push_str("session\toptional pam_tmpdir.so \n");
+    t.write("etc/pam.d/common-session", &cs);
+    let calls = runner.log().len();
+    let (st, again) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{again}");
+    assert!(again.contains("0 changes"), "{again}");
+    assert!(
+        !runner.log()[calls..]
+            .iter()
+            .any(|c| c.starts_with("/usr/sbin/pam-auth-update")),
+        "{:?}",
+        &runner.log()[calls..]
+    );
+    assert!(t.read("etc/pam.d/common-session").contains("pam_tmpdir.so"));
 }
 
 #[test]

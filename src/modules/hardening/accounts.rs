@@ -1,7 +1,8 @@
 //! Account policy (`[accounts]`): password ageing, hashing and umask in `etc/login.defs`
 //! (edited in place: it has no drop-in directory), `INACTIVE` in `etc/default/useradd` (what
 //! `useradd -D -f` writes), the login shells' default umask and idle timeout in
-//! `etc/profile.d/bollwerk-shell.sh`, existing users' password ageing in `etc/shadow` (only
+//! `etc/profile.d/bollwerk-shell.sh` (the umask also as a marked block at the end of
+//! `etc/profile` and `etc/bash.bashrc`, where OpenSCAP and Lynis look), existing users' password ageing in `etc/shadow` (only
 //! accounts with a usable password hash, never loosening a stricter value), system accounts
 //! without a login shell and with a locked password, and root's `PATH` (CIS 5.4.1.x,
 //! 5.4.2.5–5.4.2.8, 5.4.3.2–5.4.3.3).
@@ -21,10 +22,18 @@ use crate::profile::types::{Duration, Mode, UserName};
 use crate::profile::{Layer, ProfileError};
 use crate::root::{Entry, Perms, RelPath};
 
-use super::util::{Syntax, Want, get_setting, set_settings};
+use super::util::{Syntax, Want, get_setting, set_settings, with_block};
 
 const LOGIN_DEFS: &str = "etc/login.defs";
 const USERADD: &str = "etc/default/useradd";
+/// bash's system-wide interactive startup file (a conffile of bash): the umask goes into a
+/// marked block at its end (OpenSCAP and Lynis read it).
+const BASHRC: &str = "etc/bash.bashrc";
+/// The login shells' startup file (base-files copies it, not a conffile; base-files leaves a
+/// modified one alone): the same marked block (Lynis reads it).
+const PROFILE: &str = "etc/profile";
+/// The marked block's name in `etc/bash.bashrc` and `etc/profile`.
+const UMASK_BLOCK: &str = "accounts";
 /// The shell fragment bollwerk owns.
 pub const SHELL_DROPIN: &str = "etc/profile.d/bollwerk-shell.sh";
 
@@ -61,9 +70,17 @@ pub struct AccountsSection {
     /// `ENCRYPT_METHOD`: "auto" (yescrypt where supported, else SHA512), "yescrypt", "sha512".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypt_method: Option<EncryptMethod>,
-    /// Default umask (`UMASK` in login.defs and `umask` for login shells), e.g. "027".
+    /// Default umask (`UMASK` in login.defs, `umask` for login shells in
+    /// `etc/profile.d/bollwerk-shell.sh`, and in a marked block at the end of `etc/profile`
+    /// and of `etc/bash.bashrc` (interactive bash shells; where OpenSCAP and Lynis look), e.g.
+    /// "027".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub umask: Option<Mode>,
+    /// `SHA_CRYPT_MIN_ROUNDS` and `SHA_CRYPT_MAX_ROUNDS` in login.defs: rounds of SHA-512
+    /// password hashes (5000 to 999999999). Only used when the method is SHA512; yescrypt
+    /// ignores it (Lynis AUTH-9230 looks for it whatever the method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha_crypt_rounds: Option<u32>,
     /// Idle timeout of interactive shells (`TMOUT`, read-only), e.g. "15m" (CIS 5.4.3.2: 900 s
     /// or less).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +142,15 @@ pub fn check_profile(
             "use e.g. \"15m\" (CIS asks for 900 s or less)",
         );
     }
+    if let Some(r) = s.sha_crypt_rounds
+        && !(5000..=999_999_999).contains(&r)
+    {
+        return err(
+            "sha_crypt_rounds",
+            format!("sha_crypt_rounds = {r} is out of range"),
+            "use 5000 to 999999999 (e.g. 65536)",
+        );
+    }
     if let Some(p) = &s.root_path {
         let bad = p.split(':').find(|d| {
             d.is_empty()
@@ -161,7 +187,7 @@ pub fn render_shell(umask: Option<Mode>, timeout: Option<Duration>) -> String {
     if let Some(t) = timeout {
         let n = t.secs();
         s.push_str(&format!(
-"# Idle interactive shells end after {n} s; read-only so a user cannot lift it (the\n# test keeps a second sourcing from failing on the read-only variable).\nif [ \"${{TMOUT:-}}\" != {n} ]; then\n    TMOUT={n}\nfi\nreadonly TMOUT\nexport TMOUT\n"
+"# Idle interactive shells end after {n} s; read-only so a user cannot lift it (the\n# test keeps a second sourcing from failing on the read-only variable; the three lines\n# are the form CIS shows and OpenSCAP looks for).\nif [ \"${{TMOUT:-}}\" != {n} ]; then\n    TMOUT={n}\n    readonly TMOUT\n    export TMOUT\nfi\nreadonly TMOUT\nexport TMOUT\n"
         ));
     }
     s
@@ -272,6 +298,10 @@ impl Module for Accounts {
         if let Some(m) = s.umask {
             settings.push(("UMASK", Want::Value(format!("{:03o}", m.0))));
         }
+        if let Some(r) = s.sha_crypt_rounds {
+            settings.push(("SHA_CRYPT_MIN_ROUNDS", Want::Value(r.to_string())));
+            settings.push(("SHA_CRYPT_MAX_ROUNDS", Want::Value(r.to_string())));
+        }
         if let Some(path) = &s.root_path {
             settings.push(("ENV_SUPATH", Want::Value(format!("PATH={path}"))));
         }
@@ -326,6 +356,29 @@ impl Module for Accounts {
                 Perms::root(0o644),
                 "umask and idle timeout of login shells",
             )?;
+        }
+        if let Some(m) = s.umask {
+            for (file, what) in [
+                (BASHRC, "umask of interactive bash shells (etc/bash.bashrc)"),
+                (PROFILE, "umask of login shells in etc/profile too"),
+            ] {
+                let rel = RelPath::lit(file);
+                match (cx.root.entry(&rel)?, cx.root.read_string(&rel)?) {
+                    (Entry::File { perms, .. }, Some(text)) => {
+                        p.file(
+                            &cx.root,
+                            &rel,
+                            with_block(&text, UMASK_BLOCK, &format!("umask {:03o}\n", m.0)),
+                            perms,
+                            what,
+                        )?;
+                    }
+                    _ => p.note(
+                        Level::Info,
+                        format!("{file} does not exist: the umask is not added there"),
+                    ),
+                }
+            }
         }
 
         // Accounts: system shells, locked passwords, ageing.
@@ -549,6 +602,13 @@ mod tests {
             Some("15m".to_string().try_into().unwrap()),
         );
         assert!(f.contains("\numask 027\n"));
-        assert!(f.contains("\n    TMOUT=900\nfi\nreadonly TMOUT\nexport TMOUT\n"));
+        assert!(f.contains("\n    TMOUT=900\n    readonly TMOUT\n    export TMOUT\nfi\nreadonly TMOUT\nexport TMOUT\n"));
+        // OpenSCAP's accounts_tmout pattern (multi-line; `\s` spans newlines), exactly once.
+        let cac =
+            regex::Regex::new(r"(?m)^[\s]*TMOUT=([\w$]+)[\s]*readonly TMOUT[\s]*export TMOUT$")
+                .unwrap();
+        let caps: Vec<_> = cac.captures_iter(&f).collect();
+        assert_eq!(caps.len(), 1, "{f}");
+        assert_eq!(&caps[0][1], "900");
     }
 }

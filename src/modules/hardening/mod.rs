@@ -9,8 +9,8 @@
 //! | `coredump` | `[coredump]` | `etc/security/limits.d/bollwerk-coredump.conf`, `etc/systemd/coredump.conf.d/bollwerk.conf` |
 //! | `tmp` | `[tmp]` | `etc/systemd/system/tmp.mount` (or the `/tmp` line of `etc/fstab`), the `/dev/shm` line of `etc/fstab` |
 //! | `time` | `[time]` | `etc/systemd/timesyncd.conf.d/bollwerk.conf` or `etc/chrony/sources.d/bollwerk.sources`, the time daemons' enablement |
-//! | `accounts` | `[accounts]` | settings in `etc/login.defs` and `etc/default/useradd`, `etc/profile.d/bollwerk-shell.sh`, password ageing in `etc/shadow`, system accounts' shells |
-//! | `pam` | `[pam]` | `usr/share/pam-configs/bollwerk-*` activated with `pam-auth-update`, `etc/security/pwquality.conf.d/bollwerk.conf`, settings in `etc/security/faillock.conf`, the `pam_wheel` line of `etc/pam.d/su` |
+//! | `accounts` | `[accounts]` | settings in `etc/login.defs` and `etc/default/useradd`, `etc/profile.d/bollwerk-shell.sh`, a `umask` block at the end of `etc/profile` and `etc/bash.bashrc`, password ageing in `etc/shadow`, system accounts' shells |
+//! | `pam` | `[pam]` | `usr/share/pam-configs/bollwerk-*` activated with `pam-auth-update`, `etc/security/pwquality.conf.d/bollwerk.conf` (the same settings in `etc/security/pwquality.conf`), settings in `etc/security/faillock.conf`, the `pam_wheel` line of `etc/pam.d/su` |
 //! | `apparmor` | `[apparmor]` | enablement of `apparmor.service`, `etc/apparmor.d/force-complain/*`, `etc/default/grub.d/bollwerk-apparmor.cfg` |
 //! | `integrity` | `[integrity]` | `etc/systemd/system/bollwerk-aide-init.{service,timer}` (AIDE database built by a timer) |
 //! | `tools` | `[tools]` | `etc/needrestart/conf.d/bollwerk.conf`, `etc/systemd/system/bollwerk-chkrootkit.{service,timer}` (packages: needrestart, debsums, apt-show-versions, apt-listchanges, chkrootkit) |

@@ -1,4 +1,6 @@
-//! PAM (`[pam]`): password quality (`etc/security/pwquality.conf.d/bollwerk.conf`), lockout
+//! PAM (`[pam]`): password quality (`etc/security/pwquality.conf.d/bollwerk.conf`, and the
+//! same values edited in place in `etc/security/pwquality.conf`, which libpwquality reads after
+//! its drop-ins and the only file OpenSCAP's CIS content reads), lockout
 //! after failed logins (settings in `etc/security/faillock.conf`, edited in place: it has no
 //! drop-in directory), password history, `pam_unix` without `nullok`, and `su` restricted to an
 //! empty group with `pam_wheel` (CIS 5.3.x, 5.2.7).
@@ -39,6 +41,9 @@ use super::util::{Syntax, Want, set_settings};
 
 /// The pwquality drop-in bollwerk owns.
 pub const PWQUALITY_DROPIN: &str = "etc/security/pwquality.conf.d/bollwerk.conf";
+/// libpwquality's main file (a conffile of libpam-pwquality): read after the drop-ins, so it
+/// gets the same values, edited in place.
+pub const PWQUALITY_CONF: &str = "etc/security/pwquality.conf";
 const FAILLOCK_CONF: &str = "etc/security/faillock.conf";
 const PAM_CONFIGS: &str = "usr/share/pam-configs";
 const SU: &str = "etc/pam.d/su";
@@ -68,16 +73,18 @@ pub struct PwqualitySection {
     /// Maximum length of monotonic sequences like "1234" (CIS 5.3.3.2.5: 3 or less, not 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxsequence: Option<u32>,
-    /// Credits (negative: required count) for digits, upper, lower, other characters.
+    /// Digit credit: negative = at least that many digits (CIS 5.3.3.2.3 with the other
+    /// credits or `minclass`; -1 is what OpenSCAP's CIS content asks for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dcredit: Option<i32>,
-    /// See `dcredit`.
+    /// Upper-case credit: negative = at least that many upper-case letters (see `dcredit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ucredit: Option<i32>,
-    /// See `dcredit`.
+    /// Lower-case credit: negative = at least that many lower-case letters (see `dcredit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lcredit: Option<i32>,
-    /// See `dcredit`.
+    /// Other-character credit: negative = at least that many other characters (see
+    /// `dcredit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ocredit: Option<i32>,
     /// Reject dictionary words (CIS 5.3.3.2.6).
@@ -211,6 +218,35 @@ pub fn render_pwquality(q: &PwqualitySection) -> String {
         s.push_str("enforce_for_root\n");
     }
     s
+}
+
+/// The `etc/security/pwquality.conf` settings of a section (the drop-in's values, edited in
+/// place: every other line of the distro's file stays byte-identical).
+pub fn pwquality_settings(q: &PwqualitySection) -> Vec<(&'static str, Want)> {
+    let mut out = Vec::new();
+    let mut kv = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            out.push((k, Want::Value(v)));
+        }
+    };
+    kv("minlen", q.minlen.map(|v| v.to_string()));
+    kv("minclass", q.minclass.map(|v| v.to_string()));
+    kv("difok", q.difok.map(|v| v.to_string()));
+    kv("maxrepeat", q.maxrepeat.map(|v| v.to_string()));
+    kv("maxsequence", q.maxsequence.map(|v| v.to_string()));
+    kv("dcredit", q.dcredit.map(|v| v.to_string()));
+    kv("ucredit", q.ucredit.map(|v| v.to_string()));
+    kv("lcredit", q.lcredit.map(|v| v.to_string()));
+    kv("ocredit", q.ocredit.map(|v| v.to_string()));
+    kv("dictcheck", q.dictcheck.map(|v| u8::from(v).to_string()));
+    kv("enforcing", q.enforcing.map(|v| u8::from(v).to_string()));
+    kv("retry", q.retry.map(|v| v.to_string()));
+    match q.enforce_for_root {
+        Some(true) => out.push(("enforce_for_root", Want::Flag)),
+        Some(false) => out.push(("enforce_for_root", Want::Absent)),
+        None => {}
+    }
+    out
 }
 
 /// The faillock.conf settings of a section.
@@ -741,6 +777,23 @@ impl Module for Pam {
                 Perms::root(0o644),
                 "password quality rules (pwquality)",
             )?;
+            let main = RelPath::lit(PWQUALITY_CONF);
+            match cx.root.entry(&main)? {
+                Entry::File { perms, .. } => {
+                    let text = cx.root.read_string(&main)?.unwrap_or_default();
+                    p.file(
+                        &cx.root,
+                        &main,
+                        set_settings(&text, Syntax::SpacedEq, &pwquality_settings(&q)),
+                        perms,
+                        "password quality rules in pwquality.conf too (read after the drop-ins)",
+                    )?;
+                }
+                _ => p.note(
+                    Level::Info,
+                    "etc/security/pwquality.conf does not exist (yet): its values are set once libpam-pwquality created it; the drop-in applies now",
+                ),
+            }
             if cx
                 .root
                 .exists(&configs.join("pwquality").map_err(Error::Runtime)?)

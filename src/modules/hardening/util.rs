@@ -156,6 +156,41 @@ pub fn set_settings(text: &str, syntax: Syntax, settings: &[(&str, Want)]) -> St
     lines.concat()
 }
 
+/// `text` with the marked block `name` (`# BEGIN bollwerk NAME` … `# END bollwerk NAME`)
+/// holding `body`: an existing block is replaced in place, a missing one is appended. Every
+/// line outside the block stays byte-identical.
+pub fn with_block(text: &str, name: &str, body: &str) -> String {
+    let begin =
+        format!("# BEGIN bollwerk {name} (managed by bollwerk — local edits are overwritten)");
+    let end = format!("# END bollwerk {name}");
+    let mut block = format!("{begin}\n{body}");
+    if !block.ends_with('\n') {
+        block.push('\n');
+    }
+    block.push_str(&end);
+    block.push('\n');
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let is = |l: &str, m: &str| l.trim_end() == m;
+    let b = lines.iter().position(|l| is(l, &begin));
+    let e = b.and_then(|b| lines[b..].iter().position(|l| is(l, &end)).map(|e| b + e));
+    match (b, e) {
+        (Some(b), Some(e)) => {
+            let mut out: String = lines[..b].concat();
+            out.push_str(&block);
+            out.push_str(&lines[e + 1..].concat());
+            out
+        }
+        _ => {
+            let mut out = text.to_string();
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&block);
+            out
+        }
+    }
+}
+
 /// The value of the last active line of `key` (`None` when unset; `Some("")` for a flag).
 pub fn get_setting(text: &str, key: &str) -> Option<String> {
     text.lines().rfind(|l| active_key(l) == Some(key)).map(|l| {
@@ -422,6 +457,23 @@ impl Validator for VerifyUnits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marked_block_is_appended_then_replaced_in_place() {
+        let t = "# distro\n[ -z \"$PS1\" ] && return";
+        let one = with_block(t, "accounts", "umask 027\n");
+        assert!(one.starts_with("# distro\n[ -z \"$PS1\" ] && return\n# BEGIN bollwerk accounts"));
+        assert!(one.ends_with("umask 027\n# END bollwerk accounts\n"));
+        assert_eq!(
+            with_block(&one, "accounts", "umask 027\n"),
+            one,
+            "idempotent"
+        );
+        let two = with_block(&format!("{one}# after\n"), "accounts", "umask 077");
+        assert!(two.contains("umask 077\n# END bollwerk accounts\n# after\n"));
+        assert!(!two.contains("umask 027"));
+        assert_eq!(two.matches("# BEGIN bollwerk accounts").count(), 1);
+    }
 
     #[test]
     fn spaced_settings_keep_other_lines_and_spacing() {
