@@ -110,6 +110,8 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::apparmor::AppArmor);
     m.push(&hardening::integrity::Integrity);
     m.push(&hardening::logging::Logging);
+    m.push(&hardening::auditd::Auditd);
+    m.push(&hardening::accounting::Accounting);
 
     // -- firstboot (issue 6): deferred write_files last, so owners may be users created above --
     m.push(&firstboot::Firstboot);
