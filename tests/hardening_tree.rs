@@ -914,6 +914,10 @@ fn auditd_rules_retention_accounting_and_aide_converge_and_roll_back() {
         plan.contains("checked with `audit rules syntax (bollwerk)`"),
         "{plan}"
     );
+    assert!(
+        plan.contains("checked with `aide --config-check`"),
+        "{plan}"
+    );
     let rules = t.read("etc/audit/rules.d/50-bollwerk-cis.rules");
     for want in [
         "-w /etc/sudoers -p wa -k scope\n",
