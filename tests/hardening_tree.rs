@@ -1254,3 +1254,252 @@ fn dpkg_conffiles_parsed_from_status() {
         vec!["etc/a.conf", "etc/b", "etc/issue"]
     );
 }
+
+// -- issue 12: cis-level2-server (auditd, accounting, AIDE) --
+
+const AUDITD_CONF: &str = "local_events = yes\nwrite_logs = yes\nlog_file = /var/log/audit/audit.log\nlog_group = adm\nmax_log_file = 8\nnum_logs = 5\nmax_log_file_action = ROTATE\nspace_left = 75\nspace_left_action = SYSLOG\nverify_email = yes\naction_mail_acct = root\nadmin_space_left = 50\nadmin_space_left_action = SUSPEND\ndisk_full_action = SUSPEND\ndisk_error_action = SUSPEND\nplugin_dir = /etc/audit/plugins.d\n";
+const DEBIAN_AUDIT_RULES: &str =
+    "## First rule - delete all\n-D\n\n-b 8192\n\n--backlog_wait_time 60000\n\n-f 1\n";
+const AIDE_CONF: &str = "# AIDE conf\n@@x_include_setenv PATH /bin:/usr/bin\n# the checksums used\nChecksums = H\n\ndatabase_attrs = Checksums\nOwnerMode = p+u+g+ftype\n@@x_include /etc/aide/aide.conf.d ^[a-zA-Z0-9_-]+$\n";
+
+/// The level-2 packages as installed (what their packages ship that bollwerk edits), and a
+/// setuid and a setgid program.
+fn seed_level2(t: &Tree) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut status = t.read("var/lib/dpkg/status");
+    for pkg in [
+        "auditd",
+        "audispd-plugins",
+        "acct",
+        "sysstat",
+        "aide",
+        "aide-common",
+    ] {
+        status.push_str(&format!(
+            "\nPackage: {pkg}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n"
+        ));
+    }
+    t.write("var/lib/dpkg/status", &status);
+    t.write("etc/audit/auditd.conf", AUDITD_CONF);
+    t.write("etc/audit/rules.d/audit.rules", DEBIAN_AUDIT_RULES);
+    t.write("etc/default/sysstat", "# sysstat\nENABLED=\"false\"\n");
+    t.write("etc/aide/aide.conf", AIDE_CONF);
+    for unit in ["auditd", "acct", "sysstat"] {
+        t.write(
+            &format!("lib/systemd/system/{unit}.service"),
+            "[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n",
+        );
+    }
+    for (f, mode) in [("usr/bin/sudo", 0o4755), ("usr/bin/crontab", 0o2755)] {
+        std::fs::set_permissions(t.path(f), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+const LEVEL2: &str = "[auditd]\nenabled = true\n\n[accounting]\nprocess = true\nsysstat = true\n\n[integrity]\naide = true\n\n[sudo]\nlogfile = \"/var/log/sudo.log\"\n";
+
+#[test]
+fn auditd_rules_retention_accounting_and_aide_converge_and_roll_back() {
+    let (t, plan) = apply_idempotent_rollback("debian12-hardening", LEVEL2, |t| {
+        seed_level2(t);
+        t.write("usr/sbin/update-grub", "#!/bin/sh\n");
+    });
+    assert!(
+        plan.contains("checked with `audit rules syntax (bollwerk)`"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("checked with `aide --config-check`"),
+        "{plan}"
+    );
+    let rules = t.read("etc/audit/rules.d/50-bollwerk-cis.rules");
+    for want in [
+        "-w /etc/sudoers -p wa -k scope\n",
+        "-w /var/log/sudo.log -p wa -k sudo_log_file\n",
+        "-a always,exit -F arch=b64 -S adjtimex,settimeofday,clock_settime -k time-change\n",
+        "-a always,exit -F arch=b32 -S sethostname,setdomainname -k system-locale\n",
+        "-a always,exit -F arch=b64 -S creat,open,openat,truncate,ftruncate -F exit=-EACCES -F auid>=1000 -F auid!=unset -k access\n",
+        "-w /etc/shadow -p wa -k identity\n",
+        "-a always,exit -F arch=b64 -S mount -F auid>=1000 -F auid!=unset -k mounts\n",
+        "-w /var/log/wtmp -p wa -k session\n",
+        "-w /var/run/faillock -p wa -k logins\n",
+        "-w /etc/apparmor.d -p wa -k MAC-policy\n",
+        "-a always,exit -F path=/usr/bin/sudo -F perm=x -F auid>=1000 -F auid!=unset -k privileged\n",
+        "-a always,exit -F path=/usr/bin/crontab -F perm=x -F auid>=1000 -F auid!=unset -k privileged\n",
+        "-k kernel_modules\n",
+    ] {
+        assert!(rules.contains(want), "missing {want:?} in\n{rules}");
+    }
+    assert!(!rules.contains("path=/usr/bin/ssh "), "not setuid: {rules}");
+    assert!(
+        t.read("etc/audit/rules.d/99-bollwerk-finalize.rules")
+            .ends_with("\n-e 2\n")
+    );
+    assert_eq!(
+        t.read("etc/audit/rules.d/audit.rules"),
+        DEBIAN_AUDIT_RULES,
+        "the distro's rules stay"
+    );
+    assert_eq!(t.meta("etc/audit/rules.d/50-bollwerk-cis.rules").0, 0o640);
+    let conf = t.read("etc/audit/auditd.conf");
+    for want in [
+        "\nmax_log_file = 8\n",
+        "\nmax_log_file_action = keep_logs\n",
+        "\nspace_left_action = email\n",
+        "\nadmin_space_left_action = single\n",
+        "\ndisk_full_action = halt\n",
+        "\ndisk_error_action = syslog\n",
+        "\nlog_group = adm\n",
+    ] {
+        assert!(conf.contains(want), "{want:?} in\n{conf}");
+    }
+    assert_eq!(conf.lines().count(), AUDITD_CONF.lines().count(), "{conf}");
+    assert!(
+        t.read("etc/default/grub.d/bollwerk-audit.cfg").contains(
+            "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX audit=1 audit_backlog_limit=8192\""
+        )
+    );
+    assert_eq!(
+        t.read("etc/default/sysstat"),
+        "# sysstat\nENABLED=\"true\"\n"
+    );
+    for unit in ["auditd", "acct", "sysstat"] {
+        assert!(
+            t.exists(&format!(
+                "etc/systemd/system/multi-user.target.wants/{unit}.service"
+            )),
+            "{unit} enabled"
+        );
+    }
+    let aide = t.read("etc/aide/aide.conf");
+    assert!(aide.starts_with("# AIDE conf\n@@x_include_setenv PATH /bin:/usr/bin\n# the checksums used\nChecksums = sha512\n\ndatabase_attrs = Checksums\n"), "{aide}");
+    for tool in [
+        "auditctl",
+        "auditd",
+        "ausearch",
+        "aureport",
+        "autrace",
+        "augenrules",
+    ] {
+        assert!(
+            aide.contains(&format!(
+                "\n/usr/sbin/{tool} p+i+n+u+g+s+b+acl+xattrs+sha512\n"
+            )),
+            "{aide}"
+        );
+    }
+}
+
+#[test]
+fn audit_rules_a_later_file_cannot_undo_immutability() {
+    let t = Tree::fixture("debian12-hardening");
+    seed_level2(&t);
+    t.write("etc/audit/rules.d/zz-local.rules", "-e 1\n");
+    let p = t.profile("site", &site(LEVEL2));
+    let before = t.snapshot();
+    let runner = fake_runner();
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Failure, "{out}");
+    // (stderr names the file: "etc/audit/rules.d/zz-local.rules sets `-e 1` after bollwerk's `-e 2`")
+    assert!(!t.exists("etc/audit/rules.d/50-bollwerk-cis.rules"));
+    let after = t.snapshot();
+    assert_eq!(after, before, "nothing changed");
+}
+
+#[test]
+fn auditd_and_process_accounting_are_not_applicable_in_a_container() {
+    let t = Tree::fixture("debian12-hardening");
+    seed_level2(&t);
+    t.write("run/systemd/container", "lxc\n");
+    let p = t.profile("site", &site(LEVEL2));
+    let runner = fake_runner();
+    let (_, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert!(
+        plan.contains("auditd: not applicable in a container (lxc): the kernel's audit subsystem belongs to the host"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("process accounting: not applicable in a container (lxc)"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(!t.exists("etc/audit/rules.d/50-bollwerk-cis.rules"));
+    assert!(!t.exists("etc/systemd/system/multi-user.target.wants/acct.service"));
+    assert_eq!(
+        t.read("etc/default/sysstat"),
+        "# sysstat\nENABLED=\"true\"\n"
+    );
+}
+
+/// The admin's profile for the built-in level-2 profile.
+fn cis2_site() -> String {
+    cis_site().replace("cis-level1-server", "cis-level2-server")
+}
+
+#[test]
+fn cis_level2_server_applies_converges_and_rolls_back() {
+    let t = Tree::fixture("debian12-hardening");
+    seed_level2(&t);
+    let p = t.profile("site", &cis2_site());
+    let before = t.snapshot();
+    let runner = pam_runner();
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    for module in [
+        "[auditd]",
+        "[accounting]",
+        "[integrity]",
+        "[apparmor]",
+        "[pam]",
+    ] {
+        assert!(plan.contains(module), "{module} plans nothing:\n{plan}");
+    }
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(t.exists("etc/audit/rules.d/50-bollwerk-cis.rules"));
+    assert!(
+        t.read("etc/modprobe.d/bollwerk-blacklist.conf")
+            .contains("install overlay /bin/false")
+    );
+    let (_, again) = t.run(&runner, &["apply", "--profile", &p]);
+    assert!(again.contains("0 changes"), "{again}");
+    let (st, rb) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok, "{rb}");
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn aide_database_built_on_apply_when_asked_journaled_and_rolled_back() {
+    let t = Tree::fixture("debian12-hardening");
+    seed_level2(&t);
+    t.write("usr/sbin/aideinit", "#!/bin/sh\n");
+    let p = t.profile(
+        "site",
+        &site("[integrity]\naide = true\nbuild_database_on_apply = true\n"),
+    );
+    let before = t.snapshot();
+    let runner = fake_runner();
+    runner.respond_with("/usr/sbin/aideinit --yes --force", |root, _| {
+        // What aideinit does: aide --init writes aide.db.new, aideinit copies it to aide.db;
+        // the configuration must already be the edited one.
+        let conf = std::fs::read_to_string(root.path().join("etc/aide/aide.conf")).unwrap();
+        assert!(conf.contains("Checksums = sha512"), "{conf}");
+        let dir = root.path().join("var/lib/aide");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("aide.db.new"), "db").unwrap();
+        std::fs::write(dir.join("aide.db"), "db").unwrap();
+        bollwerk::exec::Output::default()
+    });
+    let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(plan.contains("build the AIDE database now"), "{plan}");
+    let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert_eq!(t.read("var/lib/aide/aide.db"), "db");
+    let (_, again) = t.run(&runner, &["apply", "--profile", &p]);
+    assert!(again.contains("0 changes"), "{again}");
+    let (st, rb) = t.run(&runner, &["rollback"]);
+    assert_eq!(st, ExitStatus::Ok, "{rb}");
+    assert!(!t.exists("var/lib/aide/aide.db"));
+    assert_eq!(t.snapshot(), before);
+}

@@ -111,6 +111,8 @@ pub fn all() -> Vec<&'static dyn Module> {
     m.push(&hardening::integrity::Integrity);
     m.push(&hardening::tools::Tools);
     m.push(&hardening::logging::Logging);
+    m.push(&hardening::auditd::Auditd);
+    m.push(&hardening::accounting::Accounting);
     // After every module that edits files: it reads their planned conffile edits.
     m.push(&updates::ConffilePolicy);
 

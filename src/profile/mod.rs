@@ -123,6 +123,13 @@ pub struct Profile {
     /// Log file access: rsyslog's file creation mode and the modes of files in /var/log (journald: see [journald]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<crate::modules::hardening::logging::LoggingSection>,
+    /// The Linux audit daemon with the CIS 6.2 rules, log retention and audit=1 on the kernel
+    /// command line (CIS level 2); not applicable in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auditd: Option<crate::modules::hardening::auditd::AuditdSection>,
+    /// Process accounting (acct) and system activity data (sysstat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounting: Option<crate::modules::hardening::accounting::AccountingSection>,
     /// Extra apt repositories (`[[apt.sources]]`), each a deb822 file with its own `signed-by`
     /// keyring. Absent: not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,6 +178,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "cis-level1-server",
         include_str!("../../profiles/cis-level1-server.toml"),
+    ),
+    // -- issue 12: cis-level2-server --
+    (
+        "cis-level2-server",
+        include_str!("../../profiles/cis-level2-server.toml"),
     ),
 ];
 

@@ -14,14 +14,18 @@
 //! | `apparmor` | `[apparmor]` | enablement of `apparmor.service`, `etc/apparmor.d/force-complain/*`, `etc/default/grub.d/bollwerk-apparmor.cfg` |
 //! | `integrity` | `[integrity]` | `etc/systemd/system/bollwerk-aide-init.{service,timer}` (AIDE database built by a timer) |
 //! | `tools` | `[tools]` | `etc/needrestart/conf.d/bollwerk.conf`, `etc/systemd/system/bollwerk-chkrootkit.{service,timer}` (packages: needrestart, debsums, apt-show-versions, apt-listchanges, chkrootkit) |
+//! | `auditd` | `[auditd]` | `etc/audit/rules.d/{50-bollwerk-cis,99-bollwerk-finalize}.rules`, settings in `etc/audit/auditd.conf`, `etc/default/grub.d/bollwerk-audit.cfg` |
+//! | `accounting` | `[accounting]` | enablement of `acct.service` and `sysstat.service`, `ENABLED` in `etc/default/sysstat` |
 //! | `logging` | `[logging]` | `etc/rsyslog.d/00-bollwerk-filemode.conf`, modes of files in `var/log` |
 //!
 //! Every module reports kernel-level settings as not applicable in containers (a note, no
 //! changes) and edits a distro file in place only where no drop-in mechanism exists, keeping
 //! every other line byte-identical.
 
+pub mod accounting;
 pub mod accounts;
 pub mod apparmor;
+pub mod auditd;
 pub mod banners;
 pub mod coredump;
 pub mod cron;
