@@ -887,6 +887,27 @@ impl Root {
         Ok(())
     }
 
+    /// [`Root::write_atomic`] whose data is synced but whose rename is not made durable (no
+    /// `fsync` of the directory): after a crash the path holds either the old or the new
+    /// content, never a torn one. For files a later durable write supersedes anyway (the
+    /// journal manifest between two steps).
+    ///
+    /// # Errors
+    /// As [`Root::write_atomic`].
+    pub fn write_atomic_lazy(&self, rel: &RelPath, bytes: &[u8], perms: Perms) -> Result<()> {
+        let mut staged = self.stage_with(rel, bytes, perms, true)?;
+        let host = staged.tmp_host.with_file_name(&staged.name);
+        rfs::renameat(
+            &staged.dir,
+            staged.tmp.as_str(),
+            &staged.dir,
+            staged.name.as_str(),
+        )
+        .map_err(|e| Error::io("renaming into place", &host, errno_io(e)))?;
+        staged.done = true;
+        Ok(())
+    }
+
     fn stage_with(&self, rel: &RelPath, bytes: &[u8], perms: Perms, sync: bool) -> Result<Staged> {
         let t = self
             .target(rel, Some(perms.uid), false)
