@@ -407,6 +407,8 @@ fn apply(
     out: &mut dyn Write,
     color: bool,
 ) -> Result<ExitStatus> {
+    let started = std::time::Instant::now();
+    let _ = crate::exec::take_command_times();
     let loaded: Loaded = profile::load(spec)?;
     let root = Root::new(root_path)?;
     let _lock = journal::lock(&root)?;
@@ -472,10 +474,13 @@ fn apply(
     } else {
         (None, Vec::new(), None)
     };
+    let timing = crate::engine::timing::Timing::new(started, &crate::exec::take_command_times());
+    tracing::info!("{}", timing.summary("apply"));
     match format {
         Format::Json => {
             let v = json!({
                 "schema": "bollwerk.apply/v1",
+                "timing": timing,
                 "run_id": report.run_id,
                 "changes": report.applied.iter().map(|(m, s)| json!({"module": m, "summary": s})).collect::<Vec<_>>(),
                 "handlers": report.handlers.iter().map(|(c, r)| json!({"command": c, "ok": r.is_ok(), "error": r.as_ref().err()})).collect::<Vec<_>>(),

@@ -290,6 +290,44 @@ pub trait Runner: Send + Sync {
     }
 }
 
+/// Wall time of every command [`SystemRunner`] ran in this process (see [`take_command_times`]).
+static COMMAND_TIMES: Mutex<Vec<CommandTime>> = Mutex::new(Vec::new());
+
+/// One finished command and how long it took, from spawn to exit (jail set-up included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTime {
+    /// The program (absolute path as the command sees it).
+    pub program: String,
+    /// Wall time.
+    pub took: Duration,
+}
+
+impl CommandTime {
+    /// True for the package tools (`apt-get`, `apt`, `dpkg`, `aptitude`) whose time `apply`
+    /// reports apart from its own: downloads and maintainer scripts are not bollwerk's work.
+    pub fn is_package_tool(&self) -> bool {
+        let name = self.program.rsplit('/').next().unwrap_or("");
+        matches!(name, "apt-get" | "apt" | "dpkg" | "aptitude")
+    }
+}
+
+/// Takes the commands recorded since the last call (or the start of the process).
+pub fn take_command_times() -> Vec<CommandTime> {
+    COMMAND_TIMES
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default()
+}
+
+fn record_command_time(program: &str, took: Duration) {
+    if let Ok(mut v) = COMMAND_TIMES.lock() {
+        v.push(CommandTime {
+            program: program.to_string(),
+            took,
+        });
+    }
+}
+
 /// Runs real processes. Commands inside a root other than `/` run in a jail (see the module
 /// documentation) with [`SystemRunner::privilege`]; commands in `/` run as the host's root.
 #[derive(Debug, Default, Clone, Copy)]
@@ -367,6 +405,7 @@ impl Runner for SystemRunner {
             }
         }
         tracing::debug!(command = %argv, "running");
+        let spawned = Instant::now();
         let mut child = command.spawn().map_err(|source| ExecError::Spawn {
             argv: argv.clone(),
             source,
@@ -393,6 +432,9 @@ impl Runner for SystemRunner {
             s
         });
         let start = Instant::now();
+        // Short commands (most validators) end within milliseconds: poll often at first, then
+        // back off to 5 ms so a long apt-get costs nothing.
+        let mut pause = Duration::from_micros(200);
         let status = loop {
             match child.try_wait() {
                 Ok(Some(st)) => break st,
@@ -404,14 +446,19 @@ impl Runner for SystemRunner {
                         secs: cmd.timeout.as_secs(),
                     });
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
                 Err(source) => return Err(ExecError::Spawn { argv, source }),
             }
         };
         let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
         let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
         let code = status.code().unwrap_or(-1);
-        tracing::debug!(command = %argv, code, "finished");
+        let took = spawned.elapsed();
+        record_command_time(&cmd.program, took);
+        tracing::debug!(command = %argv, code, ms = took.as_millis() as u64, "finished");
         Ok(Output {
             code,
             stdout,

@@ -864,6 +864,51 @@ impl Root {
     /// # Errors
     /// Any I/O error, [`Error::Unsafe`] for an unsafe path.
     pub fn stage(&self, rel: &RelPath, bytes: &[u8], perms: Perms) -> Result<Staged> {
+        self.stage_with(rel, bytes, perms, true)
+    }
+
+    /// [`Root::write_atomic`] without the two `fsync`s, for throw-away files (validation
+    /// candidates in a scratch directory that is removed at the end of the run): the same safe
+    /// walk and atomic rename, but nothing is made durable.
+    ///
+    /// # Errors
+    /// As [`Root::write_atomic`].
+    pub fn write_scratch(&self, rel: &RelPath, bytes: &[u8], perms: Perms) -> Result<()> {
+        let mut staged = self.stage_with(rel, bytes, perms, false)?;
+        let host = staged.tmp_host.with_file_name(&staged.name);
+        rfs::renameat(
+            &staged.dir,
+            staged.tmp.as_str(),
+            &staged.dir,
+            staged.name.as_str(),
+        )
+        .map_err(|e| Error::io("renaming into place", &host, errno_io(e)))?;
+        staged.done = true;
+        Ok(())
+    }
+
+    /// [`Root::write_atomic`] whose data is synced but whose rename is not made durable (no
+    /// `fsync` of the directory): after a crash the path holds either the old or the new
+    /// content, never a torn one. For files a later durable write supersedes anyway (the
+    /// journal manifest between two steps).
+    ///
+    /// # Errors
+    /// As [`Root::write_atomic`].
+    pub fn write_atomic_lazy(&self, rel: &RelPath, bytes: &[u8], perms: Perms) -> Result<()> {
+        let mut staged = self.stage_with(rel, bytes, perms, true)?;
+        let host = staged.tmp_host.with_file_name(&staged.name);
+        rfs::renameat(
+            &staged.dir,
+            staged.tmp.as_str(),
+            &staged.dir,
+            staged.name.as_str(),
+        )
+        .map_err(|e| Error::io("renaming into place", &host, errno_io(e)))?;
+        staged.done = true;
+        Ok(())
+    }
+
+    fn stage_with(&self, rel: &RelPath, bytes: &[u8], perms: Perms, sync: bool) -> Result<Staged> {
         let t = self
             .target(rel, Some(perms.uid), false)
             .map_err(|e| self.fail(e, "writing", rel.as_str()))?;
@@ -897,8 +942,10 @@ impl Root {
             .map_err(|e| Error::io("writing", &staged.tmp_host, e))?;
         rfs::fchown(&f, uid(perms.uid), gid(perms.gid)).map_err(io)?;
         rfs::fchmod(&f, Mode::from_raw_mode(perms.mode)).map_err(io)?;
-        f.sync_all()
-            .map_err(|e| Error::io("syncing", &staged.tmp_host, e))?;
+        if sync {
+            f.sync_all()
+                .map_err(|e| Error::io("syncing", &staged.tmp_host, e))?;
+        }
         Ok(staged)
     }
 

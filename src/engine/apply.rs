@@ -149,10 +149,13 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
             return Err(e);
         }
         if let Some(v) = change.action.validator()
-            && let Some(i) = validation.deferred.iter().position(|d| Arc::ptr_eq(d, v))
+            && let Some(i) = validation
+                .deferred
+                .iter()
+                .position(|(d, _)| Arc::ptr_eq(d, v))
         {
-            let v = validation.deferred.remove(i);
-            if let Err(e) = run_validator(cx, &v, &validation.staged) {
+            let (v, staged) = validation.deferred.remove(i);
+            if let Err(e) = run_validator(cx, &v, &staged) {
                 journal.close(RunStatus::Failed, Some(e.to_string()))?;
                 return Err(Error::Runtime(format!(
                     "{e}\n  the candidate was not activated; earlier changes of run {} stay applied (bollwerk rollback {})",
@@ -255,13 +258,17 @@ fn preflight(cx: &Context, plan: &Plan) -> Result<()> {
 /// Candidates staged in a scratch directory, and the validators that still have to run.
 struct Validation {
     _scratch: Option<Scratch>,
-    staged: super::Staged,
-    deferred: Vec<Arc<dyn Validator>>,
+    /// Validators deferred until after a package step, each with its own staged view.
+    deferred: Vec<(Arc<dyn Validator>, super::Staged)>,
 }
 
 /// Stages every candidate and runs every validator before anything is activated. A validator
 /// whose tool is not installed yet, in a plan that runs commands (package installs) before the
 /// files it covers, is deferred until just before the first of those files is activated.
+///
+/// Validators only read the candidates and write below their own scratch directory, so they
+/// run side by side (see [`run_all`]); the first failure in plan order is reported, exactly
+/// as when they ran one after another.
 fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
     let mut validators: Vec<Arc<dyn Validator>> = Vec::new();
     for c in &plan.changes {
@@ -274,11 +281,6 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
     if validators.is_empty() {
         return Ok(Validation {
             _scratch: None,
-            staged: super::Staged {
-                files: BTreeMap::new(),
-                dir_in_root: String::new(),
-                dir_host: Default::default(),
-            },
             deferred: Vec::new(),
         });
     }
@@ -294,33 +296,91 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
         {
             let name = format!("{:03}-{}", i, path.file_name());
             let rel = scratch.rel.join(&name).map_err(Error::Runtime)?;
+            // Throw-away copies: no fsync (the scratch directory is removed after the run).
             cx.root
-                .write_atomic(&rel, content, Perms::root(perms.mode & 0o777))?;
+                .write_scratch(&rel, content, Perms::root(perms.mode & 0o777))?;
             files.insert(path.clone(), format!("{}/{name}", scratch.in_root));
         }
     }
-    let staged = super::Staged {
-        files,
-        dir_in_root: scratch.in_root.clone(),
-        dir_host: scratch.host.clone(),
-    };
+    let mut staged = Vec::with_capacity(validators.len());
+    for i in 0..validators.len() {
+        let name = format!("v{i:02}");
+        cx.root.create_dir_new(
+            &scratch.rel.join(&name).map_err(Error::Runtime)?,
+            Perms::root(0o700),
+        )?;
+        staged.push(super::Staged {
+            files: files.clone(),
+            dir_in_root: format!("{}/{name}", scratch.in_root),
+            dir_host: scratch.host.join(&name),
+            candidates_dir: (scratch.in_root.clone(), scratch.host.clone()),
+        });
+    }
+    let results = run_all(cx, &validators, &staged);
     let mut deferred = Vec::new();
-    for v in validators {
-        match run_validator(cx, &v, &staged) {
+    for ((v, staged), result) in validators.into_iter().zip(staged).zip(results) {
+        match result {
             Err(Error::Exec(crate::exec::ExecError::NotFound { .. }))
                 if commands_before(plan, &v) =>
             {
                 tracing::info!(validator = %v.describe(), "tool not installed yet; validating after the package step");
-                deferred.push(v);
+                deferred.push((v, staged));
             }
             other => other?,
         }
     }
     Ok(Validation {
         _scratch: Some(scratch),
-        staged,
         deferred,
     })
+}
+
+/// How many validators run at the same time: they mostly wait for the tools they start.
+fn validation_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+}
+
+/// Runs `validators[i]` with `staged[i]` for every `i`, side by side on a few threads, and
+/// returns the results in the validators' order (never in the order they finished).
+fn run_all(
+    cx: &Context,
+    validators: &[Arc<dyn Validator>],
+    staged: &[super::Staged],
+) -> Vec<Result<()>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<()>>>> =
+        validators.iter().map(|_| Mutex::new(None)).collect();
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let (Some(v), Some(st), Some(slot)) = (validators.get(i), staged.get(i), slots.get(i))
+            else {
+                break;
+            };
+            let r = run_validator(cx, v, st);
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(r);
+            }
+        }
+    };
+    let threads = validation_threads().min(validators.len());
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(work);
+        }
+        work();
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(Error::Runtime("a validator thread panicked".into())))
+        })
+        .collect()
 }
 
 /// True when the plan runs a command before the first file `v` validates.
@@ -491,4 +551,153 @@ fn walk(root: &crate::root::Root, path: &RelPath, out: &mut Vec<RelPath>) -> Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::engine::{Planner, Staged, Visibility};
+
+    /// A validator that waits until `met` validators have started (or 10 s passed), writes a
+    /// file with a fixed name into its own scratch directory, reads it and its candidate back,
+    /// then sleeps `delay` and fails when `fail` is set.
+    #[derive(Debug)]
+    struct Probe {
+        name: &'static str,
+        delay: Duration,
+        fail: bool,
+        started: Arc<AtomicUsize>,
+        met: usize,
+    }
+
+    impl Validator for Probe {
+        fn describe(&self) -> String {
+            self.name.to_string()
+        }
+
+        fn validate(&self, _cx: &Context, staged: &Staged) -> Result<()> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let t = Instant::now();
+            while self.started.load(Ordering::SeqCst) < self.met {
+                if t.elapsed() > Duration::from_secs(10) {
+                    return Err(Error::Runtime(format!("{}: ran alone", self.name)));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let own = staged.dir_host.join("work");
+            std::fs::write(&own, self.name).unwrap();
+            std::thread::sleep(self.delay);
+            assert_eq!(std::fs::read_to_string(&own).unwrap(), self.name);
+            let cand = &staged.files[&RelPath::new(&format!("etc/{}", self.name)).unwrap()];
+            let text = std::fs::read_to_string(staged.host_path(cand)).unwrap();
+            assert_eq!(text, format!("{} candidate\n", self.name));
+            if self.fail {
+                return Err(Error::Validation {
+                    path: format!("etc/{}", self.name),
+                    validator: self.describe(),
+                    output: format!("{} rejects {cand}", self.name),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    fn run(probes: Vec<Probe>) -> (tempfile::TempDir, Result<ApplyReport>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        let root = crate::root::Root::new(dir.path()).unwrap();
+        let runner = crate::exec::FakeRunner::new();
+        let loaded = crate::profile::Loaded {
+            profile: Default::default(),
+            layers: Vec::new(),
+            digest: String::new(),
+        };
+        let cx = Context::new(root.clone(), &runner, &loaded, Default::default()).unwrap();
+        let mut plan = Plan::default();
+        let mut p = Planner::new("test", &mut plan);
+        for probe in probes {
+            let path = RelPath::new(&format!("etc/{}", probe.name)).unwrap();
+            let content = format!("{} candidate\n", probe.name).into_bytes();
+            p.file_with(
+                &root,
+                &path,
+                content,
+                Perms::root(0o644),
+                format!("write {path}"),
+                Visibility::Plain,
+                Some(Arc::new(probe)),
+            )
+            .unwrap();
+        }
+        let report = apply(&cx, &plan);
+        (dir, report)
+    }
+
+    #[test]
+    fn validators_run_side_by_side_and_the_first_failure_in_plan_order_wins() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let probe = |name, delay, fail| Probe {
+            name,
+            delay: Duration::from_millis(delay),
+            fail,
+            started: started.clone(),
+            met: 2,
+        };
+        // The first validator finishes last; its error is still the one reported.
+        let (dir, report) = run(vec![probe("first", 300, true), probe("second", 0, true)]);
+        match report {
+            Err(Error::Validation {
+                validator, output, ..
+            }) => {
+                assert_eq!(validator, "first");
+                // The scratch copy is named by its target in the message.
+                assert_eq!(output, "first rejects /etc/first (candidate)");
+            }
+            other => panic!("expected the first validator's error, got {other:?}"),
+        }
+        // Nothing was activated, and the scratch directory is gone.
+        assert!(!dir.path().join("etc/first").exists());
+        assert!(!dir.path().join("etc/second").exists());
+        let tmp = dir.path().join("var/lib/bollwerk/tmp");
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_late_failure_blocks_activation_of_every_candidate() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let probe = |name, fail| Probe {
+            name,
+            delay: Duration::ZERO,
+            fail,
+            started: started.clone(),
+            met: 1,
+        };
+        let (dir, report) = run(vec![
+            probe("a", false),
+            probe("b", false),
+            probe("c", true),
+            probe("d", false),
+            probe("e", false),
+        ]);
+        assert!(
+            matches!(&report, Err(Error::Validation { validator, .. }) if validator == "c"),
+            "{report:?}"
+        );
+        for n in ["a", "b", "c", "d", "e"] {
+            assert!(
+                !dir.path().join("etc").join(n).exists(),
+                "{n} was activated"
+            );
+        }
+        // All pass: everything is written.
+        let (dir, report) = run(vec![probe("a", false), probe("b", false)]);
+        assert_eq!(report.unwrap().applied.len(), 2);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/b")).unwrap(),
+            "b candidate\n"
+        );
+    }
 }

@@ -386,7 +386,16 @@ impl Journal {
         let e = &mut self.manifest.entries[idx];
         e.after = Some(after);
         e.state = EntryState::Done;
-        self.save()
+        // The rename need not be durable: losing it in a crash leaves the entry pending, which
+        // recovery restores like a crash just before this call; the next `begin` and `close`
+        // save durably and carry this state along.
+        let json = serde_json::to_vec_pretty(&self.manifest)
+            .map_err(|e| Error::Runtime(format!("serialising manifest: {e}")))?;
+        self.root.write_atomic_lazy(
+            &manifest_path(&self.manifest.id)?,
+            &json,
+            Perms::root(0o600),
+        )
     }
 
     /// Drops entries whose path did not actually change (effects of commands).

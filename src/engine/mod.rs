@@ -8,6 +8,7 @@ pub mod apply;
 pub mod deadline;
 pub mod diff;
 pub mod journal;
+pub mod timing;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,21 +52,34 @@ pub trait Validator: Send + Sync + fmt::Debug {
 pub struct Staged {
     /// Target path → absolute path of its candidate as seen inside the root.
     pub files: BTreeMap<RelPath, String>,
-    /// The scratch directory, as seen inside the root (validators may write more files there).
+    /// The validator's own scratch directory, as seen inside the root (validators may write
+    /// more files there; validators run side by side, each with its own directory).
     pub dir_in_root: String,
-    /// The scratch directory on the host.
+    /// The validator's own scratch directory on the host.
     pub dir_host: std::path::PathBuf,
+    /// The directory holding the candidates of `files`: (as seen inside the root, on the
+    /// host).
+    pub candidates_dir: (String, std::path::PathBuf),
 }
 
 impl Staged {
-    /// The host path of an in-root path inside the scratch directory.
+    /// The host path of an in-root path inside the scratch directory (a candidate or a file
+    /// the validator wrote).
     pub fn host_path(&self, in_root: &str) -> std::path::PathBuf {
-        match in_root.strip_prefix(&self.dir_in_root) {
-            Some(rest) => self.dir_host.join(rest.trim_start_matches('/')),
-            None => self
-                .dir_host
-                .join(in_root.rsplit('/').next().unwrap_or(in_root)),
+        let below = |dir: &str| {
+            in_root
+                .strip_prefix(dir)
+                .filter(|rest| dir.is_empty() || rest.starts_with('/'))
+                .map(|rest| rest.trim_start_matches('/').to_string())
+        };
+        if let Some(rest) = below(&self.dir_in_root) {
+            return self.dir_host.join(rest);
         }
+        if let Some(rest) = below(&self.candidates_dir.0) {
+            return self.candidates_dir.1.join(rest);
+        }
+        self.dir_host
+            .join(in_root.rsplit('/').next().unwrap_or(in_root))
     }
 }
 

@@ -429,8 +429,9 @@ done
 /// salt, new password, today (days since the epoch), then `pam-auth-update`'s own arguments.
 /// Exit codes 10-11 for the stack, 20-24 for pamtester; prints every `common-*` file between
 /// `==> NAME` markers and `bollwerk-pam-sandbox: ok` at the end. Like [`COPY_SCRIPT`], a fixed
-/// text whose inputs are arguments only. `pam_unix` gets `nodelay` in the sandbox copy after
-/// the stack was printed: the wrong-password test then costs no 2 s delay.
+/// text whose inputs are arguments only. `pam_unix` and `pam_faillock` (which asks for its own
+/// fail delay) get `nodelay` in the sandbox copy after the stack was printed: the
+/// wrong-password test then costs no 2 s delay.
 pub const TEST_SCRIPT: &str = r#"# bollwerk-pam-sandbox
 set -u
 fail() { code=$1; shift; printf 'bollwerk-pam-sandbox: %s\n' "$*" >&2; exit "$code"; }
@@ -447,7 +448,7 @@ for f in /etc/pam.d/common-*; do
 done
 echo '==> end'
 if [ -x /usr/bin/pamtester ]; then
-  sed -i '/^[[:space:]]*auth[[:space:]].*pam_unix\.so/s/$/ nodelay/' /etc/pam.d/common-auth \
+  sed -i '/^[[:space:]]*auth[[:space:]].*pam_\(unix\|faillock\)\.so/s/$/ nodelay/' /etc/pam.d/common-auth \
     || fail 2 "cannot add nodelay to the sandbox copy of common-auth"
   hash=$(perl -e 'print crypt($ARGV[0], "\$6\$" . $ARGV[1] . "\$")' "$PW" "$SALT") || fail 2 "perl crypt failed"
   echo "bollwerk-pamtest:x:64999:64999::/nonexistent:/bin/sh" >> /etc/passwd
@@ -1203,8 +1204,8 @@ mod tests {
                     && !script.contains("eval")
             );
         }
-        // pamtester's wrong-password test runs without pam_unix's 2 s delay.
-        assert!(TEST_SCRIPT.contains("nodelay"));
+        // pamtester's wrong-password test runs without pam_unix's or pam_faillock's 2 s delay.
+        assert!(TEST_SCRIPT.contains(r"pam_\(unix\|faillock\)\.so/s/$/ nodelay/"));
     }
 
     #[test]
