@@ -1479,22 +1479,25 @@ fn aide_database_built_on_apply_when_asked_journaled_and_rolled_back() {
     );
     let before = t.snapshot();
     let runner = fake_runner();
-    runner.respond_with("/usr/sbin/aideinit --yes --force", |root, _| {
-        // What aideinit does: aide --init writes aide.db.new, aideinit copies it to aide.db;
-        // the configuration must already be the edited one.
-        let conf = std::fs::read_to_string(root.path().join("etc/aide/aide.conf")).unwrap();
-        assert!(conf.contains("Checksums = sha512"), "{conf}");
-        let dir = root.path().join("var/lib/aide");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("aide.db.new"), "db").unwrap();
-        std::fs::write(dir.join("aide.db"), "db").unwrap();
-        bollwerk::exec::Output::default()
-    });
+    runner.respond_with(
+        "/bin/sh -c 'umask 027; exec /usr/sbin/aideinit --yes --force'",
+        |root, _| {
+            // What aideinit does: aide --init writes aide.db.new, aideinit copies it to aide.db;
+            // the configuration must already be the edited one.
+            let conf = std::fs::read_to_string(root.path().join("etc/aide/aide.conf")).unwrap();
+            assert!(conf.contains("Checksums = sha512"), "{conf}");
+            let dir = root.path().join("var/lib/aide");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("aide.db.new"), "db").unwrap();
+            std::fs::write(dir.join("aide.db"), "db").unwrap();
+            bollwerk::exec::Output::default()
+        },
+    );
     let (st, plan) = t.run(&runner, &["plan", "--profile", &p]);
     assert_eq!(st, ExitStatus::Pending, "{plan}");
     assert!(plan.contains("build the AIDE database now"), "{plan}");
     let (st, out) = t.run(&runner, &["apply", "--profile", &p]);
-    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert_eq!(st, ExitStatus::Ok, "{out}\n{:?}", runner.log());
     assert_eq!(t.read("var/lib/aide/aide.db"), "db");
     let (_, again) = t.run(&runner, &["apply", "--profile", &p]);
     assert!(again.contains("0 changes"), "{again}");

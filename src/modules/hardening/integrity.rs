@@ -240,9 +240,14 @@ impl Module for Integrity {
             == Some(true);
         if on_apply && !cx.root.exists(&RelPath::lit(DATABASE)) {
             if cx.root.exists(&RelPath::lit("usr/sbin/aideinit")) {
+                // umask 027: aideinit's logs in /var/log/aide must not be world-readable (the
+                // logging module would restrict them on the next run: no convergence).
                 p.run(
-                    Cmd::in_root(AIDEINIT, &["--yes", "--force"]),
-                    vec![RelPath::lit("var/lib/aide")],
+                    Cmd::in_root(
+                        "/bin/sh",
+                        &["-c", "umask 027; exec /usr/sbin/aideinit --yes --force"],
+                    ),
+                    vec![RelPath::lit("var/lib/aide"), RelPath::lit("var/log/aide")],
                     "build the AIDE database now (aideinit reads every file)",
                 );
             } else {
