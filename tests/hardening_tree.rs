@@ -168,6 +168,39 @@ fn kernel_modules_blacklisted_and_checked_with_modprobe() {
     );
 }
 
+/// CIS level 2 disables `overlay`; a host that runs containers keeps it (Docker's overlay2
+/// storage would be gone at the next boot), with a warning, and disables the rest.
+#[test]
+fn kernel_modules_keep_overlay_on_a_container_host() {
+    let list = CIS_MODULES.replace("\"tipc\"]", "\"tipc\", \"overlay\"]");
+    // Without a container engine, overlay is disabled like the others.
+    let t = Tree::fixture("debian12-hardening");
+    let p = t.profile("site", &site(&list));
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let f = t.read("etc/modprobe.d/bollwerk-blacklist.conf");
+    assert!(f.contains("install overlay /bin/false\n"), "{f}");
+    // docker.io installed: overlay stays loadable, the warning says why and how to silence it.
+    let t = Tree::fixture("debian12-hardening");
+    let mut status = t.read("var/lib/dpkg/status");
+    status.push_str(
+        "\nPackage: docker.io\nStatus: install ok installed\nVersion: 20.10.24+dfsg1-1+b3\n",
+    );
+    t.write("var/lib/dpkg/status", &status);
+    let p = t.profile("site", &site(&list));
+    let (st, plan) = t.run(&fake_runner(), &["plan", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Pending, "{plan}");
+    assert!(
+        plan.contains("overlay stays loadable: docker.io is installed"),
+        "{plan}"
+    );
+    let (st, out) = t.run(&fake_runner(), &["apply", "--profile", &p]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    let f = t.read("etc/modprobe.d/bollwerk-blacklist.conf");
+    assert!(!f.contains("overlay"), "{f}");
+    assert!(f.contains("install tipc /bin/false\n"), "{f}");
+}
+
 #[test]
 fn kernel_modules_not_applicable_in_a_container() {
     let t = Tree::fixture("debian12-hardening");

@@ -4,8 +4,10 @@
 //! own `modprobe -C <candidate> --showconfig` before activation.
 //!
 //! Not applicable in containers (the host's kernel loads modules). `squashfs` is kept when
-//! snapd is installed (snaps are squashfs images). Modules loaded right now stay loaded until
-//! the next boot: bollwerk never unloads them.
+//! snapd is installed (snaps are squashfs images), and `overlay` when the host runs containers
+//! (a `[docker]` section, or docker.io, docker-ce, containerd or podman installed: their
+//! default storage driver is overlayfs, and a Docker host would lose its containers at the next
+//! boot). Modules loaded right now stay loaded until the next boot: bollwerk never unloads them.
 
 use std::sync::Arc;
 
@@ -76,9 +78,31 @@ fn same_module(a: &str, b: &str) -> bool {
     a.replace('-', "_") == b.replace('-', "_")
 }
 
-/// The modules to disable after `keep` and the snapd exception.
+/// Packages whose container storage needs the `overlay` module.
+const CONTAINER_ENGINES: [&str; 6] = [
+    "docker.io",
+    "docker-ce",
+    "containerd",
+    "containerd.io",
+    "podman",
+    "moby-engine",
+];
+
+/// Why `overlay` must stay loadable on this host, if it must.
+fn overlay_needed(cx: &Context) -> Option<String> {
+    if cx.profile.profile.docker.is_some() {
+        return Some("the profile has [docker]".into());
+    }
+    CONTAINER_ENGINES
+        .iter()
+        .find(|p| cx.facts.package(p).is_some())
+        .map(|p| format!("{p} is installed"))
+}
+
+/// The modules to disable after `keep` and the snapd and container-engine exceptions.
 pub fn effective(cx: &Context, s: &KernelModulesSection, p: &mut Planner) -> Vec<String> {
     let snapd = cx.facts.package("snapd").is_some();
+    let containers = overlay_needed(cx);
     let mut out: Vec<String> = Vec::new();
     for m in s.disable.as_deref().unwrap_or_default() {
         if s.keep.iter().any(|k| same_module(k, m)) || out.iter().any(|o| same_module(o, m)) {
@@ -88,6 +112,13 @@ pub fn effective(cx: &Context, s: &KernelModulesSection, p: &mut Planner) -> Vec
             p.note(
                 Level::Warning,
                 "squashfs stays loadable: snapd is installed and snaps are squashfs images (add \"squashfs\" to kernel_modules.keep to silence this)",
+            );
+            continue;
+        }
+        if let Some(why) = containers.as_deref().filter(|_| same_module(m, "overlay")) {
+            p.note(
+                Level::Warning,
+                format!("overlay stays loadable: {why} and container storage (overlay2) needs it (add \"overlay\" to kernel_modules.keep to silence this)"),
             );
             continue;
         }
