@@ -6,6 +6,9 @@
 //! - arrays of tables with an identity merge by it: `users` and `groups` by `name` (an entry of
 //!   the extending profile is merged into the base entry of the same name, new ones are appended);
 //! - inside a user, `ssh_keys` and `ssh_keys_from` are unions (base first, duplicates dropped);
+//! - `packages.install` and `packages.remove` are unions too, and a package the extending
+//!   profile lists on one side leaves the base's other side (so `extends = "cis-level1-server"`
+//!   plus `install = ["nginx"]` keeps the packages level 1 needs);
 //! - every other array is replaced as a whole.
 
 pub mod reference;
@@ -694,6 +697,10 @@ fn merge_table(base: &mut toml::Table, child: toml::Table, path: &str) {
         };
         let existing = base.remove(&k);
         let merged = match (existing, v) {
+            (Some(toml::Value::Table(mut b)), toml::Value::Table(c)) if sub == "packages" => {
+                merge_packages(&mut b, c);
+                toml::Value::Table(b)
+            }
             (Some(toml::Value::Table(mut b)), toml::Value::Table(c)) => {
                 merge_table(&mut b, c, &sub);
                 toml::Value::Table(b)
@@ -704,6 +711,49 @@ fn merge_table(base: &mut toml::Table, child: toml::Table, path: &str) {
             (_, v) => v,
         };
         base.insert(k, merged);
+    }
+}
+
+/// `[packages]` across `extends`: `install` and `remove` are unions; what the extending profile
+/// installs leaves the base's `remove` and what it removes leaves the base's `install`. Other
+/// keys merge as in any table.
+fn merge_packages(base: &mut toml::Table, mut child: toml::Table) {
+    let take = |t: &mut toml::Table, k: &str| match t.remove(k) {
+        Some(toml::Value::Array(a)) => Some(a),
+        Some(other) => {
+            // A wrong type: keep it for validation to report with its position.
+            t.insert(k.to_string(), other);
+            None
+        }
+        None => None,
+    };
+    let (c_inst, c_rem) = (take(&mut child, "install"), take(&mut child, "remove"));
+    let (b_inst, b_rem) = (take(base, "install"), take(base, "remove"));
+    let union = |b: Option<Vec<toml::Value>>,
+                 c: &Option<Vec<toml::Value>>,
+                 drop: &Option<Vec<toml::Value>>| {
+        if b.is_none() && c.is_none() {
+            return None;
+        }
+        let mut out: Vec<toml::Value> = b
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| !drop.as_ref().is_some_and(|d| d.contains(v)))
+            .collect();
+        for v in c.iter().flatten() {
+            if !out.contains(v) {
+                out.push(v.clone());
+            }
+        }
+        Some(out)
+    };
+    let install = union(b_inst, &c_inst, &c_rem);
+    let remove = union(b_rem, &c_rem, &c_inst);
+    merge_table(base, child, "packages");
+    for (k, v) in [("install", install), ("remove", remove)] {
+        if let Some(v) = v {
+            base.entry(k).or_insert(toml::Value::Array(v));
+        }
     }
 }
 
@@ -949,6 +999,43 @@ mod tests {
         let e = load(&p).unwrap_err();
         assert!(e.message.starts_with("TOML syntax error"));
         assert!(e.position.is_some());
+    }
+
+    #[test]
+    fn extends_unions_package_lists_and_a_child_moves_a_package_across() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "site.toml",
+            "extends = \"cis-level1-server\"\n[packages]\ninstall = [\"nginx\", \"telnet\"]\nremove = [\"systemd-journal-remote\"]\n",
+        );
+        let l = load(&p).unwrap();
+        let s = l.profile.packages.as_ref().unwrap();
+        let names = |v: &Option<Vec<_>>| -> Vec<String> {
+            v.iter()
+                .flatten()
+                .map(|n: &crate::modules::packages::PackageName| n.as_str().to_string())
+                .collect()
+        };
+        // Level 1's own package stays; the child's is added; what the child removes leaves install.
+        assert_eq!(names(&s.install), ["libpam-tmpdir", "nginx", "telnet"]);
+        assert_eq!(names(&s.remove), ["systemd-journal-remote"]);
+        // A base's removal leaves `remove` when the child installs it; other removals stay.
+        write(
+            dir.path(),
+            "base.toml",
+            "[packages]\ninstall = [\"curl\"]\nremove = [\"telnet\", \"nis\"]\ninstall_recommends = false\n",
+        );
+        let p = write(
+            dir.path(),
+            "child.toml",
+            "extends = \"base.toml\"\n[packages]\ninstall = [\"telnet\"]\n",
+        );
+        let l = load(&p).unwrap();
+        let s = l.profile.packages.as_ref().unwrap();
+        assert_eq!(names(&s.install), ["curl", "telnet"]);
+        assert_eq!(names(&s.remove), ["nis"]);
+        assert_eq!(s.install_recommends, Some(false));
     }
 
     #[test]
