@@ -97,7 +97,7 @@ fn live_host(inst: &Instance, runs: usize) {
     std::fs::copy(bollwerk_bin(), inst.path("/usr/local/sbin/bollwerk")).expect("copy bollwerk");
     inst.write(
         "/etc/systemd/system/bollwerk-bench.service",
-        &format!(
+        format!(
             "[Unit]\nDescription=bollwerk audit benchmark\nAfter=multi-user.target\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'B=/usr/local/sbin/bollwerk; $B audit >/dev/null 2>&1; : >/root/bench-live.ns; for i in $(seq {runs}); do s=$(date +%%s%%N); $B audit --format json >/root/bench-live.json 2>/root/bench-live.err; e=$(date +%%s%%N); echo $((e - s)) >>/root/bench-live.ns; done'\nExecStartPost=/bin/systemctl poweroff --no-block\n\n[Install]\nWantedBy=multi-user.target\n"
         ),
     );
