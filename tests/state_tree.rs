@@ -145,10 +145,11 @@ fn nft_fixture(case: &str, ext: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
+/// A chain as judged: table, name, hook, effective policy, each rule's words.
+type ChainModel = (String, String, Option<String>, String, Vec<Vec<String>>);
+
 /// The model of a chain without the rule text as printed (counters, comments).
-fn judged(
-    chains: &[bollwerk::state::firewall::Chain],
-) -> Vec<(String, String, Option<String>, String, Vec<Vec<String>>)> {
+fn judged(chains: &[bollwerk::state::firewall::Chain]) -> Vec<ChainModel> {
     chains
         .iter()
         .map(|c| {
