@@ -3,7 +3,7 @@
 //! `cis-level1-server`, boots in a systemd-nspawn container with its own network namespace;
 //! inside it, bollwerk audits the running system once with the ruleset nftables.service loaded
 //! and once after `nft flush ruleset`. The configuration files are the same both times, so only
-//! the live reading can tell the two apart.
+//! the live reading (`nft -j list ruleset`) can tell the two apart.
 
 mod common;
 
@@ -85,15 +85,23 @@ fn a_flushed_live_ruleset_fails_default_deny_although_the_files_still_say_deny()
     );
     let loaded = statuses(&text("/root/loaded.json"));
     let flushed = statuses(&text("/root/flushed.json"));
-    for id in ["firewall.default-deny-input", "firewall.enabled"] {
-        let (st, ev) = &loaded[id];
-        assert_eq!(st, "pass", "{id} with the loaded ruleset: {ev}");
-        let (st, ev) = &flushed[id];
-        assert_eq!(st, "fail", "{id} after `nft flush ruleset`: {ev}");
-        assert!(
-            ev.contains("nft list ruleset"),
-            "{id}: evidence names the live reading: {ev}"
-        );
+    for id in [
+        "firewall.default-deny-input",
+        "firewall.enabled",
+        "firewall.loopback",
+        "firewall.ssh-allowed",
+    ] {
+        for (when, report, want) in [
+            ("with the loaded ruleset", &loaded, "pass"),
+            ("after `nft flush ruleset`", &flushed, "fail"),
+        ] {
+            let (st, ev) = &report[id];
+            assert_eq!(st, want, "{id} {when}: {ev}");
+            assert!(
+                ev.contains("nft -j list ruleset") && !ev.contains("text form"),
+                "{id} {when}: evidence names the live reading, the JSON ruleset of Debian 12's nft: {ev}"
+            );
+        }
     }
     // The files did not change between the two audits: a file-only reading would pass both.
     assert!(inst.read("/etc/nftables.conf").contains("include"));

@@ -138,11 +138,11 @@ pub struct FirewallState {
     pub ufw_rules: Vec<String>,
     /// `etc/nftables.conf` with includes expanded.
     pub nft_text: String,
-    /// On a live host (systemd running): the loaded ruleset (`nft list ruleset`), or why it
-    /// could not be read; `None` offline.
-    pub live_nft: Option<Result<String, String>>,
+    /// On a live host (systemd running): the loaded ruleset (`nft -j list ruleset`) with the
+    /// command it was read with, or why it could not be read; `None` offline.
+    pub live_nft: Option<Result<crate::state::firewall::LoadedRuleset, String>>,
     /// On a live host with ufw enabled: `ufw status verbose`, or why it could not be read.
-    pub live_ufw: Option<Result<String, String>>,
+    pub live_ufw: Option<Result<crate::state::firewall::UfwStatus, String>>,
 }
 
 /// The merged fail2ban configuration: section → key → setting.
@@ -694,68 +694,82 @@ impl<'a> AuditCx<'a> {
             .map_err(Clone::clone)
     }
 
-    /// The firewall configuration.
+    /// The firewall: the configuration the next boot loads and, on a live host, what is loaded
+    /// now (`nft -j list ruleset`, `ufw status verbose`).
     pub fn firewall(&self) -> Result<&FirewallState, String> {
         self.firewall
             .get_or_init(|| {
-                let mut f = FirewallState::default();
-                let ufw_conf = self.read("etc/ufw/ufw.conf")?.unwrap_or_default();
-                f.ufw = !self.installed("ufw").is_empty()
-                    && shell_vars(&ufw_conf, "etc/ufw/ufw.conf")
-                        .get("ENABLED")
-                        .is_some_and(|s| s.value.eq_ignore_ascii_case("yes"));
-                f.nftables = self
-                    .unit_enabled("nftables.service")
-                    .is_some_and(|(e, _)| e)
-                    && !self.installed("nftables").is_empty();
-                f.iptables_persistent = !self.installed("iptables-persistent").is_empty()
-                    || !self.installed("netfilter-persistent").is_empty();
-                f.ufw_defaults = shell_vars(
-                    &self.read("etc/default/ufw")?.unwrap_or_default(),
-                    "etc/default/ufw",
-                );
-                for p in [
-                    "etc/ufw/user.rules",
-                    "etc/ufw/user6.rules",
-                    "etc/ufw/before.rules",
-                    "etc/ufw/before6.rules",
-                ] {
-                    if let Some(t) = self.read(p)? {
-                        f.ufw_rules.extend(
-                            t.lines()
-                                .map(str::trim)
-                                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                                .map(str::to_string),
-                        );
-                    }
-                }
-                let mut seen = BTreeSet::new();
-                f.nft_text = self.nft_expand("etc/nftables.conf", &mut seen, 0)?;
+                let mut f = self.firewall_config()?;
                 if self.systemd_running {
-                    let run = |prog: &str, args: &[&str]| {
-                        let cmd =
-                            Cmd::in_root(prog, args).timeout(std::time::Duration::from_secs(10));
-                        match self.runner.run(&self.root, &cmd) {
-                            Ok(o) if o.success() => Ok(o.stdout),
-                            Ok(o) => Err(format!(
-                                "{} failed: {}",
-                                cmd.display(),
-                                o.combined().lines().next().unwrap_or("")
-                            )),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    };
                     if f.nftables || !f.ufw {
-                        f.live_nft = Some(run("/usr/sbin/nft", &["list", "ruleset"]));
+                        f.live_nft = Some(crate::state::firewall::read_loaded(|args| {
+                            self.run_tool("/usr/sbin/nft", args)
+                        }));
                     }
                     if f.ufw {
-                        f.live_ufw = Some(run("/usr/sbin/ufw", &["status", "verbose"]));
+                        f.live_ufw = Some(
+                            self.run_tool("/usr/sbin/ufw", &["status", "verbose"])
+                                .map(|t| crate::state::firewall::UfwStatus::parse(&t)),
+                        );
                     }
                 }
                 Ok(f)
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// The firewall configuration files: ufw's switches, defaults and rules, which backends
+    /// start at boot, and `etc/nftables.conf` with its includes.
+    fn firewall_config(&self) -> Result<FirewallState, String> {
+        let mut f = FirewallState::default();
+        let ufw_conf = self.read("etc/ufw/ufw.conf")?.unwrap_or_default();
+        f.ufw = !self.installed("ufw").is_empty()
+            && shell_vars(&ufw_conf, "etc/ufw/ufw.conf")
+                .get("ENABLED")
+                .is_some_and(|s| s.value.eq_ignore_ascii_case("yes"));
+        f.nftables = self
+            .unit_enabled("nftables.service")
+            .is_some_and(|(e, _)| e)
+            && !self.installed("nftables").is_empty();
+        f.iptables_persistent = !self.installed("iptables-persistent").is_empty()
+            || !self.installed("netfilter-persistent").is_empty();
+        f.ufw_defaults = shell_vars(
+            &self.read("etc/default/ufw")?.unwrap_or_default(),
+            "etc/default/ufw",
+        );
+        for p in [
+            "etc/ufw/user.rules",
+            "etc/ufw/user6.rules",
+            "etc/ufw/before.rules",
+            "etc/ufw/before6.rules",
+        ] {
+            if let Some(t) = self.read(p)? {
+                f.ufw_rules.extend(
+                    t.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_string),
+                );
+            }
+        }
+        let mut seen = BTreeSet::new();
+        f.nft_text = self.nft_expand("etc/nftables.conf", &mut seen, 0)?;
+        Ok(f)
+    }
+
+    /// Runs a firewall tool of the live host (10 s at most): its stdout, or why it failed.
+    fn run_tool(&self, prog: &str, args: &[&str]) -> Result<String, String> {
+        let cmd = Cmd::in_root(prog, args).timeout(std::time::Duration::from_secs(10));
+        match self.runner.run(&self.root, &cmd) {
+            Ok(o) if o.success() => Ok(o.stdout),
+            Ok(o) => Err(format!(
+                "{} failed: {}",
+                cmd.display(),
+                o.combined().lines().next().unwrap_or("")
+            )),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn nft_expand(

@@ -1,8 +1,15 @@
 //! The nftables ruleset as nftables evaluates it: tables, base chains with their hook and
-//! policy, and rules with their verdicts, parsed from a ruleset text (the next-boot
-//! configuration with `include` followed, or `nft list ruleset` of a live host). Judging is by
-//! semantics (`iifname "lo" counter accept` accepts loopback like `iif lo accept`), not by
-//! regular expressions on one writing style.
+//! policy, and rules with their verdicts. Two readings give the same model: the ruleset text
+//! of the next-boot configuration (`include` followed, [`parse_ruleset`]) and, on a live host,
+//! the loaded ruleset as `nft -j list ruleset` prints it ([`parse_json_ruleset`], read by
+//! [`read_loaded`], which falls back to the text form only when nft refuses `-j`). Judging is
+//! by semantics (`iifname "lo" counter accept` accepts loopback like `iif lo accept`), not by
+//! regular expressions on one writing style. `ufw status verbose` of a live host is read by
+//! [`UfwStatus::parse`].
+
+mod json;
+
+pub use json::parse_json_ruleset;
 
 /// A chain of a ruleset.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -72,8 +79,12 @@ impl Rule {
         }
     }
 
-    /// The verdict (`accept`, `drop`, …), if the rule has one.
+    /// The verdict (`accept`, `drop`, …), if the rule has one. A verdict map (`ct state vmap
+    /// { established : accept, invalid : drop }`) has no single verdict.
     pub fn verdict(&self) -> Option<&str> {
+        if self.words.iter().any(|w| w == "vmap") {
+            return None;
+        }
         self.words
             .iter()
             .rev()
@@ -138,6 +149,15 @@ impl Rule {
     }
 }
 
+/// A port number; nft 1.0.6 prints `ct original proto-dst` of an `inet` table in hex
+/// (`0x1f90 [invalid type]`), both as text and as JSON.
+fn parse_port(word: &str) -> Option<u16> {
+    match word.strip_prefix("0x") {
+        Some(hex) => u16::from_str_radix(hex, 16).ok(),
+        None => word.parse().ok(),
+    }
+}
+
 /// Splits a statement into words: quotes removed, `{`, `}` and `,` separate.
 fn split_words(s: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -187,8 +207,8 @@ impl Rule {
         items
             .iter()
             .filter_map(|p| match p.split_once(['-', ':']) {
-                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
-                None => p.parse().ok().map(|x| (x, x)),
+                Some((a, b)) => Some((parse_port(a)?, parse_port(b)?)),
+                None => parse_port(p).map(|x| (x, x)),
             })
             .collect()
     }
@@ -254,8 +274,7 @@ fn statements(text: &str) -> Vec<String> {
                 _ if quoted => cur.push(c),
                 ';' if anon == 0 => flush(&mut cur, &mut out),
                 '{' => {
-                    let first = cur.split_whitespace().next().unwrap_or("");
-                    if anon == 0 && BLOCKS.contains(&first) {
+                    if anon == 0 && opens_block(&cur, &BLOCKS) {
                         cur.push('{');
                         flush(&mut cur, &mut out);
                     } else {
@@ -282,6 +301,17 @@ fn statements(text: &str) -> Vec<String> {
     }
     flush(&mut cur, &mut out);
     out
+}
+
+/// Whether `{` after `head` opens a block (`table inet f {`, `ct helper ftp {`) rather than an
+/// anonymous set or map inside a rule (`ct state vmap {`).
+fn opens_block(head: &str, blocks: &[&str]) -> bool {
+    let mut words = head.split_whitespace();
+    match words.next() {
+        Some("ct") => matches!(words.next(), Some("helper" | "timeout" | "expectation")),
+        Some(first) => blocks.contains(&first),
+        None => false,
+    }
 }
 
 /// The chains of a ruleset text (comments removed; sets, maps and other blocks skipped).
@@ -341,6 +371,97 @@ pub fn parse_ruleset(text: &str) -> Vec<Chain> {
     chains
 }
 
+/// The ruleset the kernel has loaded, and the command it was read with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedRuleset {
+    /// The chains with their rules.
+    pub chains: Vec<Chain>,
+    /// How it was read: `nft -j list ruleset`, or the text form and why `-j` was not used.
+    pub source: String,
+}
+
+/// Reads the loaded ruleset through `nft`: `run` gets nft's arguments and returns its stdout
+/// or why it failed. `nft -j list ruleset` first; only when nft refuses `-j` (an nft built
+/// without JSON support) or prints no JSON, the text form `nft list ruleset`, and the source
+/// says so.
+///
+/// # Errors
+/// When nft cannot list the ruleset at all (not installed, no permission): the error of the
+/// `-j` call, and that of the text call when it differs.
+pub fn read_loaded(
+    run: impl Fn(&[&str]) -> Result<String, String>,
+) -> Result<LoadedRuleset, String> {
+    let (why, refused) = match run(&["-j", "list", "ruleset"]) {
+        Ok(out) => match parse_json_ruleset(&out) {
+            Ok(chains) => {
+                return Ok(LoadedRuleset {
+                    chains,
+                    source: "nft -j list ruleset".into(),
+                });
+            }
+            Err(e) => (format!("nft -j printed no JSON ruleset: {e}"), e),
+        },
+        Err(e) => (format!("nft -j refused: {e}"), e),
+    };
+    match run(&["list", "ruleset"]) {
+        Ok(out) => Ok(LoadedRuleset {
+            chains: parse_ruleset(&out),
+            source: format!("nft list ruleset (text form; {why})"),
+        }),
+        Err(e) => Err(format!("{refused}; without -j: {e}")),
+    }
+}
+
+/// `ufw status verbose` of a live host: whether ufw filters now, and the default policies it
+/// reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UfwStatus {
+    /// `Status: active`.
+    pub active: bool,
+    /// The first line as printed (`Status: active`, `Status: inactive`).
+    pub status_line: String,
+    /// `Default: deny (incoming), …`: direction (`incoming`, `outgoing`, `routed`) → policy.
+    pub defaults: Vec<(String, String)>,
+}
+
+impl UfwStatus {
+    /// Parses the output of `ufw status verbose`.
+    pub fn parse(text: &str) -> UfwStatus {
+        let status_line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("Status:"))
+            .unwrap_or("no status line")
+            .to_string();
+        let defaults = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Default:"))
+            .map(|d| {
+                d.split(',')
+                    .filter_map(|part| {
+                        let (policy, dir) = part.trim().split_once(' ')?;
+                        let dir = dir.trim().trim_start_matches('(').trim_end_matches(')');
+                        Some((dir.to_string(), policy.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        UfwStatus {
+            active: status_line == "Status: active",
+            status_line,
+            defaults,
+        }
+    }
+
+    /// The default policy for `direction` (`incoming`, `routed`), if ufw reported one.
+    pub fn default_for(&self, direction: &str) -> Option<&str> {
+        self.defaults
+            .iter()
+            .find(|(d, _)| d == direction)
+            .map(|(_, p)| p.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +502,93 @@ mod tests {
         // A loopback rule that also restricts something else is not "accept loopback".
         assert!(!Rule::parse("iif lo tcp dport 22 accept").is_loopback_accept());
         assert!(Rule::parse("meta iif lo accept").is_loopback_accept());
+    }
+
+    const JSON_DROP: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "f", "handle": 1}}, {"chain": {"family": "inet", "table": "f", "name": "in", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}, {"rule": {"family": "inet", "table": "f", "chain": "in", "handle": 2, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lo"}}, {"counter": {"packets": 3, "bytes": 180}}, {"accept": null}]}}]}"#;
+
+    #[test]
+    fn read_loaded_prefers_json_and_says_when_it_fell_back() {
+        let json = read_loaded(|args| match args {
+            ["-j", ..] => Ok(JSON_DROP.to_string()),
+            _ => Err("text form must not be asked".into()),
+        })
+        .unwrap();
+        assert_eq!(json.source, "nft -j list ruleset");
+        assert_eq!(json.chains[0].effective_policy(), "drop");
+        assert!(json.chains[0].rules[0].is_loopback_accept());
+
+        let text = read_loaded(|args| match args {
+            ["-j", ..] => Err("/usr/sbin/nft -j list ruleset failed: Error: JSON support not compiled-in".into()),
+            _ => Ok("table inet f {\n chain in {\n  type filter hook input priority 0; policy drop;\n }\n}\n".into()),
+        })
+        .unwrap();
+        assert!(
+            text.source
+                .starts_with("nft list ruleset (text form; nft -j refused: ")
+                && text.source.contains("JSON support not compiled-in"),
+            "{}",
+            text.source
+        );
+        assert_eq!(text.chains[0].effective_policy(), "drop");
+
+        // An nft that ignores -j and prints text: read as text, and the source says why.
+        let ignored = read_loaded(|_| Ok("table inet f {\n}\n".into())).unwrap();
+        assert!(
+            ignored.source.contains("nft -j printed no JSON ruleset"),
+            "{}",
+            ignored.source
+        );
+
+        let err = read_loaded(|args| {
+            Err(format!(
+                "nft {} failed: Operation not permitted",
+                args.join(" ")
+            ))
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("nft -j list ruleset failed") && err.contains("without -j"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_that_is_not_a_ruleset_is_an_error() {
+        assert!(parse_json_ruleset("").is_err());
+        assert!(parse_json_ruleset("{\"other\": []}").is_err());
+        assert_eq!(
+            parse_json_ruleset("{\"nftables\": [{\"metainfo\": {}}]}").unwrap(),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn verdict_maps_and_hex_ports() {
+        let vmap = Rule::parse("ct state vmap { invalid : drop, established : accept }");
+        assert_eq!(vmap.verdict(), None);
+        let r = Rule::parse(
+            "meta l4proto tcp ct status dnat ct original proto-dst { 0x1f90 [invalid type], 0x20fb [invalid type] } accept",
+        );
+        assert_eq!(r.ports_after("proto-dst"), vec![(8080, 8080), (8443, 8443)]);
+        // `ct state vmap {` is a rule, `ct helper ftp {` a block.
+        let c = parse_ruleset(
+            "table ip t {\n ct helper ftp {\n  type \"ftp\" protocol tcp\n }\n chain c {\n  type filter hook input priority 0;\n  ct state vmap { established : accept }\n }\n}\n",
+        );
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(c[0].rules.len(), 1);
+    }
+
+    #[test]
+    fn ufw_status_verbose() {
+        let st = UfwStatus::parse(
+            "Status: active\nLogging: on (low)\nDefault: deny (incoming), allow (outgoing), disabled (routed)\nNew profiles: skip\n\nTo                         Action      From\n--                         ------      ----\n22/tcp                     ALLOW IN    Anywhere\n",
+        );
+        assert!(st.active);
+        assert_eq!(st.default_for("incoming"), Some("deny"));
+        assert_eq!(st.default_for("routed"), Some("disabled"));
+        let off = UfwStatus::parse("Status: inactive\n");
+        assert!(!off.active);
+        assert_eq!(off.status_line, "Status: inactive");
+        assert_eq!(off.default_for("incoming"), None);
     }
 }

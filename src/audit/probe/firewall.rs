@@ -2,6 +2,7 @@
 //! ([`crate::state::firewall`]); on a live host the loaded ruleset.
 
 use super::*;
+use crate::audit::facts::FirewallState;
 
 pub(super) fn ssh_ports(cx: &AuditCx) -> Vec<String> {
     let s = cx.sshd();
@@ -24,168 +25,207 @@ pub(super) fn firewall_probe(cx: &AuditCx, prop: FirewallProperty) -> Outcome {
     } else {
         ""
     };
-    if prop == FirewallProperty::Enabled {
-        if let Some(o) = live_enabled(f, backend) {
-            return o;
-        }
-        return Outcome::judge(
-            !backend.is_empty(),
-            match backend {
-                "ufw" => "ufw enabled (etc/ufw/ufw.conf ENABLED=yes)".to_string(),
-                "nftables" => "nftables.service enabled".to_string(),
-                _ => "no firewall enabled (ufw ENABLED=no or not installed; nftables.service not enabled)".to_string(),
-            },
-        );
+    match prop {
+        FirewallProperty::Enabled => enabled(f, backend),
+        FirewallProperty::SingleBackend => single_backend(f),
+        _ if backend.is_empty() => Outcome::fail("no firewall enabled (ufw or nftables.service)"),
+        _ if backend == "ufw" => ufw_property(cx, f, prop),
+        _ => nft_property(cx, f, prop),
     }
-    if prop == FirewallProperty::SingleBackend {
-        let mut on = Vec::new();
-        if f.ufw {
-            on.push("ufw");
-        }
-        if f.nftables {
-            on.push("nftables.service");
-        }
-        if f.iptables_persistent {
-            on.push("iptables-persistent");
-        }
-        return Outcome::judge(
-            on.len() <= 1,
-            if on.is_empty() {
-                "no firewall backend enabled".into()
-            } else {
-                format!("enabled: {}", on.join(", "))
-            },
-        );
+}
+
+/// Some firewall starts at boot and, on a live host, is loaded now.
+fn enabled(f: &FirewallState, backend: &str) -> Outcome {
+    if let Some(o) = live_enabled(f, backend) {
+        return o;
     }
-    if backend.is_empty() {
-        return Outcome::fail("no firewall enabled (ufw or nftables.service)");
+    Outcome::judge(
+        !backend.is_empty(),
+        match backend {
+            "ufw" => "ufw enabled (etc/ufw/ufw.conf ENABLED=yes)".to_string(),
+            "nftables" => "nftables.service enabled".to_string(),
+            _ => "no firewall enabled (ufw ENABLED=no or not installed; nftables.service not enabled)".to_string(),
+        },
+    )
+}
+
+fn single_backend(f: &FirewallState) -> Outcome {
+    let mut on = Vec::new();
+    if f.ufw {
+        on.push("ufw");
     }
-    let (chains, src) = match &f.live_nft {
-        Some(Ok(t)) => (fw::parse_ruleset(t), "loaded ruleset: nft list ruleset"),
-        Some(Err(e)) if backend == "nftables" => {
-            return Outcome::error(format!("reading the loaded ruleset: {e}"));
+    if f.nftables {
+        on.push("nftables.service");
+    }
+    if f.iptables_persistent {
+        on.push("iptables-persistent");
+    }
+    Outcome::judge(
+        on.len() <= 1,
+        if on.is_empty() {
+            "no firewall backend enabled".into()
+        } else {
+            format!("enabled: {}", on.join(", "))
+        },
+    )
+}
+
+/// ufw: policies and rules from its files; on a live host an inactive ufw (`ufw status
+/// verbose`) filters nothing, and the default policies are those ufw reports.
+fn ufw_property(cx: &AuditCx, f: &FirewallState, prop: FirewallProperty) -> Outcome {
+    let live = match &f.live_ufw {
+        Some(Err(e)) => return Outcome::error(format!("ufw status: {e}")),
+        Some(Ok(st)) if !st.active => {
+            return Outcome::fail(format!(
+                "ufw enabled at boot, but not filtering now ({}; ufw status verbose)",
+                st.status_line
+            ));
         }
-        _ => (
-            fw::parse_ruleset(&f.nft_text),
-            "etc/nftables.conf, includes followed",
-        ),
+        Some(Ok(st)) => Some(st),
+        None => None,
     };
-    match (prop, backend) {
-        (FirewallProperty::DefaultDenyInput | FirewallProperty::DefaultDenyForward, "ufw") => {
-            let key = if prop == FirewallProperty::DefaultDenyInput {
-                "DEFAULT_INPUT_POLICY"
-            } else {
-                "DEFAULT_FORWARD_POLICY"
-            };
-            match f.ufw_defaults.get(key) {
-                None => Outcome::fail(format!("{key} not set (etc/default/ufw)")),
-                Some(s) => Outcome::judge(
-                    ["drop", "reject"].contains(&s.value.to_ascii_lowercase().as_str()),
-                    format!("{key}=\"{}\" ({})", s.value, s.at),
-                ),
-            }
-        }
-        (FirewallProperty::DefaultDenyInput | FirewallProperty::DefaultDenyForward, _) => {
-            let hook = if prop == FirewallProperty::DefaultDenyInput {
-                "input"
-            } else {
-                "forward"
-            };
-            nft_default_deny(&chains, hook, src)
-        }
-        (FirewallProperty::Loopback, "ufw") => {
-            let rules = &f.ufw_rules;
-            let lo = rules.iter().any(|r| r.contains("-i lo -j ACCEPT"));
-            let v4 = rules.iter().any(|r| {
-                r.contains("-s 127.0.0.0/8")
-                    && (r.contains("DROP") || r.contains("REJECT") || r.contains("deny"))
-            });
-            let v6 = rules
-                .iter()
-                .any(|r| r.contains("-s ::1") && (r.contains("DROP") || r.contains("REJECT")));
-            Outcome::judge(
-                lo && v4 && v6,
-                format!(
-                    "ufw rules: in on lo accept {}, deny from 127.0.0.0/8 {}, deny from ::1 {} (etc/ufw/*.rules)",
-                    yes_no(lo),
-                    yes_no(v4),
-                    yes_no(v6)
-                ),
-            )
-        }
-        (FirewallProperty::Loopback, _) => {
-            let input: Vec<&fw::Rule> = chains
-                .iter()
-                .filter(|c| c.hook.as_deref() == Some("input"))
-                .flat_map(|c| &c.rules)
-                .collect();
-            let lo = input.iter().any(|r| r.is_loopback_accept());
-            let v4 = input.iter().any(|r| r.drops_source("ip", "127.0.0.0/8"));
-            let v6 = input.iter().any(|r| r.drops_source("ip6", "::1"));
-            Outcome::judge(
-                lo && v4 && v6,
-                format!(
-                    "nftables input: loopback accepted {}, ip saddr 127.0.0.0/8 dropped {}, ip6 saddr ::1 dropped {} ({src})",
-                    yes_no(lo),
-                    yes_no(v4),
-                    yes_no(v6)
-                ),
-            )
-        }
-        (FirewallProperty::SshAllowed, "ufw") => {
-            let ports = ssh_ports(cx);
-            let missing: Vec<&String> = ports
-                .iter()
-                .filter(|p| {
-                    !f.ufw_rules.iter().any(|r| {
-                        r.contains("ACCEPT")
-                            && (r.contains(&format!("--dport {p} "))
-                                || r.ends_with(&format!("--dport {p}"))
-                                || r.contains(&format!("--dports {p}")))
-                    })
-                })
-                .collect();
-            Outcome::judge(
-                missing.is_empty(),
-                format!(
-                    "ssh port(s) {} ({}); ufw allows: {}",
-                    ports.join(","),
-                    cx.sshd().source,
-                    if missing.is_empty() { "all" } else { "not all" }
-                ),
-            )
-        }
-        (FirewallProperty::SshAllowed, _) => {
-            let ports = ssh_ports(cx);
-            let missing: Vec<&str> = ports
-                .iter()
-                .filter(|p| {
-                    !chains
-                        .iter()
-                        .filter(|c| c.hook.as_deref() == Some("input"))
-                        .flat_map(|c| &c.rules)
-                        .any(|r| r.accepts_port(p))
-                })
-                .map(String::as_str)
-                .collect();
-            Outcome::judge(
-                missing.is_empty(),
-                format!(
-                    "ssh port(s) {} ({}); accepted in the input chain ({src}): {}",
-                    ports.join(","),
-                    cx.sshd().source,
-                    if missing.is_empty() {
-                        "yes".to_string()
-                    } else {
-                        format!("not {}", missing.join(","))
-                    }
-                ),
-            )
-        }
-        (FirewallProperty::Enabled | FirewallProperty::SingleBackend, _) => {
+    match prop {
+        FirewallProperty::DefaultDenyInput => ufw_default_deny(f, live, "DEFAULT_INPUT_POLICY"),
+        FirewallProperty::DefaultDenyForward => ufw_default_deny(f, live, "DEFAULT_FORWARD_POLICY"),
+        FirewallProperty::Loopback => ufw_loopback(&f.ufw_rules),
+        FirewallProperty::SshAllowed => ufw_ssh_allowed(cx, &f.ufw_rules),
+        FirewallProperty::Enabled | FirewallProperty::SingleBackend => {
             Outcome::error("unreachable")
         }
     }
+}
+
+fn ufw_default_deny(f: &FirewallState, live: Option<&fw::UfwStatus>, key: &str) -> Outcome {
+    let deny = |p: &str| ["drop", "reject", "deny"].contains(&p.to_ascii_lowercase().as_str());
+    let direction = if key == "DEFAULT_INPUT_POLICY" {
+        "incoming"
+    } else {
+        "routed"
+    };
+    if let Some(p) = live.and_then(|st| st.default_for(direction)) {
+        return Outcome::judge(
+            deny(p),
+            format!("ufw active, default {p} ({direction}) (ufw status verbose)"),
+        );
+    }
+    match f.ufw_defaults.get(key) {
+        None => Outcome::fail(format!("{key} not set (etc/default/ufw)")),
+        Some(s) => Outcome::judge(deny(&s.value), format!("{key}=\"{}\" ({})", s.value, s.at)),
+    }
+}
+
+fn ufw_loopback(rules: &[String]) -> Outcome {
+    let lo = rules.iter().any(|r| r.contains("-i lo -j ACCEPT"));
+    let v4 = rules.iter().any(|r| {
+        r.contains("-s 127.0.0.0/8")
+            && (r.contains("DROP") || r.contains("REJECT") || r.contains("deny"))
+    });
+    let v6 = rules
+        .iter()
+        .any(|r| r.contains("-s ::1") && (r.contains("DROP") || r.contains("REJECT")));
+    Outcome::judge(
+        lo && v4 && v6,
+        format!(
+            "ufw rules: in on lo accept {}, deny from 127.0.0.0/8 {}, deny from ::1 {} (etc/ufw/*.rules)",
+            yes_no(lo),
+            yes_no(v4),
+            yes_no(v6)
+        ),
+    )
+}
+
+fn ufw_ssh_allowed(cx: &AuditCx, rules: &[String]) -> Outcome {
+    let ports = ssh_ports(cx);
+    let missing: Vec<&String> = ports
+        .iter()
+        .filter(|p| {
+            !rules.iter().any(|r| {
+                r.contains("ACCEPT")
+                    && (r.contains(&format!("--dport {p} "))
+                        || r.ends_with(&format!("--dport {p}"))
+                        || r.contains(&format!("--dports {p}")))
+            })
+        })
+        .collect();
+    Outcome::judge(
+        missing.is_empty(),
+        format!(
+            "ssh port(s) {} ({}); ufw allows: {}",
+            ports.join(","),
+            cx.sshd().source,
+            if missing.is_empty() { "all" } else { "not all" }
+        ),
+    )
+}
+
+/// nftables: the loaded ruleset on a live host, the next-boot configuration offline.
+fn nft_property(cx: &AuditCx, f: &FirewallState, prop: FirewallProperty) -> Outcome {
+    let config;
+    let loaded_src;
+    let (chains, src): (&[fw::Chain], &str) = match &f.live_nft {
+        Some(Ok(l)) => {
+            loaded_src = format!("loaded ruleset: {}", l.source);
+            (&l.chains, &loaded_src)
+        }
+        Some(Err(e)) => return Outcome::error(format!("reading the loaded ruleset: {e}")),
+        None => {
+            config = fw::parse_ruleset(&f.nft_text);
+            (&config, "etc/nftables.conf, includes followed")
+        }
+    };
+    match prop {
+        FirewallProperty::DefaultDenyInput => nft_default_deny(chains, "input", src),
+        FirewallProperty::DefaultDenyForward => nft_default_deny(chains, "forward", src),
+        FirewallProperty::Loopback => nft_loopback(chains, src),
+        FirewallProperty::SshAllowed => nft_ssh_allowed(cx, chains, src),
+        FirewallProperty::Enabled | FirewallProperty::SingleBackend => {
+            Outcome::error("unreachable")
+        }
+    }
+}
+
+fn input_rules(chains: &[fw::Chain]) -> impl Iterator<Item = &fw::Rule> {
+    chains
+        .iter()
+        .filter(|c| c.hook.as_deref() == Some("input"))
+        .flat_map(|c| &c.rules)
+}
+
+fn nft_loopback(chains: &[fw::Chain], src: &str) -> Outcome {
+    let lo = input_rules(chains).any(|r| r.is_loopback_accept());
+    let v4 = input_rules(chains).any(|r| r.drops_source("ip", "127.0.0.0/8"));
+    let v6 = input_rules(chains).any(|r| r.drops_source("ip6", "::1"));
+    Outcome::judge(
+        lo && v4 && v6,
+        format!(
+            "nftables input: loopback accepted {}, ip saddr 127.0.0.0/8 dropped {}, ip6 saddr ::1 dropped {} ({src})",
+            yes_no(lo),
+            yes_no(v4),
+            yes_no(v6)
+        ),
+    )
+}
+
+fn nft_ssh_allowed(cx: &AuditCx, chains: &[fw::Chain], src: &str) -> Outcome {
+    let ports = ssh_ports(cx);
+    let missing: Vec<&str> = ports
+        .iter()
+        .filter(|p| !input_rules(chains).any(|r| r.accepts_port(p)))
+        .map(String::as_str)
+        .collect();
+    Outcome::judge(
+        missing.is_empty(),
+        format!(
+            "ssh port(s) {} ({}); accepted in the input chain ({src}): {}",
+            ports.join(","),
+            cx.sshd().source,
+            if missing.is_empty() {
+                "yes".to_string()
+            } else {
+                format!("not {}", missing.join(","))
+            }
+        ),
+    )
 }
 
 pub(super) fn yes_no(b: bool) -> &'static str {
@@ -232,34 +272,34 @@ fn nft_default_deny(chains: &[fw::Chain], hook: &str, src: &str) -> Outcome {
 }
 
 /// On a live host: the firewall enabled at boot must also be loaded now.
-fn live_enabled(f: &crate::audit::facts::FirewallState, backend: &str) -> Option<Outcome> {
+fn live_enabled(f: &FirewallState, backend: &str) -> Option<Outcome> {
     match backend {
         "ufw" => match f.live_ufw.as_ref()? {
             Err(e) => Some(Outcome::error(format!("ufw status: {e}"))),
-            Ok(t) => {
-                let active = t.lines().any(|l| l.trim() == "Status: active");
-                Some(Outcome::judge(
-                    active,
-                    format!(
-                        "ufw enabled at boot (etc/ufw/ufw.conf); now: {} (ufw status verbose)",
-                        t.lines().next().unwrap_or("no output").trim()
-                    ),
-                ))
-            }
+            Ok(st) => Some(Outcome::judge(
+                st.active,
+                format!(
+                    "ufw enabled at boot (etc/ufw/ufw.conf); now: {} (ufw status verbose)",
+                    st.status_line
+                ),
+            )),
         },
         "nftables" => match f.live_nft.as_ref()? {
             Err(e) => Some(Outcome::error(format!("reading the loaded ruleset: {e}"))),
-            Ok(t) => {
-                let loaded = fw::parse_ruleset(t)
-                    .iter()
-                    .any(|c| c.hook.as_deref() == Some("input"));
+            Ok(l) => {
+                let loaded = l.chains.iter().any(|c| c.hook.as_deref() == Some("input"));
                 Some(Outcome::judge(
                     loaded,
                     if loaded {
-                        "nftables.service enabled; an input base chain is loaded (nft list ruleset)"
-                            .to_string()
+                        format!(
+                            "nftables.service enabled; an input base chain is loaded ({})",
+                            l.source
+                        )
                     } else {
-                        "nftables.service enabled, but the loaded ruleset has no input base chain (nft list ruleset): flushed, or the service failed".to_string()
+                        format!(
+                            "nftables.service enabled, but the loaded ruleset has no input base chain ({}): flushed, or the service failed",
+                            l.source
+                        )
                     },
                 ))
             }

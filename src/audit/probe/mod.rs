@@ -312,22 +312,12 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             missing,
             from_profile,
             absent,
-        } => {
-            let mut paths: Vec<String> = Vec::new();
-            if !path.is_empty() {
-                paths.push(path.clone());
-            }
-            if let Some(k) = from_profile {
-                let declared = declared_paths(cx, k);
-                if declared.is_empty() && path.is_empty() {
-                    return Outcome::na(format!("the profile declares no {k}"));
-                }
-                paths.extend(declared);
-            }
-            file_probe(
+        } => match probe_paths(cx, path, from_profile.as_deref()) {
+            Err(o) => o,
+            Ok(paths) => file_probe(
                 cx, &paths, *file_type, mode_max, mode_min, owner, group, *missing, *absent,
-            )
-        }
+            ),
+        },
         Probe::Line {
             path,
             pattern,
@@ -335,14 +325,7 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
             skip_comments,
             missing,
         } => line_probe(cx, path, pattern, *present, *skip_comments, *missing),
-        Probe::Sshd { key, expect } => {
-            let s = cx.sshd();
-            if !s.installed {
-                return Outcome::na("the OpenSSH server is not installed (usr/sbin/sshd)");
-            }
-            let v = s.values.get(key.as_str()).map(|v| v.join(" "));
-            judge(expect, key, v.as_deref(), &s.source)
-        }
+        Probe::Sshd { key, expect } => sshd_probe(cx, key, expect),
         Probe::Sysctl { key, expect } => sysctl_probe(cx, key, expect),
         Probe::Package { name, installed } => package_probe(cx, name, *installed),
         Probe::Service {
@@ -441,6 +424,36 @@ pub fn eval(cx: &AuditCx, p: &Probe) -> Outcome {
         | Probe::FileAge(_)
         | Probe::TlsCert(_) => super::custom::eval(cx, p),
     }
+}
+
+/// The paths a file probe looks at: its own `path` and those the profile declares under
+/// `from_profile`; not applicable when there are none.
+fn probe_paths(
+    cx: &AuditCx,
+    path: &str,
+    from_profile: Option<&str>,
+) -> Result<Vec<String>, Outcome> {
+    let mut paths: Vec<String> = Vec::new();
+    if !path.is_empty() {
+        paths.push(path.to_string());
+    }
+    if let Some(k) = from_profile {
+        let declared = declared_paths(cx, k);
+        if declared.is_empty() && path.is_empty() {
+            return Err(Outcome::na(format!("the profile declares no {k}")));
+        }
+        paths.extend(declared);
+    }
+    Ok(paths)
+}
+
+fn sshd_probe(cx: &AuditCx, key: &str, expect: &Expect) -> Outcome {
+    let s = cx.sshd();
+    if !s.installed {
+        return Outcome::na("the OpenSSH server is not installed (usr/sbin/sshd)");
+    }
+    let v = s.values.get(key).map(|v| v.join(" "));
+    judge(expect, key, v.as_deref(), &s.source)
 }
 
 fn world_writable_probe(cx: &AuditCx, roots: &[String]) -> Outcome {
@@ -1212,6 +1225,8 @@ fn root_path_probe(cx: &AuditCx) -> Outcome {
     )
 }
 
+type PasswdEntries<'a> = [&'a crate::etcdb::Passwd];
+
 fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
     let a = &cx.facts.accounts;
     let passwd: Vec<&crate::etcdb::Passwd> = a.passwd.entries().collect();
@@ -1219,16 +1234,6 @@ fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
     if passwd.is_empty() {
         return Outcome::error("etc/passwd is missing or empty");
     }
-    let dups = |names: Vec<String>| -> Vec<String> {
-        let mut seen = BTreeMap::new();
-        for n in names {
-            *seen.entry(n).or_insert(0) += 1;
-        }
-        seen.into_iter()
-            .filter(|(_, c)| *c > 1)
-            .map(|(n, c)| format!("{n} ×{c}"))
-            .collect()
-    };
     let uid_min = login_defs_int(cx, "UID_MIN", 1000);
     let shells = valid_shells(cx);
     let interactive: Vec<&&crate::etcdb::Passwd> = passwd
@@ -1272,149 +1277,190 @@ fn accounts_probe(cx: &AuditCx, rule: AccountRule) -> Outcome {
             "every account's password is in etc/shadow",
             "accounts with a password field other than x in etc/passwd",
         ),
-        AccountRule::NoEmptyPasswords => match &a.shadow {
-            None => Outcome::error("etc/shadow is missing"),
-            Some(s) => verdict(
-                s.entries()
-                    .filter(|e| e.hash.is_empty())
-                    .map(|e| e.name.clone())
-                    .collect(),
-                "no empty password fields",
-                "accounts with an empty password in etc/shadow",
-            ),
-        },
-        AccountRule::NoDuplicateUids => verdict(
-            dups(passwd.iter().map(|p| p.uid.to_string()).collect()),
-            "no duplicate uids",
-            "duplicate uids",
-        ),
-        AccountRule::NoDuplicateGids => verdict(
-            dups(groups.iter().map(|g| g.gid.to_string()).collect()),
-            "no duplicate gids",
-            "duplicate gids",
-        ),
-        AccountRule::NoDuplicateUserNames => verdict(
-            dups(passwd.iter().map(|p| p.name.clone()).collect()),
-            "no duplicate user names",
-            "duplicate user names",
-        ),
-        AccountRule::NoDuplicateGroupNames => verdict(
-            dups(groups.iter().map(|g| g.name.clone()).collect()),
-            "no duplicate group names",
-            "duplicate group names",
-        ),
-        AccountRule::GroupsExist => {
-            let gids: BTreeSet<u32> = groups.iter().map(|g| g.gid).collect();
-            verdict(
-                passwd
-                    .iter()
-                    .filter(|p| !gids.contains(&p.gid))
-                    .map(|p| format!("{} (gid {})", p.name, p.gid))
-                    .collect(),
-                "every primary group exists",
-                "accounts whose primary group is not in etc/group",
-            )
-        }
-        AccountRule::ShadowGroupEmpty => {
-            let mut bad = Vec::new();
-            if let Some(g) = a.group.get("shadow") {
-                bad.extend(
-                    g.members
-                        .iter()
-                        .filter(|m| !m.is_empty())
-                        .map(|m| format!("{m} (member)")),
-                );
-                bad.extend(
-                    passwd
-                        .iter()
-                        .filter(|p| p.gid == g.gid)
-                        .map(|p| format!("{} (primary)", p.name)),
-                );
-            }
-            verdict(
-                bad,
-                "the shadow group has no members",
-                "shadow group members",
-            )
-        }
+        AccountRule::NoEmptyPasswords => no_empty_passwords(a),
+        AccountRule::NoDuplicateUids
+        | AccountRule::NoDuplicateGids
+        | AccountRule::NoDuplicateUserNames
+        | AccountRule::NoDuplicateGroupNames => no_duplicates(rule, &passwd, &groups),
+        AccountRule::GroupsExist => groups_exist(&passwd, &groups),
+        AccountRule::ShadowGroupEmpty => shadow_group_empty(a, &passwd),
         AccountRule::HomeDirs => home_dirs_probe(cx, &interactive),
         AccountRule::DotFiles => dot_files_probe(cx, &interactive),
-        AccountRule::SystemAccountsNoShell => verdict(
-            passwd
-                .iter()
-                .filter(|p| {
-                    p.uid < uid_min
-                        && !["root", "sync", "shutdown", "halt"].contains(&p.name.as_str())
-                        && shells.contains(&p.shell)
-                })
-                .map(|p| format!("{} ({})", p.name, p.shell))
-                .collect(),
-            "no system account has a login shell",
-            "system accounts with a login shell",
-        ),
-        AccountRule::NoShellAccountsLocked => match &a.shadow {
-            None => Outcome::error("etc/shadow is missing"),
-            Some(s) => verdict(
-                passwd
-                    .iter()
-                    .filter(|p| p.name != "root" && !shells.contains(&p.shell))
-                    .filter(|p| s.get(&p.name).is_some_and(|e| e.has_password()))
-                    .map(|p| p.name.clone())
-                    .collect(),
-                "accounts without a login shell are locked",
-                "accounts without a login shell but with a usable password",
-            ),
-        },
-        AccountRule::PasswordChangeInPast => match &a.shadow {
-            None => Outcome::error("etc/shadow is missing"),
-            Some(s) => {
-                let today = crate::facts::days_since_epoch();
-                verdict(
-                    s.entries()
-                        .filter(|e| e.last_change.parse::<u64>().is_ok_and(|d| d > today))
-                        .map(|e| format!("{} (day {})", e.name, e.last_change))
-                        .collect(),
-                    "every last password change lies in the past",
-                    "accounts with a password change date in the future",
-                )
-            }
-        },
-        AccountRule::RootAccessControlled => {
-            match a.shadow.as_ref().and_then(|s| s.get("root").cloned()) {
-                None => Outcome::error("no root entry in etc/shadow"),
-                Some(r) => {
-                    let state = if r.hash.starts_with('!') || r.hash.starts_with('*') {
-                        "locked"
-                    } else if r.hash.is_empty() {
-                        "empty"
-                    } else {
-                        "set"
-                    };
-                    Outcome::judge(
-                        state != "empty",
-                        format!("root password {state} (etc/shadow)"),
-                    )
-                }
-            }
-        }
-        AccountRule::RootLocked => match a.shadow.as_ref().and_then(|s| s.get("root").cloned()) {
-            None => Outcome::error("no root entry in etc/shadow"),
-            Some(r) => Outcome::judge(
-                r.hash.starts_with('!') || r.hash.starts_with('*'),
-                format!(
-                    "root password {} (etc/shadow)",
-                    if r.hash.starts_with('!') || r.hash.starts_with('*') {
-                        "locked"
-                    } else if r.hash.is_empty() {
-                        "empty"
-                    } else {
-                        "set, not locked"
-                    }
-                ),
-            ),
-        },
+        AccountRule::SystemAccountsNoShell => system_accounts_no_shell(&passwd, uid_min, &shells),
+        AccountRule::NoShellAccountsLocked => no_shell_accounts_locked(a, &passwd, &shells),
+        AccountRule::PasswordChangeInPast => password_change_in_past(a),
+        AccountRule::RootAccessControlled => root_password(a, false),
+        AccountRule::RootLocked => root_password(a, true),
         AccountRule::RootPath => root_path_probe(cx),
     }
+}
+
+fn no_empty_passwords(a: &crate::etcdb::Accounts) -> Outcome {
+    match &a.shadow {
+        None => Outcome::error("etc/shadow is missing"),
+        Some(s) => verdict(
+            s.entries()
+                .filter(|e| e.hash.is_empty())
+                .map(|e| e.name.clone())
+                .collect(),
+            "no empty password fields",
+            "accounts with an empty password in etc/shadow",
+        ),
+    }
+}
+
+/// The four uniqueness rules: uids, gids, user names, group names.
+fn no_duplicates(
+    rule: AccountRule,
+    passwd: &PasswdEntries,
+    groups: &[&crate::etcdb::Group],
+) -> Outcome {
+    let (values, what): (Vec<String>, &str) = match rule {
+        AccountRule::NoDuplicateUids => {
+            (passwd.iter().map(|p| p.uid.to_string()).collect(), "uids")
+        }
+        AccountRule::NoDuplicateGids => {
+            (groups.iter().map(|g| g.gid.to_string()).collect(), "gids")
+        }
+        AccountRule::NoDuplicateUserNames => (
+            passwd.iter().map(|p| p.name.clone()).collect(),
+            "user names",
+        ),
+        _ => (
+            groups.iter().map(|g| g.name.clone()).collect(),
+            "group names",
+        ),
+    };
+    let mut seen = BTreeMap::new();
+    for n in values {
+        *seen.entry(n).or_insert(0) += 1;
+    }
+    let dups = seen
+        .into_iter()
+        .filter(|(_, c)| *c > 1)
+        .map(|(n, c)| format!("{n} ×{c}"))
+        .collect();
+    verdict(
+        dups,
+        &format!("no duplicate {what}"),
+        &format!("duplicate {what}"),
+    )
+}
+
+fn groups_exist(passwd: &PasswdEntries, groups: &[&crate::etcdb::Group]) -> Outcome {
+    let gids: BTreeSet<u32> = groups.iter().map(|g| g.gid).collect();
+    verdict(
+        passwd
+            .iter()
+            .filter(|p| !gids.contains(&p.gid))
+            .map(|p| format!("{} (gid {})", p.name, p.gid))
+            .collect(),
+        "every primary group exists",
+        "accounts whose primary group is not in etc/group",
+    )
+}
+
+fn shadow_group_empty(a: &crate::etcdb::Accounts, passwd: &PasswdEntries) -> Outcome {
+    let mut bad = Vec::new();
+    if let Some(g) = a.group.get("shadow") {
+        bad.extend(
+            g.members
+                .iter()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!("{m} (member)")),
+        );
+        bad.extend(
+            passwd
+                .iter()
+                .filter(|p| p.gid == g.gid)
+                .map(|p| format!("{} (primary)", p.name)),
+        );
+    }
+    verdict(
+        bad,
+        "the shadow group has no members",
+        "shadow group members",
+    )
+}
+
+fn system_accounts_no_shell(
+    passwd: &PasswdEntries,
+    uid_min: u32,
+    shells: &BTreeSet<String>,
+) -> Outcome {
+    verdict(
+        passwd
+            .iter()
+            .filter(|p| {
+                p.uid < uid_min
+                    && !["root", "sync", "shutdown", "halt"].contains(&p.name.as_str())
+                    && shells.contains(&p.shell)
+            })
+            .map(|p| format!("{} ({})", p.name, p.shell))
+            .collect(),
+        "no system account has a login shell",
+        "system accounts with a login shell",
+    )
+}
+
+fn no_shell_accounts_locked(
+    a: &crate::etcdb::Accounts,
+    passwd: &PasswdEntries,
+    shells: &BTreeSet<String>,
+) -> Outcome {
+    match &a.shadow {
+        None => Outcome::error("etc/shadow is missing"),
+        Some(s) => verdict(
+            passwd
+                .iter()
+                .filter(|p| p.name != "root" && !shells.contains(&p.shell))
+                .filter(|p| s.get(&p.name).is_some_and(|e| e.has_password()))
+                .map(|p| p.name.clone())
+                .collect(),
+            "accounts without a login shell are locked",
+            "accounts without a login shell but with a usable password",
+        ),
+    }
+}
+
+fn password_change_in_past(a: &crate::etcdb::Accounts) -> Outcome {
+    match &a.shadow {
+        None => Outcome::error("etc/shadow is missing"),
+        Some(s) => {
+            let today = crate::facts::days_since_epoch();
+            verdict(
+                s.entries()
+                    .filter(|e| e.last_change.parse::<u64>().is_ok_and(|d| d > today))
+                    .map(|e| format!("{} (day {})", e.name, e.last_change))
+                    .collect(),
+                "every last password change lies in the past",
+                "accounts with a password change date in the future",
+            )
+        }
+    }
+}
+
+/// root's password: not empty (`must_be_locked` false: access is controlled) or locked.
+fn root_password(a: &crate::etcdb::Accounts, must_be_locked: bool) -> Outcome {
+    let Some(r) = a.shadow.as_ref().and_then(|s| s.get("root")) else {
+        return Outcome::error("no root entry in etc/shadow");
+    };
+    let locked = r.hash.starts_with('!') || r.hash.starts_with('*');
+    let state = if locked {
+        "locked"
+    } else if r.hash.is_empty() {
+        "empty"
+    } else if must_be_locked {
+        "set, not locked"
+    } else {
+        "set"
+    };
+    let ok = if must_be_locked {
+        locked
+    } else {
+        state != "empty"
+    };
+    Outcome::judge(ok, format!("root password {state} (etc/shadow)"))
 }
 
 fn fail2ban_probe(
