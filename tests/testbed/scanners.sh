@@ -214,5 +214,5 @@ case ${1:-} in
   oscap) oscap_eval "${2:?root}" "${3:?out dir}" "${4:-}" ;;
   lynis) lynis_scan "${2:?root}" "${3:?out dir}" ;;
   lynis-vm) lynis_vm "${2:?root}" "${3:?out dir}" ;;
-  *) sed -n '2,29p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,27p' "$0" >&2; exit 2 ;;
 esac
