@@ -4,7 +4,9 @@
 //! hardened with `cis-level2-server` (each plus one admin with a key). Each copy is judged by
 //! our own audit (levels 1 and 2), by OpenSCAP with ComplianceAsCode's CIS Ubuntu 22.04 content
 //! (widened to Debian 12, `tests/testbed/scanners.sh`) and by Lynis inside the copy booted with
-//! systemd-nspawn. The test prints every figure, then holds the line:
+//! systemd-nspawn and, for the hardened copies, in a QEMU VM booted from the copy's own kernel
+//! (`scanners.sh lynis-vm`: what Lynis sees on a VPS). The test prints every figure, then holds
+//! the line:
 //!
 //! * the hardened roots reach the issue's targets (Lynis and OpenSCAP minimums below);
 //! * every OpenSCAP failure left on a hardened root maps (`tests/testbed/openscap-map.toml`) to a
@@ -27,11 +29,12 @@ use common::testbed::*;
 /// The issue's targets (issue 12), printed next to the figures: Lynis ≥ 85 after
 /// `cis-level1-server`, ≥ 90 after `cis-level2-server`, OpenSCAP CIS L1 ≥ 95 %.
 const TARGETS: (u32, u32, f64) = (85, 90, 95.0);
-/// What the test holds today (below the Lynis targets: inside a container Lynis judges the CI
-/// host's kernel, see tests/testbed/README.md, and the closing note of the issue says what is
-/// left): the hardened roots must not fall below these.
-const LYNIS_L1_MIN: u32 = 76;
-const LYNIS_L2_MIN: u32 = 76;
+/// What the test holds today: Lynis in a VM booted from the root's own kernel (what a VPS
+/// gets, the figure the targets are about) and Lynis inside the nspawn container (where it
+/// judges the CI host's kernel, see tests/testbed/README.md): the hardened roots must not fall
+/// below these.
+const LYNIS_L1_MIN: (u32, u32) = (76, 76);
+const LYNIS_L2_MIN: (u32, u32) = (76, 76);
 const OSCAP_L1_MIN: f64 = 93.0;
 
 fn manifest() -> PathBuf {
@@ -47,12 +50,19 @@ fn bollwerk(args: &[&str]) -> Output {
 }
 
 fn scanners(cache: &Path, args: &[&str]) -> Output {
+    // Lynis under TCG is slow (a fork-heavy shell script under emulation): the VM scan has
+    // its own, longer limit (scanners.sh kills QEMU after 2400 s).
+    let limit = if args.first() == Some(&"lynis-vm") {
+        2700
+    } else {
+        900
+    };
     run_capture(
         Command::new(manifest().join("tests/testbed/scanners.sh"))
             .args(args)
             .env("BOLLWERK_TESTBED_CACHE", cache),
         None,
-        Duration::from_secs(900),
+        Duration::from_secs(limit),
     )
 }
 
@@ -123,8 +133,13 @@ struct Figures {
     ours: BTreeMap<String, String>,
     oscap_l1: Oscap,
     oscap_l2: Option<Oscap>,
+    /// Lynis inside the booted nspawn container (the CI host's kernel).
     lynis: Option<u32>,
+    /// Lynis inside a QEMU VM booted from the root's own kernel (what a VPS gets).
+    lynis_vm: Option<u32>,
+    /// Suggestions and lost points (`TEST N`) of the VM scan, or the container's without one.
     lynis_suggestions: Vec<String>,
+    lynis_lost: Vec<String>,
     seconds: BTreeMap<&'static str, f64>,
 }
 
@@ -165,8 +180,21 @@ fn harden(inst: &Instance, profile: &str, f: &mut Figures) {
     );
 }
 
-/// Hardens (when `profile` is given) and scans one fresh copy of the testbed root.
-fn judge(tb: &Testbed, profile: Option<&str>, oscap_l2: bool) -> Figures {
+/// Runs one Lynis scan (`lynis` in nspawn or `lynis-vm`); returns the index and stdout.
+fn lynis(cache: &Path, how: &str, root: &str, out_dir: &Path) -> (Option<u32>, String) {
+    let out = scanners(cache, &[how, root, &out_dir.to_string_lossy()]);
+    assert!(out.status.success(), "{how}: {}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let idx = text
+        .lines()
+        .find_map(|l| l.strip_prefix("lynis: hardening index "))
+        .and_then(|n| n.trim().parse().ok());
+    (idx, text)
+}
+
+/// Hardens (when `profile` is given) and scans one fresh copy of the testbed root; Lynis also
+/// in a VM when `vm`.
+fn judge(tb: &Testbed, profile: Option<&str>, oscap_l2: bool, vm: bool) -> Figures {
     // Reports stay for reading after the run: target/tmp/scanners/<root>/.
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("scanners")
@@ -217,25 +245,70 @@ fn judge(tb: &Testbed, profile: Option<&str>, oscap_l2: bool) -> Figures {
         }
     }
 
-    // Lynis last: it unpacks itself into the copy and boots it.
+    // Lynis last: it unpacks itself into the copy and boots it (container, then VM).
     let t = Instant::now();
-    let out = scanners(
-        cache,
-        &["lynis", &root, &work.join("lynis").to_string_lossy()],
-    );
-    assert!(out.status.success(), "lynis: {}", describe(&out));
-    f.seconds.insert("lynis", t.elapsed().as_secs_f64());
-    let text = String::from_utf8_lossy(&out.stdout);
-    f.lynis = text
+    let (idx, mut text) = lynis(cache, "lynis", &root, &work.join("lynis"));
+    f.seconds.insert("lynis nspawn", t.elapsed().as_secs_f64());
+    f.lynis = idx;
+    if vm {
+        let t = Instant::now();
+        let (idx, vm_text) = lynis(cache, "lynis-vm", &root, &work.join("lynis-vm"));
+        f.seconds.insert("lynis VM", t.elapsed().as_secs_f64());
+        if let Some(steps) = vm_text.lines().find(|l| l.starts_with("lynis-vm: ")) {
+            eprintln!("{}: {steps}", profile.unwrap_or("fresh"));
+        }
+        f.lynis_vm = idx;
+        text = vm_text;
+    }
+    f.lynis_lost = text
         .lines()
-        .find_map(|l| l.strip_prefix("lynis: hardening index "))
-        .and_then(|n| n.trim().parse().ok());
+        .filter_map(|l| l.strip_prefix("lynis lost: "))
+        .map(str::to_string)
+        .collect();
     f.lynis_suggestions = text
         .lines()
         .filter_map(|l| l.strip_prefix("lynis suggestion: "))
         .map(|s| s.split('|').take(2).collect::<Vec<_>>().join(" "))
         .collect();
     f
+}
+
+/// Whether Lynis also runs in a VM: by default only where KVM really runs guests. Under TCG
+/// Lynis (a fork-heavy shell script) is too slow for CI: on the 2-core testbed machine, shared
+/// with other work, 30 minutes reached about a third of its tests. `BOLLWERK_LYNIS_VM=1`
+/// forces the VM scan, `0` turns it off.
+fn lynis_vm_wanted() -> bool {
+    match std::env::var("BOLLWERK_LYNIS_VM").as_deref() {
+        Ok("1") => return true,
+        Ok("0") => return false,
+        _ => {}
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+    let kvm = Path::new("/dev/kvm").exists()
+        && cpu.split_whitespace().any(|w| w == "vmx" || w == "svm")
+        && !modules.lines().any(|l| l.starts_with("kvm_pvm "));
+    if !kvm {
+        eprintln!(
+            "SKIPPED: Lynis in a VM (no working KVM; under TCG it takes longer than CI allows; BOLLWERK_LYNIS_VM=1 runs it anyway): only the nspawn figure is measured and held"
+        );
+    }
+    kvm
+}
+
+/// The Lynis figures of one hardened root below what the test holds (VM when it ran, nspawn).
+fn lynis_below(name: &str, f: &Figures, min: (u32, u32)) -> Vec<String> {
+    let mut out = Vec::new();
+    for (how, got, want) in [("VM", f.lynis_vm, min.0), ("nspawn", f.lynis, min.1)] {
+        if how == "VM" && got.is_none() {
+            continue;
+        }
+        let got = got.unwrap_or(0);
+        if got < want {
+            out.push(format!("{name}: Lynis index ({how}) {got} < {want}"));
+        }
+    }
+    out
 }
 
 /// What our catalog says about one check.
@@ -354,19 +427,21 @@ fn print_table(rows: &[(&str, &Figures)]) {
     let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1} %"));
     eprintln!("\n=== independent scanners on the Debian 12 testbed root ===");
     eprintln!(
-        "{:<22} {:>10} {:>10} {:>8} {:>22} {:>22}",
-        "root", "ours L1", "ours L2", "Lynis", "OpenSCAP CIS L1", "OpenSCAP CIS L2"
+        "{:<22} {:>10} {:>10} {:>8} {:>8} {:>22} {:>22}",
+        "root", "ours L1", "ours L2", "Lynis VM", "nspawn", "OpenSCAP CIS L1", "OpenSCAP CIS L2"
     );
     for (name, f) in rows {
         let l2 = f.oscap_l2.as_ref().map_or("-".to_string(), |o| {
             format!("{:.1} % ({}/{})", o.rate(), o.pass, o.pass + o.fail)
         });
+        let n = |x: Option<u32>| x.map_or("-".to_string(), |n| n.to_string());
         eprintln!(
-            "{:<22} {:>10} {:>10} {:>8} {:>22} {:>22}",
+            "{:<22} {:>10} {:>10} {:>8} {:>8} {:>22} {:>22}",
             name,
             pct(f.ours_l1),
             pct(f.ours_l2),
-            f.lynis.map_or("-".to_string(), |n| n.to_string()),
+            n(f.lynis_vm),
+            n(f.lynis),
             format!(
                 "{:.1} % ({}/{})",
                 f.oscap_l1.rate(),
@@ -394,6 +469,10 @@ fn print_table(rows: &[(&str, &Figures)]) {
             "{name}: Lynis suggestions left: {}",
             f.lynis_suggestions.join("; ")
         );
+        eprintln!(
+            "{name}: Lynis points lost per test: {}",
+            f.lynis_lost.join(", ")
+        );
     }
 }
 
@@ -415,12 +494,13 @@ fn independent_scanners_accept_the_hardened_roots() {
     );
     assert!(out.status.success(), "scanner content: {}", describe(&out));
     let level2 = manifest().join("profiles/cis-level2-server.toml").exists();
+    let vm = lynis_vm_wanted();
 
     let started = Instant::now();
     let (fresh, l1, l2) = std::thread::scope(|s| {
-        let fresh = s.spawn(|| judge(&tb, None, true));
-        let l1 = s.spawn(|| judge(&tb, Some("cis-level1-server"), false));
-        let l2 = level2.then(|| s.spawn(|| judge(&tb, Some("cis-level2-server"), true)));
+        let fresh = s.spawn(|| judge(&tb, None, true, false));
+        let l1 = s.spawn(|| judge(&tb, Some("cis-level1-server"), false, vm));
+        let l2 = level2.then(|| s.spawn(|| judge(&tb, Some("cis-level2-server"), true, vm)));
         (
             fresh.join().expect("fresh root"),
             l1.join().expect("cis-level1-server root"),
@@ -433,8 +513,14 @@ fn independent_scanners_accept_the_hardened_roots() {
     }
     print_table(&rows);
     eprintln!(
-        "targets (issue 12): Lynis >= {} (L1) / >= {} (L2), OpenSCAP CIS L1 >= {} %; held here: {LYNIS_L1_MIN} / {LYNIS_L2_MIN} / {OSCAP_L1_MIN} %",
-        TARGETS.0, TARGETS.1, TARGETS.2
+        "targets (issue 12): Lynis >= {} (L1) / >= {} (L2), OpenSCAP CIS L1 >= {} %; held here: Lynis VM {} / {}, nspawn {} / {}, OpenSCAP {OSCAP_L1_MIN} %",
+        TARGETS.0,
+        TARGETS.1,
+        TARGETS.2,
+        LYNIS_L1_MIN.0,
+        LYNIS_L2_MIN.0,
+        LYNIS_L1_MIN.1,
+        LYNIS_L2_MIN.1
     );
     eprintln!("scanner step: {:.0} s", started.elapsed().as_secs_f64());
 
@@ -464,12 +550,7 @@ fn independent_scanners_accept_the_hardened_roots() {
         &map,
         &notes,
     ));
-    let l1_lynis = l1.lynis.unwrap_or(0);
-    if l1_lynis < LYNIS_L1_MIN {
-        problems.push(format!(
-            "cis-level1-server: Lynis index {l1_lynis} < {LYNIS_L1_MIN}"
-        ));
-    }
+    problems.extend(lynis_below("cis-level1-server", &l1, LYNIS_L1_MIN));
     if l1.oscap_l1.rate() < OSCAP_L1_MIN {
         problems.push(format!(
             "cis-level1-server: OpenSCAP CIS L1 {:.1} % < {OSCAP_L1_MIN} %",
@@ -477,18 +558,14 @@ fn independent_scanners_accept_the_hardened_roots() {
         ));
     }
     if let Some(l2) = &l2 {
-        let n = l2.lynis.unwrap_or(0);
-        if n < LYNIS_L2_MIN {
-            problems.push(format!(
-                "cis-level2-server: Lynis index {n} < {LYNIS_L2_MIN}"
-            ));
-        }
+        problems.extend(lynis_below("cis-level2-server", l2, LYNIS_L2_MIN));
         // Level 2 is new: what OpenSCAP still fails there is printed, not yet held.
         for p in unexplained_failures("cis-level2-server", &l2.oscap_l1, &map, &notes) {
             eprintln!("not held yet: {p}");
         }
     }
     let fresh_lynis = fresh.lynis.unwrap_or(0);
+    let l1_lynis = l1.lynis.unwrap_or(0);
     assert!(
         l1_lynis > fresh_lynis && l1.oscap_l1.rate() > fresh.oscap_l1.rate(),
         "hardening must raise both scanners' figures (Lynis {fresh_lynis} -> {l1_lynis})"

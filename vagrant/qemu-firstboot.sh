@@ -27,6 +27,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+. "$here/vm-lib.sh"
 bin="" keep=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -62,9 +63,8 @@ if [ ! -d "$lower" ]; then
     zstd -dc "$tarball" | tar -C "$tmp" --numeric-owner --xattrs --xattrs-include='*' -xf - || skip "cannot extract $tarball"
     mv "$tmp" "$lower" 2>/dev/null || rm -rf "$tmp"
 fi
-kernel=$(ls "$lower"/boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)
-initrd=$(ls "$lower"/boot/initrd.img-* 2>/dev/null | sort -V | tail -1)
-[ -n "$kernel" ] && [ -n "$initrd" ] || skip "the rootfs has no kernel (linux-image-amd64)"
+vm_kernel "$lower" || skip "the rootfs has no kernel (linux-image-amd64)"
+kernel=$VM_KERNEL initrd=$VM_INITRD
 
 if [ -z "$bin" ]; then
     bin=$repo/target/x86_64-unknown-linux-musl/release/bollwerk
@@ -75,15 +75,8 @@ if [ -z "$bin" ]; then
 fi
 [ -x "$bin" ] || skip "no bollwerk binary at $bin"
 
-# KVM only where it really runs guests (not kvm_pvm, which has no vmx/svm).
-accel=${BOLLWERK_VM_ACCEL:-}
-if [ -z "$accel" ]; then
-    accel=tcg
-    if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo && ! grep -qw kvm_pvm /proc/modules 2>/dev/null; then
-        accel=kvm
-    fi
-fi
-if [ "$accel" = kvm ]; then qemu_accel=(-accel kvm -cpu host,-arch-capabilities); else qemu_accel=(-accel tcg,thread=multi -cpu max); fi
+vm_detect_accel
+accel=$VM_ACCEL qemu_accel=("${VM_QEMU_ACCEL[@]}")
 
 work=${BOLLWERK_VM_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/bollwerk-vm.XXXX")}
 mkdir -p "$work"
@@ -115,14 +108,9 @@ mkdir -p "$work/upper" "$work/ovl-work" "$mnt"
 mount -t overlay overlay -o "lowerdir=$lower,upperdir=$work/upper,workdir=$work/ovl-work" "$mnt" || skip "overlay mount failed"
 chmod 0755 "$work/upper"
 chr() { unshare -m --propagation private sh -c 'mount -t proc proc "$1/proc" && shift && exec chroot "$@"' sh "$mnt" "$mnt" "$@"; }
-echo template > "$mnt/etc/hostname"
-printf '127.0.0.1\tlocalhost\n127.0.1.1\ttemplate\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$mnt/etc/hosts"
-rm -f "$mnt/etc/resolv.conf"; echo 'nameserver 10.0.2.3' > "$mnt/etc/resolv.conf"
-: > "$mnt/etc/machine-id"
+vm_prepare_root "$mnt" template
 rm -f "$mnt"/etc/ssh/ssh_host_* "$mnt/usr/sbin/policy-rc.d"
 chr ssh-keygen -A >/dev/null           # the template's host keys: first boot must replace them
-echo '/dev/vda / ext4 defaults 0 1' > "$mnt/etc/fstab"
-printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n' > "$mnt/etc/systemd/network/80-dhcp.network"
 install -m 0755 "$bin" "$mnt/usr/sbin/bollwerk"
 install -m 0644 "$repo"/units/bollwerk-firstboot.service "$repo"/units/bollwerk-firstboot-network.service "$mnt/etc/systemd/system/"
 chr systemctl enable systemd-networkd.service bollwerk-firstboot.service >/dev/null 2>&1 \
@@ -136,8 +124,7 @@ verify=$(chr systemd-analyze verify --man=no /etc/systemd/system/bollwerk-firstb
 check "systemd-analyze verify of the units in the rootfs" test -z "$verify"
 [ -n "$verify" ] && echo "$verify"
 cp "$kernel" "$work/vmlinuz"; cp "$initrd" "$work/initrd.img"
-truncate -s 4G "$work/base.img"
-mkfs.ext4 -q -F -L root -d "$mnt" "$work/base.img" || { echo "mkfs.ext4 -d failed" >&2; exit 1; }
+vm_make_image "$mnt" "$work/base.img" || { echo "mkfs.ext4 -d failed" >&2; exit 1; }
 umount "$mnt"
 template_fp=$(ssh-keygen -lf "$work/upper/etc/ssh/ssh_host_ed25519_key.pub" | awk '{print $2}')
 echo "image built in $(secs "$t0" "$(now)") s (template host key $template_fp)"

@@ -17,7 +17,12 @@
 #   tests/testbed/scanners.sh lynis ROOT OUT_DIR
 #       ROOT must be a throw-away copy: unpacks Lynis into it, boots it with systemd-nspawn
 #       (private network, not registered), runs `lynis audit system` at boot and powers off.
-#       Copies the report to OUT_DIR and prints "lynis: hardening index N".
+#       Copies the report to OUT_DIR and prints "lynis: hardening index N", the suggestions and
+#       "lynis lost: TEST N" (hardening points a test did not give).
+#   tests/testbed/scanners.sh lynis-vm ROOT OUT_DIR
+#       The same in a QEMU VM booted from ROOT's own kernel (KVM where it works, else TCG), where
+#       the kernel, AppArmor, auditd and mounts are the root's own, as on a VPS. ROOT must be a
+#       throw-away copy with linux-image-amd64. Also prints "lynis-vm: ACCEL, image N s, ...".
 #
 # The mirror is read from this machine's apt sources; no registry host name is in the repository.
 set -euo pipefail
@@ -103,13 +108,13 @@ for f in sorted(fails):
 EOF
 }
 
-lynis_scan() {
-  local root=$1 out=$2
+# Unpacks Lynis into ROOT and installs a oneshot unit that runs it at boot and powers off.
+lynis_prepare() {
+  local root=$1
   local deb=${BOLLWERK_TESTBED_CACHE:?}/scanners/lynis.deb
-  mkdir -p "$out"
   # Not `dpkg-deb -x`: its tar would replace the root's /lib -> usr/lib symlink with a directory.
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$root" --keep-directory-symlink --no-overwrite-dir
-  cat >"$root/etc/systemd/system/bollwerk-lynis.service" <<'EOF'
+  cat >"$root/etc/systemd/system/bollwerk-lynis.service" <<'EOF2'
 [Unit]
 Description=Lynis scan for bollwerk's scanner test
 After=multi-user.target
@@ -121,11 +126,35 @@ ExecStartPost=/bin/systemctl poweroff --no-block
 
 [Install]
 WantedBy=multi-user.target
-EOF
+EOF2
   ln -sf /etc/systemd/system/bollwerk-lynis.service "$root/etc/systemd/system/multi-user.target.wants/bollwerk-lynis.service"
-  # A VPS has SSH host keys; without them ssh.service fails in the container and Lynis skips its
-  # SSH tests. `-A` creates only the missing ones.
+  rm -f "$root/root/lynis-report.dat" "$root/root/lynis.out" "$root/root/lynis.log" "$root/root/lynis.rc"
+  # A VPS has SSH host keys; without them ssh.service fails and Lynis skips its SSH tests.
+  # `-A` creates only the missing ones.
   ssh-keygen -A -f "$root" >/dev/null
+}
+
+# Prints the index, the suggestions and warnings, and the points per test of OUT's report.
+lynis_summary() {
+  local out=$1 idx
+  idx=$(sed -n 's/^hardening_index=//p' "$out/lynis-report.dat")
+  echo "lynis: hardening index ${idx:-?}"
+  sed -n 's/^suggestion\[\]=//p' "$out/lynis-report.dat" | sed 's/^/lynis suggestion: /'
+  sed -n 's/^warning\[\]=//p' "$out/lynis-report.dat" | sed 's/^/lynis warning: /'
+  # The points each test lost (the log's "Hardening: assigned partial number of hardening
+  # points (N of M)"), so a change in the index can be traced to its tests.
+  awk '/Performing test ID/ { id=$0; sub(/.*Performing test ID /, "", id); sub(/ .*/, "", id) }
+       /Hardening: assigned partial number of hardening points/ {
+         if (match($0, /points \([0-9]+ of [0-9]+\)/)) {
+           split(substr($0, RSTART + 8, RLENGTH - 9), a, " of ")
+           if (a[1] + 0 < a[2] + 0) lost[id] += a[2] - a[1] } }
+       END { for (t in lost) printf "lynis lost: %s %d\n", t, lost[t] }' "$out/lynis.log" | sort
+}
+
+lynis_scan() {
+  local root=$1 out=$2
+  mkdir -p "$out"
+  lynis_prepare "$root"
   [[ -s $root/etc/machine-id ]] || systemd-machine-id-setup --root="$root" >/dev/null 2>&1 || true
   timeout -s KILL 600 setpriv --pdeathsig KILL -- systemd-nspawn --boot --register=no --keep-unit \
     --private-network --quiet -D "$root" >"$out/nspawn.log" 2>&1 || true
@@ -134,16 +163,56 @@ EOF
     echo "lynis: no report (see $out/nspawn.log)" >&2
     exit 1
   }
-  local idx
-  idx=$(sed -n 's/^hardening_index=//p' "$out/lynis-report.dat")
-  echo "lynis: hardening index ${idx:-?}"
-  sed -n 's/^suggestion\[\]=//p' "$out/lynis-report.dat" | sed 's/^/lynis suggestion: /'
-  sed -n 's/^warning\[\]=//p' "$out/lynis-report.dat" | sed 's/^/lynis warning: /'
+  lynis_summary "$out"
+}
+
+# The same scan where Lynis really runs on a VPS: ROOT (a throw-away copy, with the root's own
+# kernel package) becomes a raw ext4 image (vagrant/vm-lib.sh) booted by QEMU with that kernel,
+# user-mode networking with restrict=on and no forwarded port; the unit powers the guest off and
+# the report is read from the image with debugfs. Prints each step's seconds.
+lynis_vm() {
+  local root=$1 out=$2 t0 t1 t2
+  # shellcheck source=../../vagrant/vm-lib.sh
+  . "$here/../../vagrant/vm-lib.sh"
+  for t in qemu-system-x86_64 mkfs.ext4 debugfs; do
+    command -v "$t" >/dev/null || { echo "lynis-vm: $t is not installed (vagrant/install-deps.sh)" >&2; exit 1; }
+  done
+  mkdir -p "$out"
+  t0=$(date +%s.%N)
+  vm_kernel "$root" || { echo "lynis-vm: $root has no kernel (linux-image-amd64)" >&2; exit 1; }
+  lynis_prepare "$root"
+  vm_prepare_root "$root" vps
+  rm -f "$root/usr/sbin/policy-rc.d"   # the testbed's build aid; a VPS has none
+  local img=$out/vm.img
+  cp "$VM_KERNEL" "$out/vmlinuz"; cp "$VM_INITRD" "$out/initrd.img"
+  vm_make_image "$root" "$img" || { echo "lynis-vm: mkfs.ext4 -d failed" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  vm_detect_accel
+  timeout -s KILL 2400 setpriv --pdeathsig KILL -- qemu-system-x86_64 "${VM_QEMU_ACCEL[@]}" \
+    -m 1024 -smp 2 -machine q35 -nodefaults -display none -no-reboot \
+    -serial "file:$out/serial.log" -kernel "$out/vmlinuz" -initrd "$out/initrd.img" \
+    -append 'root=/dev/vda rw console=ttyS0 panic=-1' \
+    -drive "file=$img,if=virtio,format=raw,cache=unsafe" \
+    -netdev user,id=n0,restrict=on -device virtio-net-pci,netdev=n0 >"$out/qemu.log" 2>&1 || true
+  t2=$(date +%s.%N)
+  local f
+  for f in lynis-report.dat lynis.out lynis.log; do
+    debugfs -R "cat /root/$f" "$img" >"$out/$f" 2>/dev/null
+  done
+  rm -f "$img" "$out/vmlinuz" "$out/initrd.img"
+  if ! grep -q '^hardening_index=' "$out/lynis-report.dat"; then
+    echo "lynis-vm: no report (see $out/serial.log)" >&2
+    tail -30 "$out/serial.log" >&2
+    exit 1
+  fi
+  python3 -c "import sys; a,b,c=map(float,sys.argv[1:]); print(f'lynis-vm: {sys.argv[4]}, image {b-a:.0f} s, boot + scan + poweroff {c-b:.0f} s')" "$t0" "$t1" "$t2" "$VM_ACCEL"
+  lynis_summary "$out"
 }
 
 case ${1:-} in
   content) content "${2:?cache dir}" ;;
   oscap) oscap_eval "${2:?root}" "${3:?out dir}" "${4:-}" ;;
   lynis) lynis_scan "${2:?root}" "${3:?out dir}" ;;
-  *) sed -n '2,20p' "$0" >&2; exit 2 ;;
+  lynis-vm) lynis_vm "${2:?root}" "${3:?out dir}" ;;
+  *) sed -n '2,27p' "$0" >&2; exit 2 ;;
 esac
