@@ -831,6 +831,7 @@ pub fn run(
     // The audit of the provisioned host: saved next to the first-boot report and in the
     // report history (`--compare last` starts from it); its summary goes into the report. An
     // audit problem is recorded, never a reason to fail first boot.
+    let t_verified = started.elapsed();
     let audit = firstboot_audit(&root, runner, &prep.loaded);
     let elapsed = started.elapsed();
     let mid = read_trim(&root, "etc/machine-id")?.unwrap_or_default();
@@ -858,7 +859,8 @@ pub fn run(
             "discover": t_discovered.as_millis() as u64,
             "prepare_and_plan": (t_planned - t_discovered).as_millis() as u64,
             "apply": (t_applied - t_planned).as_millis() as u64,
-            "verify": (elapsed - t_applied).as_millis() as u64,
+            "verify": (t_verified - t_applied).as_millis() as u64,
+            "audit": (elapsed - t_verified).as_millis() as u64,
         },
     });
     let dir = RelPath::lit("var/lib/bollwerk/firstboot");
