@@ -1092,3 +1092,41 @@ fn a_failed_package_install_is_named_and_retried_on_the_next_boot() {
     assert_eq!(fin["status"], "done");
     assert!(fin["failed_step"].is_null(), "{fin}");
 }
+
+#[test]
+fn the_audit_stage_fills_in_the_report() {
+    let t = image();
+    let seed = Seed::new("iid-audit", &toml_user_data(), None);
+    let (st, out, _) = firstboot(&t, &seed_path(&seed), &[]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    // Not a live system: audited inline.
+    let report: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/report.json")).unwrap();
+    assert!(report["audit"]["score"].is_number(), "{report}");
+    assert!(report["phases_ms"]["audit"].is_number(), "{report}");
+    // As the local stage of a live system leaves it: the audit queued.
+    let mut queued = report.clone();
+    queued["audit"] = serde_json::json!({"queued": "bollwerk-firstboot-audit.service"});
+    queued["phases_ms"]["audit"] = serde_json::json!(0);
+    t.write(
+        "var/lib/bollwerk/firstboot/report.json",
+        &queued.to_string(),
+    );
+    std::fs::remove_file(t.path("var/lib/bollwerk/firstboot/audit.json")).unwrap();
+    let (st, out) = t.run(&fake_runner(), &["firstboot", "--stage", "audit"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.starts_with("firstboot (audit): score "), "{out}");
+    let after: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/report.json")).unwrap();
+    assert_eq!(after["audit"]["score"], report["audit"]["score"], "{after}");
+    assert_eq!(
+        after["audit"]["covered_failing"],
+        report["audit"]["covered_failing"]
+    );
+    assert!(after["phases_ms"]["audit"].as_u64().unwrap() > 0, "{after}");
+    assert_eq!(
+        after["run_id"], report["run_id"],
+        "the rest of the report stays"
+    );
+    assert!(t.exists("var/lib/bollwerk/firstboot/audit.json"));
+}
