@@ -961,6 +961,10 @@ fn package_steps_wait_for_the_network_and_a_failure_is_retried_alone() {
         serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/final.json")).unwrap();
     assert_eq!(fin["status"], "failed");
     assert!(fin["error"].as_str().unwrap().contains("apt-get"), "{fin}");
+    assert_eq!(
+        fin["failed_step"], "firstboot: refresh the package lists (package_update)",
+        "{fin}"
+    );
     assert!(t.exists("var/lib/bollwerk/firstboot/pending-final"));
     assert!(t.read("home/debian/.ssh/authorized_keys").contains(KEY));
     assert!(t.read("etc/passwd").contains("\ndebian:"));
@@ -987,6 +991,11 @@ fn package_steps_wait_for_the_network_and_a_failure_is_retried_alone() {
         .filter(|l| l.starts_with("/usr/bin/apt-get"))
         .collect();
     assert_eq!(apt.len(), 2, "{apt:?}");
+    // An unreachable repository fails package_update (plain `apt-get update` exits 0).
+    assert!(
+        apt[0].ends_with(" -o APT::Update::Error-Mode=any update"),
+        "{apt:?}"
+    );
     assert!(apt[1].ends_with(" dist-upgrade"), "{apt:?}");
     assert!(!t.exists("var/lib/bollwerk/firstboot/pending-final"));
     let fin: serde_json::Value =
@@ -1034,4 +1043,90 @@ fn package_installs_wait_for_the_network_in_the_local_stage() {
     );
     assert!(t.read("var/lib/dpkg/status").contains("Package: tree\n"));
     assert!(!t.exists("var/lib/bollwerk/firstboot/pending-final"));
+}
+
+#[test]
+fn a_failed_package_install_is_named_and_retried_on_the_next_boot() {
+    let ud = format!("#cloud-config\nssh_authorized_keys: ['{KEY}']\npackages: [tree]\n");
+    let t = image();
+    t.write("usr/bin/apt-get", "");
+    let seed = Seed::new("iid-pkg-fail", &ud, None);
+    let (st, out, _) = firstboot(&t, &seed_path(&seed), &["--stage", "local"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    // The repository does not have the package (or could not be reached: `apt-get update`
+    // only warns, the install fails).
+    let runner = fake_runner();
+    runner.respond_with("/usr/bin/apt-get", |_, cmd| bollwerk::exec::Output {
+        code: if cmd.args.iter().any(|a| a == "install") {
+            100
+        } else {
+            0
+        },
+        stdout: String::new(),
+        stderr: "E: Unable to locate package tree\n".into(),
+    });
+    let (st, out) = t.run(&runner, &["firstboot", "--stage", "final"]);
+    assert_eq!(st, ExitStatus::Failure, "{out}");
+    let fin: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/final.json")).unwrap();
+    assert_eq!(fin["status"], "failed");
+    assert_eq!(
+        fin["failed_step"], "packages: install tree (packages.install)",
+        "{fin}"
+    );
+    assert_eq!(fin["steps"], serde_json::json!(["packages"]));
+    assert!(t.read("home/debian/.ssh/authorized_keys").contains(KEY));
+    assert_eq!(
+        t.read("var/lib/bollwerk/firstboot/pending-final"),
+        "iid-pkg-fail\npackages\n"
+    );
+    // Next boot, the repository back: only the install runs, and the pending file goes.
+    let runner = fake_runner();
+    runner.respond_with("/usr/bin/apt-get", fake_apt);
+    let (st, out) = t.run(&runner, &["firstboot", "--stage", "final"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(t.read("var/lib/dpkg/status").contains("Package: tree\n"));
+    assert!(!t.exists("var/lib/bollwerk/firstboot/pending-final"));
+    let fin: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/final.json")).unwrap();
+    assert_eq!(fin["status"], "done");
+    assert!(fin["failed_step"].is_null(), "{fin}");
+}
+
+#[test]
+fn the_audit_stage_fills_in_the_report() {
+    let t = image();
+    let seed = Seed::new("iid-audit", &toml_user_data(), None);
+    let (st, out, _) = firstboot(&t, &seed_path(&seed), &[]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    // Not a live system: audited inline.
+    let report: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/report.json")).unwrap();
+    assert!(report["audit"]["score"].is_number(), "{report}");
+    assert!(report["phases_ms"]["audit"].is_number(), "{report}");
+    // As the local stage of a live system leaves it: the audit queued.
+    let mut queued = report.clone();
+    queued["audit"] = serde_json::json!({"queued": "bollwerk-firstboot-audit.service"});
+    queued["phases_ms"]["audit"] = serde_json::json!(0);
+    t.write(
+        "var/lib/bollwerk/firstboot/report.json",
+        &queued.to_string(),
+    );
+    std::fs::remove_file(t.path("var/lib/bollwerk/firstboot/audit.json")).unwrap();
+    let (st, out) = t.run(&fake_runner(), &["firstboot", "--stage", "audit"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.starts_with("firstboot (audit): score "), "{out}");
+    let after: serde_json::Value =
+        serde_json::from_str(&t.read("var/lib/bollwerk/firstboot/report.json")).unwrap();
+    assert_eq!(after["audit"]["score"], report["audit"]["score"], "{after}");
+    assert_eq!(
+        after["audit"]["covered_failing"],
+        report["audit"]["covered_failing"]
+    );
+    assert!(after["phases_ms"]["audit"].as_u64().unwrap() > 0, "{after}");
+    assert_eq!(
+        after["run_id"], report["run_id"],
+        "the rest of the report stays"
+    );
+    assert!(t.exists("var/lib/bollwerk/firstboot/audit.json"));
 }

@@ -12,6 +12,7 @@ command -v debugfs >/dev/null || need+=(e2fsprogs)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v sshpass >/dev/null || need+=(sshpass)
 command -v zstd >/dev/null || need+=(zstd)
+command -v gpg >/dev/null || need+=(gpg)   # signs the test apt repository (scenarios 5, 6)
 [ ${#need[@]} -eq 0 ] && exit 0
 export DEBIAN_FRONTEND=noninteractive
 apt_install() { apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "$@"; }

@@ -14,6 +14,12 @@
 #      machine-id.
 #   4. Proxmox-shaped #cloud-config + Proxmox network-config v1 with a static address
 #      (10.0.2.15/24, gateway 10.0.2.2): reachable, and the same users/sudo/sshd state as 1.
+#   5. #cloud-config installing a package from a signed local apt repository (guestfwd relay
+#      to a loopback http.server), package_update, a restricted sudo rule, growpart on a bigger
+#      disk.
+#   6. The repository down: users and keys stay, final.json names the failed step; the
+#      repository back and a reboot: only the failed steps are retried.
+#   0. The image unprovisioned (first boot disabled): the reference for time to SSH.
 #
 # Usage: vagrant/qemu-firstboot.sh [--bin PATH] [--keep]
 #   --bin PATH  the bollwerk binary for the guest (default: the static musl release build,
@@ -21,7 +27,8 @@
 #   --keep      keep the work directory (images, serial logs)
 # Env: BOLLWERK_TESTBED_CACHE (default target/testbed), BOLLWERK_REQUIRE_SYSTEM_TESTS=1 (a missing
 #      prerequisite fails instead of skipping), BOLLWERK_VM_WORK (work dir), BOLLWERK_VM_ACCEL
-#      (tcg|kvm, default: detected).
+#      (tcg|kvm, default: detected), BOLLWERK_VM_SSH_WAIT (seconds to wait for SSH per boot,
+#      default 600; boots took 5-8 min under TCG on a 2-core host with a load of 40).
 # Exit: 0 all passed, 1 a check failed, 77 skipped (prerequisite missing).
 set -uo pipefail
 
@@ -112,7 +119,8 @@ vm_prepare_root "$mnt" template
 rm -f "$mnt"/etc/ssh/ssh_host_* "$mnt/usr/sbin/policy-rc.d"
 chr ssh-keygen -A >/dev/null           # the template's host keys: first boot must replace them
 install -m 0755 "$bin" "$mnt/usr/sbin/bollwerk"
-install -m 0644 "$repo"/units/bollwerk-firstboot.service "$repo"/units/bollwerk-firstboot-network.service "$mnt/etc/systemd/system/"
+install -m 0644 "$repo"/units/bollwerk-firstboot.service "$repo"/units/bollwerk-firstboot-network.service \
+    "$repo"/units/bollwerk-firstboot-final.service "$mnt/etc/systemd/system/"
 chr systemctl enable systemd-networkd.service bollwerk-firstboot.service >/dev/null 2>&1 \
     || { echo "systemctl enable failed" >&2; exit 1; }
 # Keep the boot short: services the scenarios do not need.
@@ -120,7 +128,7 @@ chr systemctl mask postgresql.service fail2ban.service unattended-upgrades.servi
     apt-daily-upgrade.timer man-db.timer e2scrub_reap.service cron.service >/dev/null 2>&1 || true
 # The units must pass systemd's own checks inside the image they ship in.
 verify=$(chr systemd-analyze verify --man=no /etc/systemd/system/bollwerk-firstboot.service \
-    /etc/systemd/system/bollwerk-firstboot-network.service 2>&1)
+    /etc/systemd/system/bollwerk-firstboot-network.service /etc/systemd/system/bollwerk-firstboot-final.service 2>&1)
 check "systemd-analyze verify of the units in the rootfs" test -z "$verify"
 [ -n "$verify" ] && echo "$verify"
 cp "$kernel" "$work/vmlinuz"; cp "$initrd" "$work/initrd.img"
@@ -236,17 +244,17 @@ boot() {
     timeout 900 qemu-system-x86_64 "${qemu_accel[@]}" -m 1024 -smp 2 -machine q35 -nodefaults \
         -display none -no-reboot -serial "file:$work/$name.serial.log" \
         -kernel "$work/vmlinuz" -initrd "$work/initrd.img" \
-        -append 'root=/dev/vda rw console=ttyS0 panic=-1' \
+        -append 'root=/dev/vda rw console=ttyS0 panic=-1 no_timer_check' \
         -drive "file=$disk,if=virtio,format=raw,cache=unsafe" \
         -drive "file=$seed,if=virtio,format=raw,readonly=on" \
-        -netdev "user,id=n0,restrict=on,$fwd" -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56 &
+        -netdev "user,id=n0,restrict=on,$fwd${NETDEV_EXTRA:-}" -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56 &
     QEMU_PID=$!
     qemu_pids+=("$QEMU_PID")
 }
 
 # wait_ssh PORT USER: waits for a key login; sets BOOT_TO_SSH.
 wait_ssh() {
-    local deadline=$(( $(date +%s) + 420 ))
+    local deadline=$(( $(date +%s) + ${BOLLWERK_VM_SSH_WAIT:-600} ))
     while [ "$(date +%s)" -lt "$deadline" ]; do
         if ! kill -0 "$QEMU_PID" 2>/dev/null; then return 1; fi
         if vm_ssh "$1" "$2" true 2>/dev/null; then
@@ -298,6 +306,21 @@ echo "accelerator: $accel; firewall module: $([ $firewall = 1 ] && echo yes || e
 # ---------------------------------------------------------------------------------------------
 # 1. TOML user-data
 # ---------------------------------------------------------------------------------------------
+# wait_audit PORT: waits until the report's audit is filled in (not just queued).
+wait_audit() {
+    local deadline=$(( $(date +%s) + 300 ))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        vm_ssh "$1" admin sudo cat /var/lib/bollwerk/firstboot/report.json 2>/dev/null | python3 -c "
+import json,sys; a=json.load(sys.stdin).get('audit') or {}; sys.exit(0 if 'score' in a or 'error' in a and 'queued' not in a else 1)" && return 0
+        sleep 3
+    done
+    return 1
+}
+# unit_secs PORT USER UNIT: the unit's run time (ExecMainStart → ExecMainExit) from systemd.
+unit_secs() {
+    vm_ssh "$1" "$2" "systemctl show $3 -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic" \
+        | python3 -c "import sys; d=dict(l.strip().split('=',1) for l in sys.stdin if '=' in l); s=int(d.get('ExecMainStartTimestampMonotonic') or 0); e=int(d.get('ExecMainExitTimestampMonotonic') or 0); print(f'{(e-s)/1e6:.1f}' if s and e >= s else '-')"
+}
 make_seed toml iid-vm-1 toml_user_data
 cp --sparse=always "$work/base.img" "$work/vm1.img"
 boot toml "$work/vm1.img" "$work/toml.iso" 2222
@@ -327,6 +350,10 @@ import json,sys; r=json.loads(sys.argv[1]); assert r['status']=='provisioned' an
         echo "PENDING (issue 3, firewall): 'a port the firewall does not allow is unreachable' — this build has no [firewall]"
     fi
     if [ "$audit" = 1 ]; then
+        # On a live system the audit runs after sshd (bollwerk-firstboot-audit): wait for it.
+        check "1: the audit after sshd has finished" wait_audit "$P_SSH"
+        report=$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/firstboot/report.json)
+        echo "1: audit after sshd: $(unit_secs "$P_SSH" admin bollwerk-firstboot-audit.service) s (unit), report phases: $(python3 -c "import json,sys; print(json.loads(sys.argv[1]).get('phases_ms'))" "$report")"
         check "1: saved audit report exists" vm_ssh "$P_SSH" admin 'sudo test -s /var/lib/bollwerk/firstboot/audit.json'
         audit_summary=$(python3 -c "import json,sys; a=json.loads(sys.argv[1]).get('audit') or {}; print(json.dumps(a))" "$report")
         echo "first-boot audit: $audit_summary"
@@ -414,10 +441,352 @@ else
     kill -9 "$QEMU_PID" 2>/dev/null
 fi
 
+# ---------------------------------------------------------------------------------------------
+# 5./6. Packages from a local signed apt repository; 0. an unprovisioned boot (figures)
+# ---------------------------------------------------------------------------------------------
+# The guest reaches the repository only through a guestfwd rule: restrict=on keeps it off every
+# other network (10.0.2.2, the host, is not reachable under restrict=on, and slirp refuses it as a
+# guestfwd address), so the repository is http://10.0.2.100/, relayed per connection to a
+# python http.server on a free 127.0.0.1 port. The image's own Debian sources are removed from
+# the scenario disks (the guest has no mirror), so apt sees only the test repository.
+REPO_GUEST=10.0.2.100
+APP_PKG=bollwerk-vmtest-app
+
+# build_apt_repo: a one-package repository in $work/repo (dpkg-deb), Release signed with a
+# throwaway ed25519 key (InRelease + Release.gpg); the armored public key in $work/repo-key.asc.
+build_apt_repo() {
+    local pkg=$work/pkg r=$work/repo g=$work/gnupg
+    mkdir -p "$pkg/DEBIAN" "$pkg/lib/systemd/system" "$pkg/usr/share/$APP_PKG" "$r/pool/main" \
+        "$r/dists/vmtest/main/binary-amd64"
+    printf 'Package: %s\nVersion: 1.0\nArchitecture: all\nMaintainer: bollwerk tests <tests@vmtest.invalid>\nSection: misc\nPriority: optional\nDescription: bollwerk VM test package\n a service named app, for a restricted sudo rule\n' \
+        "$APP_PKG" > "$pkg/DEBIAN/control"
+    printf '[Unit]\nDescription=bollwerk VM test app\n\n[Service]\nExecStart=/bin/sleep infinity\n' > "$pkg/lib/systemd/system/app.service"
+    echo 1.0 > "$pkg/usr/share/$APP_PKG/VERSION"
+    dpkg-deb --root-owner-group -Zxz -b "$pkg" "$r/pool/main/${APP_PKG}_1.0_all.deb" >/dev/null || return 1
+    python3 - "$r" <<'PY' || return 1
+import hashlib, os, subprocess, sys, email.utils
+r = sys.argv[1]
+deb = "pool/main/bollwerk-vmtest-app_1.0_all.deb"
+data = open(os.path.join(r, deb), "rb").read()
+ctrl = subprocess.run(["dpkg-deb", "-f", os.path.join(r, deb)], check=True, capture_output=True, text=True).stdout
+stanza = ctrl.rstrip("\n") + f"\nFilename: {deb}\nSize: {len(data)}\nSHA256: {hashlib.sha256(data).hexdigest()}\n\n"
+rel = "main/binary-amd64/Packages"
+open(os.path.join(r, "dists/vmtest", rel), "w").write(stanza)
+b = stanza.encode()
+open(os.path.join(r, "dists/vmtest/Release"), "w").write(
+    "Origin: bollwerk-vmtest\nLabel: bollwerk-vmtest\nSuite: vmtest\nCodename: vmtest\n"
+    f"Date: {email.utils.formatdate(usegmt=True)}\nArchitectures: amd64 all\nComponents: main\n"
+    f"SHA256:\n {hashlib.sha256(b).hexdigest()} {len(b)} {rel}\n")
+PY
+    mkdir -m 0700 -p "$g"
+    local gq=(gpg --homedir "$g" --batch --quiet --pinentry-mode loopback --passphrase '')
+    "${gq[@]}" --quick-gen-key 'bollwerk VM test repository <repo@vmtest.invalid>' ed25519 sign never 2>/dev/null || return 1
+    "${gq[@]}" --clearsign -o "$r/dists/vmtest/InRelease" "$r/dists/vmtest/Release" || return 1
+    "${gq[@]}" --armor --detach-sign -o "$r/dists/vmtest/Release.gpg" "$r/dists/vmtest/Release" || return 1
+    "${gq[@]}" --armor --export > "$work/repo-key.asc"
+    gpgconf --homedir "$g" --kill all 2>/dev/null
+    REPO_PORT=$(free_port)
+    # The relay QEMU runs for each guest connection (stdin/stdout are the guest's socket).
+    cat > "$work/repo-relay" <<PY
+#!$(python3 -c 'import sys; print(sys.executable)')
+import os, select, socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", $REPO_PORT), 5)
+except OSError:
+    sys.exit(1)
+ins = [0, s]
+while ins:
+    for f in select.select(ins, [], [], 120)[0] or [None]:
+        if f is None:
+            sys.exit(0)
+        if f == 0:
+            b = os.read(0, 65536)
+            if b:
+                s.sendall(b)
+            else:
+                s.shutdown(socket.SHUT_WR); ins.remove(0)
+        else:
+            b = s.recv(65536)
+            if not b:
+                sys.exit(0)
+            os.write(1, b)
+PY
+    chmod 0755 "$work/repo-relay"
+}
+
+repo_start() {
+    python3 -m http.server --bind 127.0.0.1 --directory "$work/repo" "$REPO_PORT" >>"$work/repo-http.log" 2>&1 &
+    REPO_PID=$!
+    local i
+    for i in $(seq 1 50); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $REPO_PORT), 1)" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
+repo_stop() { [ -n "${REPO_PID:-}" ] && kill "$REPO_PID" 2>/dev/null && wait "$REPO_PID" 2>/dev/null; REPO_PID=""; }
+
+# scenario_disk NAME SIZE: a copy of the base image on a disk of SIZE, without the image's Debian
+# sources (the guest has no mirror).
+scenario_disk() {
+    cp --sparse=always "$work/base.img" "$work/$1.img"
+    truncate -s "$2" "$work/$1.img"
+    local f
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/debian.sources; do
+        debugfs -w -R "rm $f" "$work/$1.img" >/dev/null 2>&1
+    done
+}
+
+indent_key() { sed 's/^/        /' "$work/repo-key.asc"; }
+
+apt_cloud_config() {
+    cat <<EOF
+#cloud-config
+hostname: vm-apt
+users:
+  - name: admin
+    groups: [sudo]
+    sudo: ALL=(ALL) NOPASSWD:ALL
+    shell: /bin/bash
+    ssh_authorized_keys: ["$pub"]
+  - name: deploy
+    shell: /bin/bash
+    sudo: "ALL=(root) NOPASSWD: /usr/bin/systemctl restart app"
+ssh_pwauth: false
+disable_root: true
+apt:
+  sources:
+    vmtest.list:
+      source: "deb [signed-by=\$KEY_FILE] http://$REPO_GUEST/ vmtest main"
+      key: |
+$(indent_key)
+package_update: true
+packages: [$APP_PKG]
+growpart:
+  mode: auto
+  devices: ["/"]
+resize_rootfs: true
+EOF
+}
+
+norepo_toml() {
+    cat <<EOF
+extends = "baseline"
+[host]
+hostname = "vm-norepo"
+
+[[users]]
+name = "admin"
+shell = "/bin/bash"
+groups = ["sudo"]
+sudo = "nopasswd"
+ssh_keys = ["$pub"]
+
+[[users]]
+name = "deploy"
+shell = "/bin/bash"
+sudo_rules = ["ALL=(root) NOPASSWD: /usr/bin/systemctl restart app"]
+ssh_keys = ["$pub"]
+
+[ssh]
+allow_groups = ["sudo", "deploy"]
+
+[[apt.sources]]
+name = "vmtest"
+uris = ["http://$REPO_GUEST/"]
+suites = ["vmtest"]
+components = ["main"]
+key = """
+$(cat "$work/repo-key.asc")
+"""
+
+[packages]
+install = ["$APP_PKG"]
+lock_timeout = "20s"
+
+[firstboot]
+package_update = true
+EOF
+}
+
+# wait_final PORT USER: waits until the final-stage unit has run (final.json written, unit idle).
+wait_final() {
+    local deadline=$(( $(date +%s) + 300 )) st
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        st=$(vm_ssh "$1" "$2" 'sudo test -e /var/lib/bollwerk/firstboot/final.json && systemctl show -p ActiveState --value bollwerk-firstboot-final.service' 2>/dev/null)
+        case $st in inactive|failed) return 0 ;; esac
+        sleep 3
+    done
+    return 1
+}
+
+# stage_split PORT USER: "local X s (discover …, plan …, apply …, verify+audit …), final Y s".
+stage_split() {
+    local rep
+    rep=$(vm_ssh "$1" "$2" sudo cat /var/lib/bollwerk/firstboot/report.json 2>/dev/null)
+    python3 -c "
+import json, sys
+loc, fin, rep = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    p = json.loads(rep).get('phases_ms') or {}
+except ValueError:
+    p = {}
+parts = ', '.join(f'{k} {v/1000:.1f}' for k, v in p.items())
+print(f'local stage {loc} s ({parts}), final stage {fin} s')" \
+        "$(unit_secs "$1" "$2" bollwerk-firstboot.service)" "$(unit_secs "$1" "$2" bollwerk-firstboot-final.service)" "$rep"
+}
+
+refused() { ! "$@"; }
+sudo_as_deploy() { # port cmd…: runs `sudo -n cmd` as deploy (through admin)
+    local port=$1; shift
+    vm_ssh "$port" admin sudo -u deploy sudo -n "$@" >/dev/null 2>&1
+}
+
+repo_ok=1
+for t in debugfs dpkg-deb gpg gpgconf; do
+    command -v "$t" >/dev/null || { repo_ok=0; echo "SKIPPED: scenarios 5 and 6: $t is not installed"; }
+done
+[ "$repo_ok" = 1 ] && { build_apt_repo || { repo_ok=0; fail "5/6: building the local apt repository"; }; }
+if [ "$repo_ok" = 0 ] && [ "${BOLLWERK_REQUIRE_SYSTEM_TESTS:-0}" = 1 ]; then
+    fail "5/6: a prerequisite is missing and BOLLWERK_REQUIRE_SYSTEM_TESTS=1"
+fi
+NETDEV_EXTRA=",guestfwd=tcp:$REPO_GUEST:80-cmd:$work/repo-relay"
+
+# 5. cloud-config: signed local repository, package_update, packages, restricted sudo, growpart
+if [ "$repo_ok" = 1 ]; then
+    t5=$(now)
+    repo_start || fail "5: the test repository serves on 127.0.0.1:$REPO_PORT"
+    make_seed apt iid-vm-apt apt_cloud_config
+    scenario_disk vm5 6G
+    boot apt "$work/vm5.img" "$work/apt.iso" 22
+    if wait_ssh "$P_SSH" admin; then
+        pass "5: key login as admin (boot to SSH: $BOOT_TO_SSH s)"
+        boot_to_ssh_5=$BOOT_TO_SSH
+        check "5: the final stage ran after the network" wait_final "$P_SSH" admin
+        final5=$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/firstboot/final.json)
+        check "5: final.json: packages and package_update done ($(tr -d ' \n' <<<"$final5" | cut -c1-160))" python3 -c "
+import json,sys; f=json.loads(sys.argv[1]); assert f['status']=='done' and 'packages' in f['steps'] and 'package_update' in f['steps'], f" "$final5"
+        check "5: $APP_PKG installed from the test repository" \
+            vm_ssh "$P_SSH" admin "dpkg-query -W -f='\${Status}' $APP_PKG | grep -q 'install ok installed' && apt-cache policy $APP_PKG | grep -q 'http://$REPO_GUEST vmtest/main'"
+        check "5: the source is signed-by its own keyring" vm_ssh "$P_SSH" admin \
+            "grep -qx 'Signed-By: /etc/apt/keyrings/bollwerk-vmtest.asc' /etc/apt/sources.list.d/bollwerk-vmtest.sources && test -s /etc/apt/keyrings/bollwerk-vmtest.asc"
+        check "5: the repository was fetched with its signature (InRelease in the lists)" \
+            vm_ssh "$P_SSH" admin "ls /var/lib/apt/lists/ | grep -q '${REPO_GUEST}_dists_vmtest_InRelease'"
+        check "5: package_update ran (final-stage journal)" vm_ssh "$P_SSH" admin \
+            "sudo journalctl -b -u bollwerk-firstboot-final --no-pager -o cat | grep -q 'package_update'"
+        fs=$(vm_ssh "$P_SSH" admin "df -B1 --output=size / | tail -1; lsblk -bdno SIZE /dev/vda")
+        check "5: the root file system grew onto the 6 GiB disk (df, disk: $(echo $fs))" python3 -c "
+import sys; fs, disk = map(int, sys.argv[1].split()); assert disk == 6 << 30 and fs > 5.5 * (1 << 30), (fs, disk)" "$fs"
+        check "5: deploy's sudo rule works (sudo systemctl restart app)" sudo_as_deploy "$P_SSH" /usr/bin/systemctl restart app
+        check "5: app runs after the restart" vm_ssh "$P_SSH" admin "systemctl is-active -q app"
+        check "5: deploy's sudo is restricted (systemctl stop app refused)" refused sudo_as_deploy "$P_SSH" /usr/bin/systemctl stop app
+        check "5: deploy's sudo is restricted (sudo id refused)" refused sudo_as_deploy "$P_SSH" /usr/bin/id
+        check "5: password login refused" password_refused "$P_SSH" admin
+        split5=$(stage_split "$P_SSH" admin); echo "5: first boot by stage: $split5"
+        shutdown_vm "$P_SSH" admin
+    else
+        fail "5: key login as admin (see $work/apt.serial.log)"
+        tail -40 "$work/apt.serial.log"
+        kill -9 "$QEMU_PID" 2>/dev/null
+    fi
+    repo_stop
+    echo "5: $(secs "$t5" "$(now)") s"
+fi
+
+# 6. The repository unreachable (nothing listens behind the relay): users and keys stay, the
+#    report names the failed step; the repository back and a reboot: only that step is retried.
+if [ "$repo_ok" = 1 ]; then
+    t6=$(now)
+    make_seed norepo iid-vm-norepo norepo_toml
+    scenario_disk vm6 4G
+    boot norepo "$work/vm6.img" "$work/norepo.iso" 22
+    if wait_ssh "$P_SSH" admin; then
+        pass "6: repository down: key login as admin (boot to SSH: $BOOT_TO_SSH s)"
+        boot_to_ssh_6=$BOOT_TO_SSH
+        check "6: key login as deploy (a user without sudo group, allowed by [ssh] allow_groups)" vm_ssh "$P_SSH" deploy true
+        rep6=$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/firstboot/report.json)
+        check "6: local stage provisioned, packages deferred to the final stage" python3 -c "
+import json,sys; r=json.loads(sys.argv[1]); assert r['status']=='provisioned' and 'packages' in r['deferred_to_final'], r" "$rep6"
+        check "6: the final stage ran and failed" wait_final "$P_SSH" admin
+        final6=$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/firstboot/final.json)
+        echo "6: final.json: $(tr -d '\n' <<<"$final6" | tr -s ' ' | cut -c1-400)"
+        check "6: final.json says failed and names the failed step" python3 -c "
+import json,sys; f=json.loads(sys.argv[1]); assert f['status']=='failed' and 'bollwerk-vmtest-app' in (f.get('failed_step') or f.get('error') or ''), f" "$final6"
+        check "6: the failure is in the journal" vm_ssh "$P_SSH" admin \
+            "sudo journalctl -b -u bollwerk-firstboot-final --no-pager -o cat | grep -q 'retried on the next boot'"
+        check "6: the failed steps stay pending" vm_ssh "$P_SSH" admin "sudo test -e /var/lib/bollwerk/firstboot/pending-final"
+        check "6: users and keys were not rolled back" vm_ssh "$P_SSH" admin \
+            "getent passwd deploy >/dev/null && sudo grep -qF '$(cut -d' ' -f2 <<<"$pub")' /home/deploy/.ssh/authorized_keys && sudo test -s /etc/sudoers.d/bollwerk"
+        check "6: $APP_PKG is not installed yet" refused vm_ssh "$P_SSH" admin "dpkg-query -W -f='\${Status}' $APP_PKG 2>/dev/null | grep -q 'install ok installed'"
+        runs6=$(vm_ssh "$P_SSH" admin "sudo bollwerk runs" | grep -c ' apply ')
+        fp6=$(host_fp "$P_SSH")
+        split6=$(stage_split "$P_SSH" admin); echo "6: first boot by stage (repository down): $split6"
+        shutdown_vm "$P_SSH" admin
+        repo_start || fail "6: the test repository serves on 127.0.0.1:$REPO_PORT"
+        boot norepo-2 "$work/vm6.img" "$work/norepo.iso" 22
+        if wait_ssh "$P_SSH" admin; then
+            pass "6: repository back, reboot: key login (boot to SSH: $BOOT_TO_SSH s)"
+            check "6: the local stage did nothing (marker)" vm_ssh "$P_SSH" admin \
+                "sudo journalctl -b -u bollwerk-firstboot --no-pager -o cat | grep -q 'instance iid-vm-norepo is already provisioned'"
+            check "6: the final stage ran again" wait_final "$P_SSH" admin
+            final6b=$(vm_ssh "$P_SSH" admin sudo cat /var/lib/bollwerk/firstboot/final.json)
+            check "6: final.json: the pending steps done" python3 -c "
+import json,sys; f=json.loads(sys.argv[1]); assert f['status']=='done' and f['steps']==['packages','package_update'], f" "$final6b"
+            check "6: $APP_PKG installed on the retry" vm_ssh "$P_SSH" admin "dpkg-query -W -f='\${Status}' $APP_PKG | grep -q 'install ok installed'"
+            check "6: nothing pending any more" refused vm_ssh "$P_SSH" admin "sudo test -e /var/lib/bollwerk/firstboot/pending-final"
+            check "6: host keys unchanged (not provisioned again)" test "$(host_fp "$P_SSH")" = "${fp6:-none}"
+            runs6b=$(vm_ssh "$P_SSH" admin "sudo bollwerk runs" | grep -c ' apply ')
+            check "6: one more journaled run (the retry), not a new provisioning (runs: $runs6 → $runs6b)" \
+                test "$runs6b" -gt "$runs6"
+            check "6: deploy's sudo rule works now that app exists" sudo_as_deploy "$P_SSH" /usr/bin/systemctl restart app
+            check "6: and is restricted" refused sudo_as_deploy "$P_SSH" /usr/bin/systemctl stop app
+            echo "6: final stage on the retry: $(unit_secs "$P_SSH" admin bollwerk-firstboot-final.service) s"
+            shutdown_vm "$P_SSH" admin
+        else
+            fail "6: reboot with the repository back: key login (see $work/norepo-2.serial.log)"
+            tail -40 "$work/norepo-2.serial.log"
+            kill -9 "$QEMU_PID" 2>/dev/null
+        fi
+        repo_stop
+    else
+        fail "6: repository down: key login as admin (see $work/norepo.serial.log)"
+        tail -40 "$work/norepo.serial.log"
+        kill -9 "$QEMU_PID" 2>/dev/null
+    fi
+    echo "6: $(secs "$t6" "$(now)") s"
+fi
+NETDEV_EXTRA=""
+
+# 0. The same image unprovisioned (first boot disabled, no seed, root's key written into the
+#    image): the reference for time to SSH.
+t0u=$(now)
+cp --sparse=always "$work/base.img" "$work/vm0.img"
+printf 'mkdir /root/.ssh\nsif /root/.ssh mode 040700\ncd /root/.ssh\nwrite %s authorized_keys\nrm /etc/systemd/system/multi-user.target.wants/bollwerk-firstboot.service\n' \
+    "$work/key.pub" > "$work/unprovisioned.debugfs"
+debugfs -w -f "$work/unprovisioned.debugfs" "$work/vm0.img" >/dev/null 2>&1
+truncate -s 1M "$work/empty.img"
+boot unprovisioned "$work/vm0.img" "$work/empty.img" 22
+if wait_ssh "$P_SSH" root; then
+    boot_to_ssh_0=$BOOT_TO_SSH
+    pass "0: unprovisioned boot of the same image: key login as root (boot to SSH: $BOOT_TO_SSH s)"
+    check "0: first boot did not run" refused vm_ssh "$P_SSH" root "test -e /var/lib/bollwerk/instance-id"
+    vm_ssh "$P_SSH" root systemctl poweroff >/dev/null 2>&1
+    for _ in $(seq 1 90); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 1; done
+    kill -9 "$QEMU_PID" 2>/dev/null; wait "$QEMU_PID" 2>/dev/null
+else
+    fail "0: unprovisioned boot: key login as root (see $work/unprovisioned.serial.log)"
+    tail -40 "$work/unprovisioned.serial.log"
+    kill -9 "$QEMU_PID" 2>/dev/null
+fi
+echo "0: $(secs "$t0u" "$(now)") s"
+
 echo
 echo "== figures ($accel) =="
 echo "first-boot unit wall time (unit start → done, journal): ${fb1:-?} s; second boot (marker): ${fb2:-?} s"
-echo "boot to SSH: TOML ${boot_to_ssh_1:-?} s, Proxmox cloud-config ${boot_to_ssh_4:-?} s"
+echo "boot to SSH: TOML ${boot_to_ssh_1:-?} s, Proxmox cloud-config ${boot_to_ssh_4:-?} s, packages from the local repository ${boot_to_ssh_5:-?} s, repository down ${boot_to_ssh_6:-?} s"
+echo "time to SSH: unprovisioned ${boot_to_ssh_0:-?} s; bollwerk (TOML, baseline + firewall + audit) ${boot_to_ssh_1:-?} s$(
+    [ -n "${boot_to_ssh_0:-}" ] && [ -n "${boot_to_ssh_1:-}" ] && python3 -c "import sys; print(f' (+{float(sys.argv[2]) - float(sys.argv[1]):.1f} s)')" "$boot_to_ssh_0" "$boot_to_ssh_1")"
+echo "first boot by stage: 1: local ${fb1:-?} s${split5:+; 5: $split5}${split6:+; 6: $split6}"
 echo "total: $(secs "$t0" "$(now)") s"
 if [ "$failures" -gt 0 ]; then
     echo "$failures check(s) FAILED"

@@ -62,6 +62,10 @@ pub enum Stage {
     /// `package_upgrade`, `package_reboot_if_required`), with the stored effective profile
     /// (`bollwerk-firstboot-final.service`).
     Final,
+    /// The audit of the provisioned instance with the stored effective profile: the local
+    /// stage of a live system queues it (`bollwerk-firstboot-audit`, after sshd and the final
+    /// stage), so the first SSH login does not wait for it; it fills in the report's `audit`.
+    Audit,
 }
 
 /// Arguments of `bollwerk firstboot`.
@@ -632,6 +636,9 @@ pub fn run(
     if args.stage == Stage::Final {
         return crate::modules::firstboot::run_final(root_path, runner, out);
     }
+    if args.stage == Stage::Audit {
+        return run_audit(root_path, runner, out);
+    }
     let started = Instant::now();
     let started_at = journal::now_rfc3339();
     let root = Root::new(root_path)?;
@@ -831,10 +838,18 @@ pub fn run(
     // The audit of the provisioned host: saved next to the first-boot report and in the
     // report history (`--compare last` starts from it); its summary goes into the report. An
     // audit problem is recorded, never a reason to fail first boot.
-    let audit = firstboot_audit(&root, runner, &prep.loaded);
+    let t_verified = started.elapsed();
+    // Before sshd starts only what a safe first login needs: on a live system the audit runs
+    // later, in its own unit (it is read-only, the host is hardened already).
+    let defer_audit = live_root && args.stage == Stage::Local;
+    let audit = if defer_audit {
+        json!({ "queued": AUDIT_UNIT })
+    } else {
+        firstboot_audit(&root, runner, &prep.loaded)
+    };
     let elapsed = started.elapsed();
     let mid = read_trim(&root, "etc/machine-id")?.unwrap_or_default();
-    let doc = json!({
+    let mut doc = json!({
         "schema": "bollwerk.firstboot/v1",
         "status": if findings.is_empty() { "provisioned" } else { "provisioned-with-findings" },
         "instance_id": instance_id,
@@ -858,7 +873,8 @@ pub fn run(
             "discover": t_discovered.as_millis() as u64,
             "prepare_and_plan": (t_planned - t_discovered).as_millis() as u64,
             "apply": (t_applied - t_planned).as_millis() as u64,
-            "verify": (elapsed - t_applied).as_millis() as u64,
+            "verify": (t_verified - t_applied).as_millis() as u64,
+            "audit": (elapsed - t_verified).as_millis() as u64,
         },
     });
     let dir = RelPath::lit("var/lib/bollwerk/firstboot");
@@ -868,6 +884,10 @@ pub fn run(
     crate::modules::firstboot::store_effective_profile(&root, &prep.loaded)?;
     let final_note =
         crate::modules::firstboot::hand_over_final(&root, runner, &instance_id, &deferred)?;
+    // Queued after the final stage (ordered after it) and with the profile stored.
+    if defer_audit && !queue_audit(&root, runner) {
+        doc["audit"] = firstboot_audit(&root, runner, &prep.loaded);
+    }
     root.write_atomic(
         &RelPath::lit(REPORT),
         format!("{doc:#}\n").as_bytes(),
@@ -918,6 +938,100 @@ pub fn run(
             findings.join("\n  ")
         )))
     }
+}
+
+/// The transient unit the local stage queues for the audit.
+pub const AUDIT_UNIT: &str = "bollwerk-firstboot-audit.service";
+
+/// Queues [`AUDIT_UNIT`] (`bollwerk firstboot --stage audit`, ordered after sshd and the final
+/// stage, at a low CPU priority); false when it could not be queued (the caller then audits at
+/// once).
+fn queue_audit(root: &Root, runner: &dyn Runner) -> bool {
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    let exe = exe.to_string_lossy();
+    let after = format!(
+        "--property=After=ssh.service sshd.service {}",
+        crate::modules::firstboot::FINAL_UNIT
+    );
+    let unit = format!("--unit={AUDIT_UNIT}");
+    let cmd = Cmd::in_root(
+        "/usr/bin/systemd-run",
+        &[
+            "--no-block",
+            &unit,
+            "--description=bollwerk first boot: audit of the provisioned instance",
+            "--property=Type=oneshot",
+            "--property=RemainAfterExit=yes",
+            "--property=Nice=10",
+            &after,
+            &exe,
+            "firstboot",
+            "--stage",
+            "audit",
+        ],
+    );
+    match runner.run_ok(root, &cmd) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("queueing {AUDIT_UNIT}: {e}; auditing now");
+            false
+        }
+    }
+}
+
+/// `bollwerk firstboot --stage audit`: audits with the stored effective profile and puts the
+/// summary into the saved report (`audit`, `phases_ms.audit`).
+///
+/// # Errors
+/// No stored profile, or the report cannot be written.
+fn run_audit(
+    root_path: &std::path::Path,
+    runner: &dyn Runner,
+    out: &mut dyn Write,
+) -> Result<ExitStatus> {
+    let root = Root::new(root_path)?;
+    let path = crate::modules::firstboot::stored_profile(root_path).ok_or_else(|| {
+        Error::Runtime(format!(
+            "no effective profile stored ({}); run first boot first",
+            crate::modules::firstboot::EFFECTIVE_PROFILE
+        ))
+    })?;
+    let loaded = profile::load(&path)?;
+    let started = Instant::now();
+    let summary = firstboot_audit(&root, runner, &loaded);
+    let ms = started.elapsed().as_millis() as u64;
+    if let Some(mut doc) = previous_report(&root) {
+        doc["audit"] = summary.clone();
+        if let Some(p) = doc["phases_ms"].as_object_mut() {
+            p.insert("audit".into(), json!(ms));
+        }
+        root.write_atomic(
+            &RelPath::lit(REPORT),
+            format!("{doc:#}\n").as_bytes(),
+            Perms::root(0o600),
+        )?;
+    }
+    w(
+        out,
+        &format!(
+            "firstboot (audit): {} in {:.2} s; report {}\n",
+            match summary.get("score") {
+                None => format!("failed: {}", summary["error"]),
+                Some(_) => format!(
+                    "score {}, {} pass, {} fail, {} covered by the profile failing",
+                    summary["score"],
+                    summary["pass"],
+                    summary["fail"],
+                    summary["covered_failing"].as_array().map_or(0, Vec::len)
+                ),
+            },
+            ms as f64 / 1000.0,
+            AUDIT_REPORT
+        ),
+    )?;
+    Ok(ExitStatus::Ok)
 }
 
 /// Where first boot saves its audit report.

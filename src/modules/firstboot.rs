@@ -678,7 +678,7 @@ fn plan_package_refresh(cx: &Context, plan: &mut Plan, upgrade: bool) -> Result<
         )?;
     }
     p.run(
-        packages::apt_get(&["update"], lock, std::time::Duration::from_secs(600)),
+        packages::apt_update_checked(lock, std::time::Duration::from_secs(600)),
         Vec::new(),
         "refresh the package lists (package_update)",
     );
@@ -837,6 +837,13 @@ pub fn run_final(
         Ok(_) => ("done", None),
         Err(e) => ("failed", Some(e.to_string())),
     };
+    // The step that failed, by its plan summary (apply's error starts with it).
+    let failed_step = error.as_deref().and_then(|e| {
+        plan.changes
+            .iter()
+            .find(|c| e.starts_with(&format!("{}: ", c.summary)))
+            .map(|c| format!("{}: {}", c.module, c.summary))
+    });
     if result.is_err()
         && let Some(m) = journal::list_runs(&root)?
             .into_iter()
@@ -849,6 +856,7 @@ pub fn run_final(
         "instance_id": instance_id,
         "steps": steps,
         "status": status,
+        "failed_step": failed_step,
         "error": error,
         "finished": journal::now_rfc3339(),
     });

@@ -316,6 +316,19 @@ pub fn apt_get(args: &[&str], lock_timeout: StdDuration, cmd_timeout: StdDuratio
     cmd
 }
 
+/// `apt-get update` that fails when any source could not be fetched
+/// (`APT::Update::Error-Mode=any`, apt 2.6). Plain `apt-get update` exits 0 with only a warning
+/// when a repository is unreachable, so cloud-config `package_update` would report success
+/// although nothing was refreshed; first boot uses this one, so the step is reported as failed
+/// and retried on the next boot. (Older apt ignores the option: same as plain `update`.)
+pub fn apt_update_checked(lock_timeout: StdDuration, cmd_timeout: StdDuration) -> Cmd {
+    apt_get(
+        &["-o", "APT::Update::Error-Mode=any", "update"],
+        lock_timeout,
+        cmd_timeout,
+    )
+}
+
 /// The `policy-rc.d` bollwerk writes while packages change inside a root that is not `/`.
 pub fn policy_rc_d() -> String {
     format!(
@@ -574,6 +587,13 @@ mod tests {
             "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 8 (python3)"
         ));
         assert!(!r.transient("E: Unable to locate package nope"));
+        let u = apt_update_checked(StdDuration::from_secs(60), StdDuration::from_secs(60));
+        assert!(
+            u.display()
+                .ends_with(" -o APT::Update::Error-Mode=any update"),
+            "{}",
+            u.display()
+        );
         assert_eq!(
             apt_retry(StdDuration::from_secs(3)).delay,
             StdDuration::from_secs(1)
