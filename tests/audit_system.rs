@@ -394,3 +394,68 @@ fn audit_in_booted_nspawn_container() {
         .collect();
     assert_eq!(saved.len(), 1, "the unit saved one report");
 }
+
+/// Issue 11: a `Match User` block that turns passwords back on for an account that may log in
+/// fails `ssh.password-authentication` although plain `sshd -T` says `no`: the root's real sshd
+/// answers `sshd -T -C` for that account, and the audit writes nothing to the root.
+#[test]
+fn audit_judges_a_match_block_with_the_real_sshd_t_c() {
+    let Some(tb) = testbed_or_skip("audit_judges_a_match_block_with_the_real_sshd_t_c") else {
+        return;
+    };
+    let inst = tb.instance();
+    inst.sh_ok(
+        "useradd -m -s /bin/bash deploy && install -d -m 700 -o deploy -g deploy /home/deploy/.ssh",
+    );
+    inst.write(
+        "home/deploy/.ssh/authorized_keys",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHPci/6iPPKNm3TqnlFNu0Zy6jtqtz5kw0YO3RjFH01v deploy\n",
+    );
+    inst.write(
+        "etc/ssh/sshd_config.d/10-match.conf",
+        "PasswordAuthentication no\nMatch User deploy\n    PasswordAuthentication yes\n",
+    );
+    let tmp = TempDir::new("audit-match");
+    let json = tmp.path().join("r.json");
+    let upper = inst.dir().join("upper");
+    let before = tree_state(&upper);
+    let out = bw(
+        &inst.root,
+        &[
+            "audit",
+            "--format",
+            "json",
+            "--output",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(before, tree_state(&upper), "audit wrote to the root");
+    let st = statuses(&report(&json));
+    let (status, evidence) = &st["ssh.password-authentication"];
+    assert_eq!(status, "fail", "{evidence}\n{}", describe(&out));
+    assert!(
+        evidence.contains("sshd -T -C user=deploy") && evidence.contains("Match block"),
+        "{evidence}"
+    );
+    // Without the Match block the same root passes.
+    inst.write(
+        "etc/ssh/sshd_config.d/10-match.conf",
+        "PasswordAuthentication no\n",
+    );
+    bw(
+        &inst.root,
+        &[
+            "audit",
+            "--format",
+            "json",
+            "--output",
+            json.to_str().unwrap(),
+        ],
+    );
+    let st = statuses(&report(&json));
+    assert_eq!(
+        st["ssh.password-authentication"].0, "pass",
+        "{:?}",
+        st["ssh.password-authentication"]
+    );
+}

@@ -33,7 +33,24 @@ pub struct SshdEff {
     pub values: BTreeMap<String, Vec<String>>,
     /// `sshd -T`, or `static configuration (…why…)`.
     pub source: String,
+    /// When the configuration has `Match` blocks: the settings each account that may log in
+    /// gets (`sshd -T -C`, or the static evaluation), judged next to the global ones.
+    pub contexts: Vec<SshdContext>,
 }
+
+/// The effective sshd settings for one connection (an account that may log in).
+#[derive(Debug, Clone, Default)]
+pub struct SshdContext {
+    /// Keyword → values; keywords the context does not set carry the global value.
+    pub values: BTreeMap<String, Vec<String>>,
+    /// `sshd -T -C user=…,…` or `static evaluation for user=…`.
+    pub source: String,
+}
+
+/// The client address the per-account contexts are evaluated for: a public one (TEST-NET-2),
+/// as an attacker on the internet connects.
+const CONTEXT_ADDR: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
 
 impl SshdEff {
     /// The first value of a keyword.
@@ -356,11 +373,71 @@ impl<'a> AuditCx<'a> {
     }
 
     fn compute_sshd(&self) -> SshdEff {
+        let mut eff = self.compute_sshd_global();
+        if eff.installed {
+            // The tool answers per account only where it answered globally.
+            let tool = if eff.source == "sshd -T" {
+                crate::state::sshd::SshdTool::ReadOnly
+            } else {
+                crate::state::sshd::SshdTool::Static
+            };
+            eff.contexts = self.sshd_contexts(&eff.values, tool);
+        }
+        eff
+    }
+
+    /// Per-account settings, only when a `Match` block can make them differ from the global
+    /// ones (one `sshd -T -C` per account that may log in otherwise costs time for nothing).
+    fn sshd_contexts(
+        &self,
+        global: &BTreeMap<String, Vec<String>>,
+        tool: crate::state::sshd::SshdTool,
+    ) -> Vec<SshdContext> {
+        let loaded = Loaded {
+            profile: Default::default(),
+            layers: Vec::new(),
+            digest: String::new(),
+        };
+        let Ok(cx) = Context::new(
+            self.root.clone(),
+            self.runner,
+            &loaded,
+            EngineOptions::default(),
+        ) else {
+            return Vec::new();
+        };
+        if !crate::state::sshd::has_match(&cx).unwrap_or(false) {
+            return Vec::new();
+        }
+        let Ok((users, source)) = crate::state::sshd::per_user_values(&cx, CONTEXT_ADDR, tool)
+        else {
+            return Vec::new();
+        };
+        users
+            .into_iter()
+            .map(|u| {
+                let mut values = global.clone();
+                for (k, v) in u.values {
+                    values.insert(k, v.values);
+                }
+                let spec = crate::state::sshd::conn_spec(&u.conn);
+                let source = if source.starts_with("sshd -T -C") {
+                    format!("sshd -T -C {spec}")
+                } else {
+                    format!("{source} for {spec}")
+                };
+                SshdContext { values, source }
+            })
+            .collect()
+    }
+
+    fn compute_sshd_global(&self) -> SshdEff {
         if !self.root.exists(&RelPath::lit("usr/sbin/sshd")) {
             return SshdEff {
                 installed: false,
                 values: BTreeMap::new(),
                 source: "usr/sbin/sshd is not installed".into(),
+                contexts: Vec::new(),
             };
         }
         let cmd =
@@ -372,6 +449,7 @@ impl<'a> AuditCx<'a> {
                     installed: true,
                     values: e.values,
                     source: "sshd -T".into(),
+                    contexts: Vec::new(),
                 };
             }
             Ok(o) => o
@@ -414,6 +492,7 @@ impl<'a> AuditCx<'a> {
             installed: true,
             values,
             source,
+            contexts: Vec::new(),
         }
     }
 

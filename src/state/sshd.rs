@@ -261,6 +261,15 @@ pub fn run_sshd_t(cx: &Context, ci: Option<&ConnInfo>) -> Result<Effective> {
     res
 }
 
+/// `sshd -T -C` for one connection as the root's sshd is, writing nothing.
+fn sshd_t_read_only(cx: &Context, ci: &ConnInfo) -> Result<Effective> {
+    let cmd = Cmd::in_root("/usr/sbin/sshd", &["-T", "-C"])
+        .arg(conn_spec(ci))
+        .timeout(std::time::Duration::from_secs(30));
+    let out = cx.runner.run_ok(&cx.root, &cmd)?;
+    Ok(Effective::parse(&out.stdout))
+}
+
 /// When the root has no host keys, generates a throwaway one in `dir` so `sshd -t`/`-T` can
 /// run; `None` when the root has keys.
 ///
@@ -322,6 +331,15 @@ pub struct UserSsh {
     pub access: SshAccess,
 }
 
+/// One account's full effective sshd keyword values (canonical keywords).
+#[derive(Debug, Clone)]
+pub struct UserValues {
+    /// The connection evaluated.
+    pub conn: ConnInfo,
+    /// Keyword → value and where it came from.
+    pub values: BTreeMap<String, Value>,
+}
+
 /// sshd's settings on the root as it is now for every account that may log in (root and each
 /// account with an `authorized_keys` file), from a client at `addr`: `sshd -T -C` where the
 /// root's sshd runs, else the static evaluation. Returns the readings and which source
@@ -330,13 +348,57 @@ pub struct UserSsh {
 /// # Errors
 /// When the configuration cannot be read at all.
 pub fn per_user(cx: &Context, addr: IpAddr) -> Result<(Vec<UserSsh>, String)> {
+    let (users, source) = per_user_values(cx, addr, SshdTool::WithScratchKey)?;
+    let out = users
+        .into_iter()
+        .map(|u| UserSsh {
+            access: SshAccess::from_values(&u.values),
+            conn: u.conn,
+        })
+        .collect();
+    Ok((out, source))
+}
+
+/// True when the root's sshd configuration has a `Match` block, i.e. when some connection
+/// may see other settings than `sshd -T` without `-C` prints.
+///
+/// # Errors
+/// As [`load_planned`].
+pub fn has_match(cx: &Context) -> Result<bool> {
+    Ok(load_planned(cx, &Plan::default())?
+        .directives
+        .iter()
+        .any(|d| !d.conds.is_empty()))
+}
+
+/// How [`per_user_values`] may run the root's sshd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshdTool {
+    /// `sshd -T -C`, with a throwaway host key in bollwerk's state directory when the root
+    /// has none (planning and the lockout guard).
+    WithScratchKey,
+    /// `sshd -T -C` as it is, writing nothing in the root (the audit).
+    ReadOnly,
+    /// The static evaluation only (sshd is known not to run here).
+    Static,
+}
+
+/// As [`per_user`], with every keyword's value.
+///
+/// # Errors
+/// When the configuration cannot be read at all.
+pub fn per_user_values(
+    cx: &Context,
+    addr: IpAddr,
+    tool: SshdTool,
+) -> Result<(Vec<UserValues>, String)> {
     let empty = Plan::default();
     let global = global_access(cx, &empty)?;
     let lport = global.ports.first().copied().unwrap_or(22);
     let acc = &cx.facts.accounts;
     let mut out = Vec::new();
     let flat = load_planned(cx, &empty)?;
-    let mut tool_ok = cx.root.exists(&RelPath::lit("usr/sbin/sshd"));
+    let mut tool_ok = tool != SshdTool::Static && cx.root.exists(&RelPath::lit("usr/sbin/sshd"));
     let mut why = String::new();
     for u in acc.passwd.entries() {
         let home = u.home.trim_end_matches('/');
@@ -347,14 +409,19 @@ pub fn per_user(cx: &Context, addr: IpAddr) -> Result<(Vec<UserSsh>, String)> {
             continue;
         }
         let ci = conn_for(&u.name, acc.groups_of(&u.name), addr, lport);
-        let mut access = None;
+        let mut values = None;
         if tool_ok {
-            match run_sshd_t(cx, Some(&ci)) {
+            let ran = if tool == SshdTool::ReadOnly {
+                sshd_t_read_only(cx, &ci)
+            } else {
+                run_sshd_t(cx, Some(&ci))
+            };
+            match ran {
                 Ok(e) if COMPLETE.iter().all(|k| e.get(k).is_some()) => {
-                    access = Some(SshAccess::from_values(&values_from_tool(
+                    values = Some(values_from_tool(
                         &e,
                         &format!("sshd -T -C {}", conn_spec(&ci)),
-                    )));
+                    ));
                 }
                 Ok(_) => {
                     tool_ok = false;
@@ -366,13 +433,13 @@ pub fn per_user(cx: &Context, addr: IpAddr) -> Result<(Vec<UserSsh>, String)> {
                 }
             }
         }
-        let access = access.unwrap_or_else(|| {
-            SshAccess::from_values(&crate::sshd_config::evaluate(&flat, Some(&ci)))
-        });
-        out.push(UserSsh { conn: ci, access });
+        let values = values.unwrap_or_else(|| crate::sshd_config::evaluate(&flat, Some(&ci)));
+        out.push(UserValues { conn: ci, values });
     }
     let source = if tool_ok {
         "sshd -T -C".to_string()
+    } else if tool == SshdTool::Static {
+        "static evaluation".to_string()
     } else if why.is_empty() {
         "static evaluation (no sshd in the root)".to_string()
     } else {

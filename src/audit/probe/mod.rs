@@ -453,7 +453,27 @@ fn sshd_probe(cx: &AuditCx, key: &str, expect: &Expect) -> Outcome {
         return Outcome::na("the OpenSSH server is not installed (usr/sbin/sshd)");
     }
     let v = s.values.get(key).map(|v| v.join(" "));
-    judge(expect, key, v.as_deref(), &s.source)
+    let global = judge(expect, key, v.as_deref(), &s.source);
+    if global.status != Status::Pass {
+        return global;
+    }
+    // A `Match` block may weaken the setting for some account: the worst context decides.
+    let canonical = crate::sshd_config::canonical_keyword(key);
+    for c in &s.contexts {
+        let v = c
+            .values
+            .get(key)
+            .or_else(|| c.values.get(canonical))
+            .map(|v| v.join(" "));
+        let o = judge(expect, key, v.as_deref(), &c.source);
+        if o.status == Status::Fail {
+            return Outcome::fail(format!(
+                "{}; a Match block overrides the global value ({})",
+                o.evidence, global.evidence
+            ));
+        }
+    }
+    global
 }
 
 fn world_writable_probe(cx: &AuditCx, roots: &[String]) -> Outcome {
