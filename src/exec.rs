@@ -290,6 +290,40 @@ pub trait Runner: Send + Sync {
     }
 }
 
+/// Outputs of [`query_cached`]: (root, program identity, argv) → output.
+type QueryKey = (std::path::PathBuf, (u64, u64, u64, i64, i64), String);
+static QUERY_CACHE: Mutex<Vec<(QueryKey, Output)>> = Mutex::new(Vec::new());
+
+/// Runs a query whose output depends only on the program's build and its arguments (`ssh -Q
+/// kex`: what this OpenSSH supports) once per process and program: the result is cached under
+/// the root, the program file's identity (device, inode, size, modification time: a package
+/// upgrade replaces the file, so the next call asks the new build) and the command line. Only
+/// successful outputs are cached; when the program's file cannot be inspected, nothing is.
+///
+/// # Errors
+/// As [`Runner::run`].
+pub fn query_cached(runner: &dyn Runner, root: &Root, cmd: &Cmd) -> Result<Output, ExecError> {
+    use std::os::unix::fs::MetadataExt;
+    let key = std::fs::metadata(program_path(root, cmd)).ok().map(|m| {
+        let id = (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+        (root.path().to_path_buf(), id, cmd.display())
+    });
+    if let Some(k) = &key
+        && let Ok(cache) = QUERY_CACHE.lock()
+        && let Some((_, out)) = cache.iter().find(|(c, _)| c == k)
+    {
+        return Ok(out.clone());
+    }
+    let out = runner.run(root, cmd)?;
+    if let Some(k) = key
+        && out.success()
+        && let Ok(mut cache) = QUERY_CACHE.lock()
+    {
+        cache.push((k, out.clone()));
+    }
+    Ok(out)
+}
+
 /// Wall time of every command [`SystemRunner`] ran in this process (see [`take_command_times`]).
 static COMMAND_TIMES: Mutex<Vec<CommandTime>> = Mutex::new(Vec::new());
 

@@ -867,13 +867,14 @@ impl Root {
         self.stage_with(rel, bytes, perms, true)
     }
 
-    /// [`Root::write_atomic`] without the two `fsync`s, for throw-away files (validation
-    /// candidates in a scratch directory that is removed at the end of the run): the same safe
-    /// walk and atomic rename, but nothing is made durable.
+    /// [`Root::write_atomic`] without the two `fsync`s: the same safe walk and atomic rename,
+    /// nothing durable yet. For throw-away files (validation candidates in a scratch
+    /// directory that is removed at the end of the run), or for a group commit that makes
+    /// many writes durable at once with [`Root::sync_paths`].
     ///
     /// # Errors
     /// As [`Root::write_atomic`].
-    pub fn write_scratch(&self, rel: &RelPath, bytes: &[u8], perms: Perms) -> Result<()> {
+    pub fn write_unsynced(&self, rel: &RelPath, bytes: &[u8], perms: Perms) -> Result<()> {
         let mut staged = self.stage_with(rel, bytes, perms, false)?;
         let host = staged.tmp_host.with_file_name(&staged.name);
         rfs::renameat(
@@ -949,6 +950,73 @@ impl Root {
         Ok(staged)
     }
 
+    /// Makes earlier unsynced changes durable (the group commit that follows
+    /// [`Root::write_unsynced`] and other changes): `fsync` of every regular file and directory among `paths`, then of the
+    /// directory holding each of them (where a rename, creation or removal is recorded).
+    /// Writeback of every file is started first (`sync_file_range`), so the `fsync`s mostly
+    /// share one journal commit instead of paying one each. A path that no longer exists, or
+    /// is a symlink or a special file, only gets its directory synced.
+    ///
+    /// # Errors
+    /// Any I/O error other than "not found".
+    pub fn sync_paths<'a>(&self, paths: impl IntoIterator<Item = &'a RelPath>) -> Result<()> {
+        let mut objects: Vec<(OwnedFd, &RelPath, bool)> = Vec::new();
+        let mut dirs: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for rel in paths {
+            let fail = |e| self.fail(e, "syncing", rel.as_str());
+            dirs.insert(rel.parent().map(|p| p.0).unwrap_or_default());
+            let parent = match self.open_parent(rel) {
+                Ok(d) => d,
+                Err(WalkErr::Os(Errno::NOENT | Errno::NOTDIR)) => continue,
+                Err(e) => return Err(fail(e)),
+            };
+            let st = match rfs::statat(&parent, rel.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT | Errno::NOTDIR) => continue,
+                Err(e) => return Err(fail(e.into())),
+            };
+            let is_file = match kind_of(&st) {
+                FileType::RegularFile => true,
+                FileType::Directory => false,
+                _ => continue,
+            };
+            let fd = rfs::openat(&parent, rel.file_name(), PLAIN_OPEN, Mode::empty())
+                .map_err(|e| fail(e.into()))?;
+            if is_file {
+                // SAFETY: an open descriptor and integer arguments; only starts writeback.
+                unsafe {
+                    nix::libc::sync_file_range(
+                        std::os::fd::AsRawFd::as_raw_fd(&fd),
+                        0,
+                        0,
+                        nix::libc::SYNC_FILE_RANGE_WRITE,
+                    );
+                }
+            }
+            objects.push((fd, rel, is_file));
+        }
+        sync_parallel(
+            objects.iter().map(|(fd, rel, _)| (fd, rel.as_str())),
+            |rel, e| Error::io("syncing", self.shown(rel), errno_io(e)),
+        )?;
+        let mut dir_fds = Vec::with_capacity(dirs.len());
+        for d in &dirs {
+            let opened = if d.is_empty() {
+                self.root_dir().map_err(WalkErr::Os)
+            } else {
+                self.open_beneath(d, DIR_FLAGS)
+            };
+            match opened {
+                Ok(fd) => dir_fds.push((fd, d.as_str())),
+                Err(WalkErr::Os(Errno::NOENT | Errno::NOTDIR)) => {}
+                Err(e) => return Err(self.fail(e, "syncing directory", d)),
+            }
+        }
+        sync_parallel(dir_fds.iter().map(|(fd, d)| (fd, *d)), |d, e| {
+            Error::io("syncing directory", self.shown(d), errno_io(e))
+        })
+    }
+
     /// Replaces whatever is at `rel` by a symlink to `target`, atomically.
     ///
     /// # Errors
@@ -1004,7 +1072,23 @@ impl Root {
         self.mkdir(rel, perms, true)
     }
 
+    /// [`Root::create_dir_new`] without the `fsync` of the parent: for throw-away scratch
+    /// directories removed at the end of the run.
+    ///
+    /// # Errors
+    /// As [`Root::create_dir_new`].
+    pub fn create_scratch_dir(&self, rel: &RelPath, perms: Perms) -> Result<()> {
+        self.mkdir_unsynced(rel, perms, true).map(drop)
+    }
+
     fn mkdir(&self, rel: &RelPath, perms: Perms, exclusive: bool) -> Result<()> {
+        let dir = self.mkdir_unsynced(rel, perms, exclusive)?;
+        rfs::fsync(&dir)
+            .map_err(|e| Error::io("creating directory", self.shown(rel.as_str()), errno_io(e)))
+    }
+
+    /// Creates the directory and returns its parent's handle, not synced.
+    fn mkdir_unsynced(&self, rel: &RelPath, perms: Perms, exclusive: bool) -> Result<OwnedFd> {
         let t = self
             .target(rel, Some(perms.uid), true)
             .map_err(|e| self.fail(e, "creating directory", rel.as_str()))?;
@@ -1025,7 +1109,7 @@ impl Root {
         .map_err(io)?;
         rfs::fchown(&fd, uid(perms.uid), gid(perms.gid)).map_err(io)?;
         rfs::fchmod(&fd, Mode::from_raw_mode(perms.mode)).map_err(io)?;
-        rfs::fsync(&t.dir).map_err(io)
+        Ok(t.dir)
     }
 
     /// Sets mode and owner of an existing regular file or directory, on an open descriptor (a
@@ -1069,7 +1153,7 @@ impl Root {
     /// # Errors
     /// Any I/O error other than "not found".
     pub fn remove(&self, rel: &RelPath) -> Result<()> {
-        self.remove_inner(rel, false)
+        self.remove_inner(rel, false, true)
     }
 
     /// Removes `rel` and, for a directory, everything below it, on directory handles (no link
@@ -1078,10 +1162,19 @@ impl Root {
     /// # Errors
     /// Any I/O error other than "not found".
     pub fn remove_all(&self, rel: &RelPath) -> Result<()> {
-        self.remove_inner(rel, true)
+        self.remove_inner(rel, true, true)
     }
 
-    fn remove_inner(&self, rel: &RelPath, recursive: bool) -> Result<()> {
+    /// [`Root::remove_all`] without the `fsync` of the parent: for throw-away scratch
+    /// directories (a crash leaves them behind, and the next run ignores them).
+    ///
+    /// # Errors
+    /// As [`Root::remove_all`].
+    pub fn remove_scratch(&self, rel: &RelPath) -> Result<()> {
+        self.remove_inner(rel, true, false)
+    }
+
+    fn remove_inner(&self, rel: &RelPath, recursive: bool, sync: bool) -> Result<()> {
         let t = match self.target(rel, None, false) {
             Ok(t) => t,
             Err(WalkErr::Os(Errno::NOENT | Errno::NOTDIR)) => return Ok(()),
@@ -1109,7 +1202,10 @@ impl Root {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => return Err(io(e)),
         }
-        rfs::fsync(&t.dir).map_err(io)
+        if sync {
+            rfs::fsync(&t.dir).map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Opens (creating it 0600 root:root when missing) a root-owned regular file for reading
@@ -1299,6 +1395,44 @@ impl Drop for Staged {
             let _ = rfs::unlinkat(&self.dir, self.tmp.as_str(), AtFlags::empty());
         }
     }
+}
+
+/// `fsync`s every descriptor, several at a time: the file system's journal then commits
+/// concurrent `fsync`s together (one commit for many files) instead of one after another. The
+/// first error (in the given order) is returned.
+fn sync_parallel<'a>(
+    fds: impl Iterator<Item = (&'a OwnedFd, &'a str)>,
+    err: impl Fn(&str, Errno) -> Error + Sync,
+) -> Result<()> {
+    const THREADS: usize = 16;
+    let fds: Vec<(&OwnedFd, &str)> = fds.collect();
+    if fds.len() <= 1 {
+        return fds
+            .iter()
+            .try_for_each(|(fd, rel)| rfs::fsync(fd).map_err(|e| err(rel, e)));
+    }
+    let per = fds.len().div_ceil(THREADS);
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = fds
+            .chunks(per)
+            .map(|chunk| {
+                let err = &err;
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .try_for_each(|(fd, rel)| rfs::fsync(fd).map_err(|e| err(rel, e)))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Runtime("a sync thread panicked".into())))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
 }
 
 /// `fsync` a directory so a rename in it is durable.

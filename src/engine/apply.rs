@@ -97,7 +97,7 @@ impl Scratch {
             cx.root.create_dir(&tmp, Perms::root(0o700))?;
         }
         let rel = tmp.join(run).map_err(Error::Runtime)?;
-        cx.root.create_dir_new(&rel, Perms::root(0o700))?;
+        cx.root.create_scratch_dir(&rel, Perms::root(0o700))?;
         Ok(Scratch {
             root: cx.root.clone(),
             host: cx.root.resolve(&rel),
@@ -109,7 +109,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = self.root.remove_all(&self.rel);
+        let _ = self.root.remove_scratch(&self.rel);
     }
 }
 
@@ -140,12 +140,15 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
         }
     };
 
-    // 2. Execute, journaling each step.
+    // 2. Execute in batches (see `Batch`): the journal entries and backups of a run of file
+    // changes become durable with one commit before the first of them is applied, the changes
+    // themselves with one sync after the last.
     let mut commands_ran = false;
-    for change in &plan.changes {
+    let mut batch = Batch::default();
+    for (i, change) in plan.changes.iter().enumerate() {
         // `apply --confirm`: nothing more is activated once the window has passed.
         if let Err(e) = crate::engine::deadline::check() {
-            journal.close(RunStatus::Failed, Some(e.to_string()))?;
+            stop(cx, &mut journal, &mut batch, e.to_string())?;
             return Err(e);
         }
         if let Some(v) = change.action.validator()
@@ -156,7 +159,7 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
         {
             let (v, staged) = validation.deferred.remove(i);
             if let Err(e) = run_validator(cx, &v, &staged) {
-                journal.close(RunStatus::Failed, Some(e.to_string()))?;
+                stop(cx, &mut journal, &mut batch, e.to_string())?;
                 return Err(Error::Runtime(format!(
                     "{e}\n  the candidate was not activated; earlier changes of run {} stay applied (bollwerk rollback {})",
                     journal.id(),
@@ -164,22 +167,39 @@ pub fn apply(cx: &Context, plan: &Plan) -> Result<ApplyReport> {
                 )));
             }
         }
-        match execute(cx, &mut journal, change, commands_ran) {
-            Ok(Executed::Done) => {}
-            Ok(Executed::Stale(why)) => {
-                tracing::info!("{why}; the rest of the plan is planned again");
-                report.stopped = Some(why);
-                break;
+        let step = if let Action::Run { cmd, watch, .. } = &change.action {
+            run_command(cx, &mut journal, change.module, &change.summary, cmd, watch)
+        } else if i < batch.end {
+            apply_change(cx, &mut journal, &mut batch, i, change)
+        } else {
+            match Batch::prepare(cx, &mut journal, &plan.changes, i, commands_ran) {
+                Ok(Prepared::Batch(b)) => {
+                    batch = b;
+                    apply_change(cx, &mut journal, &mut batch, i, change)
+                }
+                Ok(Prepared::Stale(why)) => {
+                    tracing::info!("{why}; the rest of the plan is planned again");
+                    report.stopped = Some(why);
+                    break;
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => {
-                let msg = format!("{}: {e}", change.summary);
-                journal.close(RunStatus::Failed, Some(msg.clone()))?;
-                return Err(Error::Runtime(format!(
-                    "{msg}\n  what was applied is recorded in run {} (bollwerk rollback {})",
-                    journal.id(),
-                    journal.id()
-                )));
+        };
+        let step = step.and_then(|()| {
+            if i + 1 == batch.end {
+                batch.flush(cx, &mut journal)
+            } else {
+                Ok(())
             }
+        });
+        if let Err(e) = step {
+            let msg = format!("{}: {e}", change.summary);
+            stop(cx, &mut journal, &mut batch, msg.clone())?;
+            return Err(Error::Runtime(format!(
+                "{msg}\n  what was applied is recorded in run {} (bollwerk rollback {})",
+                journal.id(),
+                journal.id()
+            )));
         }
         commands_ran |= matches!(change.action, Action::Run { .. });
         report
@@ -298,14 +318,14 @@ fn validate(cx: &Context, plan: &Plan, run: &str) -> Result<Validation> {
             let rel = scratch.rel.join(&name).map_err(Error::Runtime)?;
             // Throw-away copies: no fsync (the scratch directory is removed after the run).
             cx.root
-                .write_scratch(&rel, content, Perms::root(perms.mode & 0o777))?;
+                .write_unsynced(&rel, content, Perms::root(perms.mode & 0o777))?;
             files.insert(path.clone(), format!("{}/{name}", scratch.in_root));
         }
     }
     let mut staged = Vec::with_capacity(validators.len());
     for i in 0..validators.len() {
         let name = format!("v{i:02}");
-        cx.root.create_dir_new(
+        cx.root.create_scratch_dir(
             &scratch.rel.join(&name).map_err(Error::Runtime)?,
             Perms::root(0o700),
         )?;
@@ -419,73 +439,197 @@ fn run_validator(cx: &Context, v: &Arc<dyn Validator>, staged: &super::Staged) -
     }
 }
 
-/// What [`execute`] did with a change.
-enum Executed {
-    /// Applied (or nothing to do).
-    Done,
-    /// Not applied: the plan went stale because an earlier command of this run changed the path.
+/// A batch of consecutive file changes (no command between them, no path twice), journaled
+/// with one group commit: [`Batch::prepare`] checks every change against the state it was
+/// planned on, stages a pending entry and backup for each and commits them (durable) before
+/// the first change is applied; [`apply_change`] then writes without syncing, and
+/// [`Batch::flush`] syncs every changed path and commits the entries as done. A crash at any
+/// point leaves each path of the batch old, new, or (before the sync) torn, with a durable
+/// pending entry and backup that rollback restores it from.
+#[derive(Debug, Default)]
+struct Batch {
+    /// The plan's changes `[start, end)` form the batch.
+    start: usize,
+    end: usize,
+    /// The journal entry of each change (`None`: nothing to do).
+    seqs: Vec<Option<usize>>,
+    /// The first entry whose change has not started (everything after it is untouched).
+    unstarted: Option<usize>,
+    /// Paths changed and not synced yet.
+    touched: Vec<RelPath>,
+}
+
+/// What [`Batch::prepare`] found.
+enum Prepared {
+    /// A batch, journaled and durable.
+    Batch(Batch),
+    /// The first change's path was changed by an earlier command of this run (a package
+    /// install): the rest of the plan is stale.
     Stale(String),
 }
 
-fn execute(
-    cx: &Context,
-    journal: &mut Journal,
-    change: &super::Change,
-    commands_ran: bool,
-) -> Result<Executed> {
-    let root = &cx.root;
-    if let Action::Run { cmd, watch, .. } = &change.action {
-        run_command(cx, journal, change.module, &change.summary, cmd, watch)?;
-        return Ok(Executed::Done);
+impl Batch {
+    /// Journals the batch that starts with change `start`: it ends before the next command,
+    /// the second change of one path, or a change whose path drifted from the plan (which then
+    /// starts the next batch and gets its verdict there, after this batch was applied).
+    fn prepare(
+        cx: &Context,
+        journal: &mut Journal,
+        changes: &[super::Change],
+        start: usize,
+        commands_ran: bool,
+    ) -> Result<Prepared> {
+        let first = journal.manifest.entries.len() + 1;
+        let prepared = Batch::stage_all(cx, journal, changes, start, commands_ran)
+            .and_then(|p| journal.commit().map(|()| p));
+        if !matches!(prepared, Ok(Prepared::Batch(_))) {
+            // Nothing of it is applied: no entry may stay behind.
+            journal.discard_from(first);
+        }
+        prepared
     }
-    let Some(path) = change.action.path() else {
-        return Ok(Executed::Done);
-    };
-    // Drift between plan and apply means the plan is stale: refuse to act on it.
-    let now = root.entry(path)?;
+
+    /// Checks and stages the batch for [`Batch::prepare`], without committing.
+    fn stage_all(
+        cx: &Context,
+        journal: &mut Journal,
+        changes: &[super::Change],
+        start: usize,
+        commands_ran: bool,
+    ) -> Result<Prepared> {
+        let mut batch = Batch {
+            start,
+            end: start,
+            ..Batch::default()
+        };
+        let mut paths = std::collections::BTreeSet::new();
+        for change in &changes[start..] {
+            if matches!(change.action, Action::Run { .. }) {
+                break;
+            }
+            let Some(path) = change.action.path() else {
+                batch.seqs.push(None);
+                batch.end += 1;
+                continue;
+            };
+            if !paths.insert(path) {
+                break;
+            }
+            let seq = match check_drift(cx, change, path, commands_ran) {
+                Ok(Drift::Same(now)) => Some(journal.stage(
+                    change.module,
+                    &change.summary,
+                    path,
+                    now,
+                    None,
+                    change.secret,
+                )?),
+                Ok(Drift::CreatedByCommand) => None,
+                Ok(Drift::Stale(why)) if batch.end == start => return Ok(Prepared::Stale(why)),
+                Err(e) if batch.end == start => return Err(e),
+                Ok(Drift::Stale(_)) | Err(_) => break,
+            };
+            batch.unstarted = batch.unstarted.or(seq);
+            batch.seqs.push(seq);
+            batch.end += 1;
+        }
+        Ok(Prepared::Batch(batch))
+    }
+
+    /// Makes the batch's changes durable, then the journal entries that say they are done.
+    fn flush(&mut self, cx: &Context, journal: &mut Journal) -> Result<()> {
+        cx.root.sync_paths(&self.touched)?;
+        self.touched.clear();
+        journal.commit()
+    }
+}
+
+/// Ends a run that failed at a change: what the batch applied is made durable, the entries
+/// of changes never started are dropped, and the run is closed as failed with `msg`.
+fn stop(cx: &Context, journal: &mut Journal, batch: &mut Batch, msg: String) -> Result<()> {
+    let synced = cx.root.sync_paths(&batch.touched);
+    batch.touched.clear();
+    if let Some(seq) = batch.unstarted.take() {
+        journal.discard_from(seq);
+    }
+    journal.close(RunStatus::Failed, Some(msg))?;
+    synced
+}
+
+/// A change's path compared with the state it was planned on.
+enum Drift {
+    /// As planned; the current entry.
+    Same(Entry),
+    /// A directory to create that an earlier command of this run (a package install) created:
+    /// it belongs to that package now, so it is kept as the package made it and not journaled.
+    CreatedByCommand,
+    /// Changed by an earlier command of this run: the rest of the plan is stale.
+    Stale(String),
+}
+
+/// Drift between plan and apply means the plan is stale: refuse to act on it.
+fn check_drift(
+    cx: &Context,
+    change: &super::Change,
+    path: &RelPath,
+    commands_ran: bool,
+) -> Result<Drift> {
+    let now = cx.root.entry(path)?;
     if commands_ran
         && matches!(change.action, Action::CreateDir { .. })
         && matches!(change.before, Entry::Absent)
         && matches!(now, Entry::Dir { .. })
     {
-        // An earlier command of this run (a package install) created the directory: it belongs
-        // to that package now, so it is kept as the package made it and not journaled.
         tracing::info!(path = %path, "directory created by an earlier command of this run; kept as it is");
-        return Ok(Executed::Done);
+        return Ok(Drift::CreatedByCommand);
     }
-    if !same_state(&now, &change.before) {
-        if commands_ran {
-            // E.g. a package's postinst added a system group to etc/group: the users module's
-            // planned etc/group predates it. Stop here; the follow-up run plans again.
-            return Ok(Executed::Stale(format!(
-                "{path} was changed by an earlier command of this run (a package install)"
-            )));
-        }
-        return Err(Error::Runtime(format!(
-            "{path} changed since the plan was computed; re-run"
+    if now == change.before {
+        return Ok(Drift::Same(now));
+    }
+    if commands_ran {
+        // E.g. a package's postinst added a system group to etc/group: the users module's
+        // planned etc/group predates it. Stop here; the follow-up run plans again.
+        return Ok(Drift::Stale(format!(
+            "{path} was changed by an earlier command of this run (a package install)"
         )));
     }
-    let seq = if change.secret {
-        journal.begin_secret(change.module, &change.summary, path)?
-    } else {
-        journal.begin(change.module, &change.summary, path, None)?
+    Err(Error::Runtime(format!(
+        "{path} changed since the plan was computed; re-run"
+    )))
+}
+
+/// Applies change `i` of the plan, which [`Batch::prepare`] journaled, without syncing it.
+fn apply_change(
+    cx: &Context,
+    journal: &mut Journal,
+    batch: &mut Batch,
+    i: usize,
+    change: &super::Change,
+) -> Result<()> {
+    let (Some(Some(seq)), Some(path)) = (
+        batch.seqs.get(i - batch.start).copied(),
+        change.action.path(),
+    ) else {
+        return Ok(());
     };
+    batch.unstarted = batch.seqs[i - batch.start + 1..]
+        .iter()
+        .flatten()
+        .next()
+        .copied();
+    let root = &cx.root;
     failpoint("apply.after-backup");
     match &change.action {
-        Action::WriteFile { content, perms, .. } => root.write_atomic(path, content, *perms)?,
+        Action::WriteFile { content, perms, .. } => root.write_unsynced(path, content, *perms)?,
         Action::CreateDir { perms, .. } => root.create_dir(path, *perms)?,
         Action::SetPerms { perms, .. } => root.set_perms(path, *perms)?,
         Action::Symlink { target, .. } => root.symlink_atomic(path, target)?,
         Action::Remove { .. } => root.remove(path)?,
         Action::Run { .. } => {}
     }
+    batch.touched.push(path.clone());
     failpoint("apply.after-change");
-    journal.finish(seq)?;
-    Ok(Executed::Done)
-}
-
-fn same_state(a: &Entry, b: &Entry) -> bool {
-    a == b
+    journal.record_after(seq)
 }
 
 /// Runs a command, journaling the effect on its watched paths.
@@ -498,14 +642,18 @@ fn run_command(
     watch: &[RelPath],
 ) -> Result<()> {
     let root = &cx.root;
+    let command = cmd.display();
     let mut before_paths = Vec::new();
     for w in watch {
         walk(root, w, &mut before_paths)?;
     }
-    let mut seqs = Vec::new();
+    // One group commit for the entries of every watched path.
+    let first = journal.manifest.entries.len();
     for p in &before_paths {
-        seqs.push(journal.begin(module, summary, p, Some(cmd.display()))?);
+        let before = root.entry(p)?;
+        journal.stage(module, summary, p, before, Some(command.clone()), false)?;
     }
+    journal.commit()?;
     failpoint("apply.before-command");
     let result = cx.runner.run_ok(root, cmd);
     journal
@@ -514,11 +662,11 @@ fn run_command(
         .push(super::journal::JournalCommand {
             module: module.to_string(),
             summary: summary.to_string(),
-            command: cmd.display(),
+            command: command.clone(),
             ok: result.is_ok(),
         });
-    for seq in &seqs {
-        journal.finish(*seq)?;
+    for seq in first + 1..=journal.manifest.entries.len() {
+        journal.record_after(seq)?;
     }
     // Paths the command created.
     let mut after_paths = Vec::new();
@@ -526,14 +674,25 @@ fn run_command(
         walk(root, w, &mut after_paths)?;
     }
     for p in after_paths.iter().filter(|p| !before_paths.contains(p)) {
-        let seq = journal.begin(module, summary, p, Some(cmd.display()))?;
-        if let Some(e) = journal.manifest.entries.get_mut(seq - 1) {
-            e.before = Entry::Absent;
-        }
-        journal.finish(seq)?;
+        let seq = journal.stage(
+            module,
+            summary,
+            p,
+            Entry::Absent,
+            Some(command.clone()),
+            false,
+        )?;
+        journal.record_after(seq)?;
     }
+    // What the command changed is made durable before the journal says it is done.
+    let changed: Vec<RelPath> = journal.manifest.entries[first..]
+        .iter()
+        .filter(|e| e.after.as_ref() != Some(&e.before))
+        .map(|e| e.path.clone())
+        .collect();
+    root.sync_paths(&changed)?;
     journal.prune_unchanged();
-    journal.save()?;
+    journal.commit()?;
     result.map(|_| ()).map_err(Error::from)
 }
 

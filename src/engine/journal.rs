@@ -2,9 +2,12 @@
 //! sha256/mode/owner before and after of every path a run touched, content-addressed backups
 //! (`backup/<sha256>`), the lock file, and rollback.
 //!
-//! The manifest is rewritten atomically after every step, so after a crash it says which
-//! change was in flight; rollback restores byte-identical content, mode and owner, and removes
-//! what the run created.
+//! Before a path changes, its backup and a pending entry are durable; after a crash the
+//! manifest says which changes may have been in flight, and rollback restores byte-identical
+//! content, mode and owner, and removes what the run created. `apply` group-commits: it stages
+//! the entries of a batch of changes ([`Journal::stage`]), makes them durable with one commit
+//! ([`Journal::commit`]: the new backups, their directory and the manifest), applies the
+//! batch, syncs what it changed and commits again with the entries done.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -259,6 +262,8 @@ const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 pub struct Journal {
     root: Root,
     dir: RelPath,
+    /// Backups written since the last [`Journal::commit`], not durable yet.
+    unsynced: Vec<RelPath>,
     /// The manifest as written so far.
     pub manifest: Manifest,
 }
@@ -302,6 +307,7 @@ impl Journal {
         let j = Journal {
             root: root.clone(),
             dir,
+            unsynced: Vec::new(),
             manifest,
         };
         j.save()?;
@@ -321,7 +327,8 @@ impl Journal {
         save_manifest(&self.root, &self.manifest)
     }
 
-    /// Backs up the current content of `path` (if a file) and records a pending entry.
+    /// Backs up the current content of `path` (if a file) and records a pending entry, both
+    /// durable when this returns.
     ///
     /// # Errors
     /// On I/O errors.
@@ -333,7 +340,44 @@ impl Journal {
         command: Option<String>,
     ) -> Result<usize> {
         let before = self.root.entry(path)?;
-        self.backup(path, &before)?;
+        let seq = self.stage(module, summary, path, before, command, false)?;
+        self.commit()?;
+        Ok(seq)
+    }
+
+    /// Records a pending permission change of a secret path: no backup, no content hash.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn begin_secret(&mut self, module: &str, summary: &str, path: &RelPath) -> Result<usize> {
+        let before = self.root.entry(path)?;
+        let seq = self.stage(module, summary, path, before, None, true)?;
+        self.commit()?;
+        Ok(seq)
+    }
+
+    /// Records a pending entry for `path`, whose state the caller just read as `before`, and
+    /// writes its backup (none for a secret path: `before` then keeps the permissions only),
+    /// neither of them durable yet: [`Journal::commit`] makes every staged entry durable at
+    /// once (group commit) and must return before `path` is changed.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn stage(
+        &mut self,
+        module: &str,
+        summary: &str,
+        path: &RelPath,
+        before: Entry,
+        command: Option<String>,
+        secret: bool,
+    ) -> Result<usize> {
+        let before = if secret {
+            secret_entry(before)
+        } else {
+            self.backup(path, &before)?;
+            before
+        };
         let seq = self.manifest.entries.len() + 1;
         self.manifest.entries.push(JournalEntry {
             seq,
@@ -344,39 +388,31 @@ impl Journal {
             after: None,
             state: EntryState::Pending,
             command,
-            secret: false,
+            secret,
         });
-        self.save()?;
         Ok(seq)
     }
 
-    /// Records a pending permission change of a secret path: no backup, no content hash.
+    /// Makes the staged entries, their backups and every recorded `after` durable: one `fsync`
+    /// per backup written since the last commit, of the backup directory, and of the manifest.
     ///
     /// # Errors
     /// On I/O errors.
-    pub fn begin_secret(&mut self, module: &str, summary: &str, path: &RelPath) -> Result<usize> {
-        let before = secret_entry(self.root.entry(path)?);
-        let seq = self.manifest.entries.len() + 1;
-        self.manifest.entries.push(JournalEntry {
-            seq,
-            module: module.to_string(),
-            summary: summary.to_string(),
-            path: path.clone(),
-            before,
-            after: None,
-            state: EntryState::Pending,
-            command: None,
-            secret: true,
-        });
-        self.save()?;
-        Ok(seq)
+    pub fn commit(&mut self) -> Result<()> {
+        if !self.unsynced.is_empty() {
+            self.root.sync_paths(&self.unsynced)?;
+            self.unsynced.clear();
+        }
+        self.save()
     }
 
-    /// Records the state of an entry's path after the change.
+    /// Records the state of an entry's path after the change, in memory only: the next
+    /// [`Journal::commit`], [`Journal::save`] or [`Journal::close`] writes it, after the
+    /// caller made the change itself durable.
     ///
     /// # Errors
     /// On I/O errors.
-    pub fn finish(&mut self, seq: usize) -> Result<()> {
+    pub fn record_after(&mut self, seq: usize) -> Result<()> {
         let idx = seq - 1;
         let path = self.manifest.entries[idx].path.clone();
         let mut after = self.root.entry(&path)?;
@@ -386,6 +422,21 @@ impl Journal {
         let e = &mut self.manifest.entries[idx];
         e.after = Some(after);
         e.state = EntryState::Done;
+        Ok(())
+    }
+
+    /// Forgets the entries from `seq` on: staged, but their changes were never started (a
+    /// batch cut short by an error). Their backups stay, unreferenced.
+    pub fn discard_from(&mut self, seq: usize) {
+        self.manifest.entries.truncate(seq.saturating_sub(1));
+    }
+
+    /// Records the state of an entry's path after the change.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn finish(&mut self, seq: usize) -> Result<()> {
+        self.record_after(seq)?;
         // The rename need not be durable: losing it in a crash leaves the entry pending, which
         // recovery restores like a crash just before this call; the next `begin` and `close`
         // save durably and carry this state along.
@@ -408,7 +459,9 @@ impl Journal {
         }
     }
 
-    fn backup(&self, path: &RelPath, entry: &Entry) -> Result<()> {
+    /// Writes the backup of `path` (content-addressed, once per content), not yet durable: the
+    /// next [`Journal::commit`] syncs it.
+    fn backup(&mut self, path: &RelPath, entry: &Entry) -> Result<()> {
         if let Entry::File { sha256, .. } = entry {
             let dest = self
                 .dir
@@ -424,7 +477,8 @@ impl Journal {
                     )));
                 }
                 self.root
-                    .write_atomic(&dest, &content, Perms::root(0o600))?;
+                    .write_unsynced(&dest, &content, Perms::root(0o600))?;
+                self.unsynced.push(dest);
             }
         }
         Ok(())
@@ -438,7 +492,7 @@ impl Journal {
         self.manifest.status = status;
         self.manifest.error = error;
         self.manifest.finished = Some(now_rfc3339());
-        self.save()
+        self.commit()
     }
 }
 

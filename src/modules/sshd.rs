@@ -472,10 +472,12 @@ pub fn sshd_facts(cx: &Context) -> SshdFacts {
         ("macs", "mac"),
         ("hostkey", "HostKeyAlgorithms"),
     ] {
-        match cx
-            .runner
-            .run(&cx.root, &Cmd::in_root("/usr/bin/ssh", &["-Q", query]))
-        {
+        // Cached per process: the plan, the follow-up run's plan and the lockout guard ask.
+        match crate::exec::query_cached(
+            cx.runner,
+            &cx.root,
+            &Cmd::in_root("/usr/bin/ssh", &["-Q", query]),
+        ) {
             Ok(o) if o.success() && !o.stdout.trim().is_empty() => {
                 algorithms.insert(
                     key,
