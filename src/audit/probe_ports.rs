@@ -283,6 +283,14 @@ pub fn open_ports_probe(cx: &AuditCx) -> Outcome {
             Err(e) => return Outcome::error(format!("`{}`: {e}", cmd.display())),
         }
     }
+    // With `userland-proxy: false` dockerd itself holds a listening socket on each published
+    // port (to reserve it): the port is the container's, judged below, not a host service.
+    host.retain(|h| {
+        !(h.owner.starts_with("dockerd ")
+            && containers
+                .iter()
+                .any(|c| c.proto == h.proto && c.port == h.port))
+    });
     let anything_open = !host.is_empty() || !containers.is_empty();
     if !f.ufw && !f.nftables && anything_open {
         let all: Vec<String> = host.iter().chain(&containers).map(describe).collect();

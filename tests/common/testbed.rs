@@ -1289,7 +1289,7 @@ fn stat_field(stat: &str, n: usize) -> Option<&str> {
 }
 
 /// PIDs whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<u32> {
+pub fn children_of(pid: u32) -> Vec<u32> {
     let want = pid.to_string();
     let Ok(rd) = fs::read_dir("/proc") else {
         return Vec::new();

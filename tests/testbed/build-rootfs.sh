@@ -24,9 +24,12 @@ packages=(
 # [packages], cis-level2-server's auditd and accounting): downloaded into the root's apt cache,
 # NOT installed, with the package lists kept, so `bollwerk apply` installs them from the root's
 # own apt offline, as on a VPS whose lists and cache are warm. The fresh root stays fresh.
+# docker.io and busybox-static: tests/docker_real_system.rs installs them offline in its copy
+# (a real dockerd, and a container image made from busybox without any registry).
 predownload=(
   needrestart debsums apt-show-versions apt-listchanges chkrootkit libpam-tmpdir
   systemd-journal-remote auditd audispd-plugins acct sysstat
+  docker.io busybox-static
 )
 # Entries ending in "-" are documentation of what we deliberately leave out; strip them.
 include=()
