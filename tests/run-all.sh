@@ -70,6 +70,11 @@ step "VM tests: first boot under QEMU (prints first-boot and boot-to-SSH times)"
 vagrant/install-deps.sh
 vagrant/qemu-firstboot.sh --bin "$bin"
 
+step "Vagrant: local box from the testbed root, vagrant up / destroy in libvirt session mode"
+t=$(date +%s)
+vagrant/vagrant-up.sh --bin "$bin"
+echo "vagrant step: $(( $(date +%s) - t )) s"
+
 step "benchmarks (figures, not pass/fail on time)"
 cargo bench --bench core
 cargo bench --bench audit
