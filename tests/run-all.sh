@@ -70,6 +70,9 @@ step "VM tests: first boot under QEMU (prints first-boot and boot-to-SSH times)"
 vagrant/install-deps.sh
 vagrant/qemu-firstboot.sh --bin "$bin"
 
+# Vagrant (vagrant/vagrant-up.sh) is not run here until it has passed once on a quiet machine:
+# see vagrant/README.md, "Status".
+
 step "benchmarks (figures, not pass/fail on time)"
 cargo bench --bench core
 cargo bench --bench audit

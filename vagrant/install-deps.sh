@@ -1,6 +1,8 @@
 #!/bin/bash
-# Host tools for the QEMU first-boot harness (vagrant/qemu-firstboot.sh): QEMU (TCG), a NoCloud
-# seed builder, ext4 tools. Idempotent. On Debian 12 hosts where qemu-utils comes from
+# Host tools for the VM harnesses: QEMU (TCG), a NoCloud seed builder and ext4 tools for
+# vagrant/qemu-firstboot.sh; Vagrant with vagrant-libvirt and libvirt's daemon (used only in
+# session mode, qemu:///session, by vagrant/vagrant-up.sh; no system daemon is started) for the
+# Vagrant harness. Idempotent. On Debian 12 hosts where qemu-utils comes from
 # bookworm-backports, qemu-system-x86 must come from there too: the backports suite is added with
 # the same mirror as the machine's own Debian sources (read at run time, never hard-coded).
 set -euo pipefail
@@ -13,6 +15,17 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v sshpass >/dev/null || need+=(sshpass)
 command -v zstd >/dev/null || need+=(zstd)
 command -v gpg >/dev/null || need+=(gpg)   # signs the test apt repository (scenarios 5, 6)
+# Vagrant + vagrant-libvirt (vagrant/vagrant-up.sh) only when asked: not yet part of CI.
+if [ "${BOLLWERK_WITH_VAGRANT:-0}" = 1 ]; then
+    command -v vagrant >/dev/null || need+=(vagrant)
+    [ -d /usr/share/rubygems-integration/all/gems ] && ls -d /usr/share/rubygems-integration/all/gems/vagrant-libvirt-* >/dev/null 2>&1 \
+        || need+=(vagrant-libvirt)
+    command -v libvirtd >/dev/null || need+=(libvirt-daemon)
+    [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] || need+=(libvirt-daemon-driver-qemu)
+    command -v virsh >/dev/null || need+=(libvirt-clients)
+    command -v qemu-img >/dev/null || need+=(qemu-utils)
+    command -v setpriv >/dev/null || need+=(util-linux)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 export DEBIAN_FRONTEND=noninteractive
 apt_install() { apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "$@"; }
