@@ -463,7 +463,7 @@ impl Machine {
 
     /// `ok` when a throw-away container on the compose network gets `path` from `host:port`
     /// and sees `want`.
-    fn from_container(&self, host: &str, port: u16, path: &str, want: &str) -> &'static str {
+    fn probe_from_container(&self, host: &str, port: u16, path: &str, want: &str) -> &'static str {
         let out = self.sh(&format!(
             "docker run --rm --network bwnet bw/busybox sh -c \"printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 4 {host} {port}\""
         ));
@@ -506,13 +506,13 @@ impl Machine {
             "8080={} 6379={} egress={} c2c={}",
             self.client_get(8080),
             self.client_get(6379),
-            self.from_container(
+            self.probe_from_container(
                 &format!("10.79.{}.1", self.n),
                 9000,
                 "/egress.txt",
                 "egress-reached-client"
             ),
-            self.from_container("web", 8080, "/", "hello-from-web"),
+            self.probe_from_container("web", 8080, "/", "hello-from-web"),
         )
     }
 
