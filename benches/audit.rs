@@ -109,16 +109,25 @@ fn live_host(inst: &Instance, runs: usize) {
         .filter_map(|l| l.trim().parse::<f64>().ok())
         .map(|n| n / 1e9)
         .collect();
-    assert_eq!(
-        walls.len(),
-        runs,
-        "the container did not run the audits: {}",
-        describe(&out)
-    );
+    // A figure, not a verdict: a container that did not run the audits is reported loudly
+    // with its output, and the other benchmarks still print theirs.
+    if walls.len() != runs {
+        println!(
+            "bollwerk audit on a live host: NOT MEASURED ({} of {runs} runs recorded): {}",
+            walls.len(),
+            describe(&out)
+        );
+        return;
+    }
     walls.sort_by(|a, b| a.total_cmp(b));
     let json = std::fs::read_to_string(inst.path("/root/bench-live.json")).unwrap_or_default();
-    let r: serde_json::Value =
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("live audit JSON: {e}: {json}"));
+    let r: serde_json::Value = match serde_json::from_str(&json) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("bollwerk audit on a live host: NOT MEASURED (report JSON: {e}): {json}");
+            return;
+        }
+    };
     let nft = r["results"]
         .as_array()
         .and_then(|a| a.iter().find(|x| x["id"] == "firewall.default-deny-input"))
