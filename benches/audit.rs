@@ -9,7 +9,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::testbed::*;
 
@@ -31,26 +31,18 @@ fn main() {
         .output();
     let mut walls = Vec::new();
     let mut last_json = String::new();
+    let mut rss_kib = 0;
+    let root = inst.root.to_string_lossy().into_owned();
     for _ in 0..runs {
-        let t = Instant::now();
-        let out = Command::new(&bin)
-            .arg("--root")
-            .arg(&inst.root)
-            .args(["audit", "--format", "json"])
-            .output()
-            .expect("running bollwerk");
-        walls.push(t.elapsed().as_secs_f64());
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "{}",
-            describe(&out)
-        );
-        last_json = String::from_utf8_lossy(&out.stdout).into_owned();
+        // Wall time and peak RSS of bollwerk alone (tests/common/bench.rs says how).
+        let (t, rss, status, stdout) =
+            common::bench::measure_status(&["--root", &root, "audit", "--format", "json"]);
+        walls.push(t.as_secs_f64());
+        rss_kib = rss_kib.max(rss);
+        assert!(matches!(status.code(), Some(0 | 1)), "audit exit {status}");
+        last_json = String::from_utf8_lossy(&stdout).into_owned();
     }
-    // ru_maxrss of the largest waited-for child (bollwerk itself; sshd -T is far smaller).
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .expect("getrusage");
-    let rss_mb = usage.max_rss() as f64 / 1024.0;
+    let rss_mb = rss_kib as f64 / 1024.0;
     walls.sort_by(|a, b| a.total_cmp(b));
     let median = walls[walls.len() / 2];
     let r: serde_json::Value = serde_json::from_str(&last_json).unwrap();

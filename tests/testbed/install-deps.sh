@@ -16,6 +16,7 @@ packages=(
   systemd-container     # systemd-nspawn (LXC-like tests)
   musl-tools            # static release build (ring's C code)
   file                  # checks the static build
+  time                  # GNU time: the benchmarks' peak RSS of one process (tests/common/bench.rs)
   openssl               # local HTTPS server for the key-fetch test
   chromium              # headless rendering of the audit's HTML report
   ansible ansible-lint  # fleet: the Ansible collection's system test and lint (issue 15)

@@ -23,6 +23,7 @@
 #       The same in a QEMU VM booted from ROOT's own kernel (KVM where it works, else TCG), where
 #       the kernel, AppArmor, auditd and mounts are the root's own, as on a VPS. ROOT must be a
 #       throw-away copy with linux-image-amd64. Also prints "lynis-vm: ACCEL, image N s, ...".
+#       BOLLWERK_LYNIS_VM_TIMEOUT: seconds before the VM is killed (default 2400).
 #
 # The mirror is read from this machine's apt sources; no registry host name is in the repository.
 set -euo pipefail
@@ -188,7 +189,7 @@ lynis_vm() {
   vm_make_image "$root" "$img" || { echo "lynis-vm: mkfs.ext4 -d failed" >&2; exit 1; }
   t1=$(date +%s.%N)
   vm_detect_accel
-  timeout -s KILL 2400 setpriv --pdeathsig KILL -- qemu-system-x86_64 "${VM_QEMU_ACCEL[@]}" \
+  timeout -s KILL "${BOLLWERK_LYNIS_VM_TIMEOUT:-2400}" setpriv --pdeathsig KILL -- qemu-system-x86_64 "${VM_QEMU_ACCEL[@]}" \
     -m 1024 -smp 2 -machine q35 -nodefaults -display none -no-reboot \
     -serial "file:$out/serial.log" -kernel "$out/vmlinuz" -initrd "$out/initrd.img" \
     -append 'root=/dev/vda rw console=ttyS0 panic=-1' \
