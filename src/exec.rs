@@ -53,6 +53,8 @@ pub struct Cmd {
     pub binds: Vec<(String, String)>,
     /// Directories that get a private, empty tmpfs in the command's mount namespace.
     pub tmpfs: Vec<String>,
+    /// Directories that get a private copy-on-write layer (see [`Cmd::overlay`]).
+    pub overlays: Vec<String>,
 }
 
 /// When to re-run a failed command: its output names a transient cause (a lock held by another
@@ -90,6 +92,7 @@ impl Cmd {
             retry: None,
             binds: Vec::new(),
             tmpfs: Vec::new(),
+            overlays: Vec::new(),
         }
     }
 
@@ -142,6 +145,21 @@ impl Cmd {
     /// Mounts an empty tmpfs on `dir` for this command only.
     pub fn tmpfs(mut self, dir: &str) -> Cmd {
         self.tmpfs.push(dir.to_string());
+        self
+    }
+
+    /// Gives `dir` a private copy-on-write layer for this command only: the command reads the
+    /// directory as it is and may change it, but its writes land in an overlayfs upper layer on
+    /// the command's tmpfs `/run` (added here) and vanish when it exits. The host and the root
+    /// never see them, and nothing is copied up front. `dir` is absolute as the command sees it
+    /// and may not contain `,`, `:` or `\` (overlayfs option syntax). A kernel that refuses the
+    /// overlay (no overlayfs, too deep a stack) makes the spawn fail: see
+    /// [`ExecError::Spawn`].
+    pub fn overlay(mut self, dir: &str) -> Cmd {
+        if !self.tmpfs.iter().any(|t| t == "/run") {
+            self.tmpfs.push("/run".into());
+        }
+        self.overlays.push(dir.to_string());
         self
     }
 
@@ -527,6 +545,8 @@ struct Jail {
     binds: Vec<(std::ffi::CString, std::ffi::CString)>,
     /// Directories that get a private tmpfs (mode 0755) after entering the root.
     tmpfs: Vec<std::ffi::CString>,
+    /// Copy-on-write layers: (directories to create on `/run`, target, overlayfs options).
+    overlays: Vec<Overlay>,
     new_net: bool,
     privilege: Privilege,
 }
@@ -556,6 +576,12 @@ impl Jail {
             .iter()
             .map(|t| cstring(t))
             .collect::<std::io::Result<Vec<_>>>()?;
+        let overlays = cmd
+            .overlays
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Overlay::new(i, d))
+            .collect::<std::io::Result<Vec<_>>>()?;
         if root.is_host() {
             if binds.is_empty() && tmpfs.is_empty() && privilege == Privilege::Full {
                 return Ok(None);
@@ -564,6 +590,7 @@ impl Jail {
                 root: None,
                 binds,
                 tmpfs,
+                overlays,
                 new_net: false,
                 privilege,
             }));
@@ -574,6 +601,7 @@ impl Jail {
             root: Some(path),
             binds,
             tmpfs,
+            overlays,
             new_net: !cmd.network,
             privilege,
         }))
@@ -593,7 +621,7 @@ impl Jail {
         use nix::mount::{MsFlags, mount};
         use nix::sched::{CloneFlags, unshare};
         let Some(root) = &self.root else {
-            if !self.binds.is_empty() || !self.tmpfs.is_empty() {
+            if !self.binds.is_empty() || !self.tmpfs.is_empty() || !self.overlays.is_empty() {
                 unshare(CloneFlags::CLONE_NEWNS).map_err(errno)?;
                 mount(
                     None::<&str>,
@@ -700,7 +728,7 @@ impl Jail {
         drop_privileges(self.privilege)
     }
 
-    /// The command's own tmpfs and bind mounts (paths as the command sees them).
+    /// The command's own tmpfs, overlay and bind mounts (paths as the command sees them).
     fn mount_extra(&self) -> std::io::Result<()> {
         use nix::mount::{MsFlags, mount};
         for t in &self.tmpfs {
@@ -710,6 +738,23 @@ impl Jail {
                 Some("tmpfs"),
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some("mode=0755"),
+            )
+            .map_err(errno)?;
+        }
+        for o in &self.overlays {
+            for d in &o.dirs {
+                nix::unistd::mkdir(
+                    d.as_c_str(),
+                    nix::sys::stat::Mode::from_bits_truncate(0o700),
+                )
+                .map_err(errno)?;
+            }
+            mount(
+                Some(c"overlay"),
+                o.target.as_c_str(),
+                Some(c"overlay"),
+                MsFlags::empty(),
+                Some(o.options.as_c_str()),
             )
             .map_err(errno)?;
         }
@@ -724,6 +769,39 @@ impl Jail {
             .map_err(errno)?;
         }
         Ok(())
+    }
+}
+
+/// A private copy-on-write layer over a directory ([`Cmd::overlay`]), its strings made before
+/// the fork.
+struct Overlay {
+    /// `/run/.bollwerk-overlay-N` and its `upper` and `work` directories, created in order.
+    dirs: [std::ffi::CString; 3],
+    target: std::ffi::CString,
+    /// `lowerdir=…,upperdir=…,workdir=…`.
+    options: std::ffi::CString,
+}
+
+impl Overlay {
+    fn new(i: usize, dir: &str) -> std::io::Result<Overlay> {
+        if !dir.starts_with('/') || dir.contains([',', ':', '\\']) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("overlay directory {dir:?}: absolute, without ',', ':' or '\\'"),
+            ));
+        }
+        let base = format!("/run/.bollwerk-overlay-{i}");
+        Ok(Overlay {
+            dirs: [
+                cstring(&base)?,
+                cstring(&format!("{base}/upper"))?,
+                cstring(&format!("{base}/work"))?,
+            ],
+            target: cstring(dir)?,
+            options: cstring(&format!(
+                "lowerdir={dir},upperdir={base}/upper,workdir={base}/work"
+            ))?,
+        })
     }
 }
 

@@ -57,6 +57,7 @@ fn jail_on_a_plain_directory() {
         t.elapsed().as_secs_f64()
     );
     pam_sandbox_treats_paths_and_names_as_data(&inst);
+    pam_sandbox_overlay_keeps_every_write_private(&inst);
     eprintln!("pam sandbox: {:.1} s", t.elapsed().as_secs_f64());
 }
 
@@ -246,6 +247,59 @@ fn pam_sandbox_treats_paths_and_names_as_data(inst: &Instance) {
     assert!(!is_mounted(&inst.root.join("etc")));
 }
 
+/// The PAM sandbox's fast form: copy-on-write layers instead of copies. Hostile candidate names
+/// are staged as data inside the layer, the stack is tested there, and nothing of it reaches
+/// the root or the host: no file, no mount, the root's `/etc` byte-identical.
+fn pam_sandbox_overlay_keeps_every_write_private(inst: &Instance) {
+    let root = Root::new(&inst.root).unwrap();
+    let runner = SystemRunner::default();
+    let before = tree_state(&inst.root.join("etc"));
+    let hostile = [
+        "etc/motd$(touch /tmp/pwned11)",
+        "etc/x\" ; touch /tmp/pwned12 ; \"",
+        "etc/pam.d/bollwerk-staged",
+    ];
+    let mut candidates = Vec::new();
+    for (i, h) in hostile.iter().enumerate() {
+        let cand = format!("/tmp/bw-ovl-cand-{i}");
+        inst.write(&cand, format!("candidate {i}\n"));
+        candidates.push((h.to_string(), cand));
+    }
+    let check = bollwerk::modules::hardening::pam::PamStackCheck {
+        enable: vec!["unix".into()],
+        disable: Vec::new(),
+        expect: Default::default(),
+        require_pamtester: false,
+        wait_for: Vec::new(),
+    };
+    let cmd = check.overlay_command(&candidates, "pw'$(touch /tmp/pwned13)", |p| {
+        inst.root.join(p).exists()
+    });
+    let out = runner.run(&root, &cmd).unwrap();
+    assert!(out.success(), "{}", out.combined());
+    assert!(out.stdout.contains("==> common-auth"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("bollwerk-pam-sandbox: ok"),
+        "{}",
+        out.stdout
+    );
+    for n in 11..=13 {
+        let f = format!("tmp/pwned{n}");
+        assert!(!inst.root.join(&f).exists(), "{f} was created in the root");
+        assert!(
+            !Path::new("/").join(&f).exists(),
+            "{f} was created on the host"
+        );
+    }
+    assert!(!inst.root.join("etc/pam.d/bollwerk-staged").exists());
+    assert_eq!(
+        before,
+        tree_state(&inst.root.join("etc")),
+        "the sandbox changed the root's etc"
+    );
+    assert!(!is_mounted(&inst.root.join("etc")));
+}
+
 #[test]
 fn cis_level1_server_applies_to_a_plain_directory_and_converges() {
     let Some(tb) = testbed_or_skip("cis_level1_server_applies_to_a_plain_directory_and_converges")
@@ -299,4 +353,56 @@ fn cis_level1_server_applies_to_a_plain_directory_and_converges() {
     for d in ["proc", "run", "dev/shm", "etc", ""] {
         assert!(!is_mounted(&inst.root.join(d)), "{d} is mounted");
     }
+}
+
+/// Where the kernel refuses the PAM sandbox's overlay (here: a root that is already two
+/// overlays deep, past overlayfs' stacking limit), the spawn fails with `ExecError::Spawn`,
+/// the error on which the validator falls back to copies, and nothing is left mounted.
+#[test]
+fn pam_sandbox_overlay_refused_is_a_spawn_error() {
+    let Some(tb) = testbed_or_skip("pam_sandbox_overlay_refused_is_a_spawn_error") else {
+        return;
+    };
+    let inst = tb.instance();
+    let tmp = TempDir::new("sandbox-stacked");
+    let (upper, work, top) = (
+        tmp.path().join("upper"),
+        tmp.path().join("work"),
+        tmp.path().join("top"),
+    );
+    for d in [&upper, &work, &top] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        inst.root.display(),
+        upper.display(),
+        work.display()
+    );
+    let st = std::process::Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(&top)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount the second overlay");
+    let root = Root::new(&top).unwrap();
+    let check = bollwerk::modules::hardening::pam::PamStackCheck {
+        enable: Vec::new(),
+        disable: Vec::new(),
+        expect: Default::default(),
+        require_pamtester: false,
+        wait_for: Vec::new(),
+    };
+    let res = SystemRunner::default().run(&root, &check.overlay_command(&[], "pw", |_| false));
+    drop(root); // its directory handle keeps the mount busy
+    let st = std::process::Command::new("umount")
+        .arg(&top)
+        .status()
+        .unwrap();
+    assert!(st.success(), "umount the second overlay");
+    match res {
+        Err(bollwerk::exec::ExecError::Spawn { .. }) => {}
+        other => panic!("expected a spawn error from the refused overlay, got {other:?}"),
+    }
+    assert!(!is_mounted(&inst.root.join("etc")));
 }

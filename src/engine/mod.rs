@@ -84,6 +84,9 @@ impl Staged {
 }
 
 /// What a change does.
+// A plan holds tens of actions, so the size of the `Run` variant (a whole `Cmd`) costs nothing
+// worth a box at each of its construction sites.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Create or replace a regular file.

@@ -206,7 +206,7 @@ lynis_vm() {
     tail -30 "$out/serial.log" >&2
     exit 1
   fi
-  python3 -c "import sys; a,b,c=map(float,sys.argv[1:]); print(f'lynis-vm: {sys.argv[4]}, image {b-a:.0f} s, boot + scan + poweroff {c-b:.0f} s')" "$t0" "$t1" "$t2" "$VM_ACCEL"
+  python3 -c "import sys; a,b,c=map(float,sys.argv[1:4]); print(f'lynis-vm: {sys.argv[4]}, image {b-a:.0f} s, boot + scan + poweroff {c-b:.0f} s')" "$t0" "$t1" "$t2" "$VM_ACCEL"
   lynis_summary "$out"
 }
 

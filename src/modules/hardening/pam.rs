@@ -424,9 +424,12 @@ while [ "$#" -ge 2 ]; do
 done
 "#;
 
-/// Runs `pam-auth-update` on the sandbox copies (bind-mounted over the originals by the
-/// runner) and tests the result with `pamtester`. Arguments: sandbox directory, password,
-/// salt, new password, today (days since the epoch), then `pam-auth-update`'s own arguments.
+/// Runs `pam-auth-update` on the sandbox's private configuration and tests the result with
+/// `pamtester`. The configuration is either a copy-on-write layer over the real directories
+/// (the runner's overlays; the script stages the candidates in it) or the copies of
+/// [`COPY_SCRIPT`] bind-mounted over the originals. Arguments: the script's work directory,
+/// password, salt, new password, today (days since the epoch), the number N of candidates to
+/// stage, N (target, candidate) pairs, then `pam-auth-update`'s own arguments.
 /// Exit codes 10-11 for the stack, 20-24 for pamtester; prints every `common-*` file between
 /// `==> NAME` markers and `bollwerk-pam-sandbox: ok` at the end. Like [`COPY_SCRIPT`], a fixed
 /// text whose inputs are arguments only. `pam_unix` and `pam_faillock` (which asks for its own
@@ -435,7 +438,14 @@ done
 pub const TEST_SCRIPT: &str = r#"# bollwerk-pam-sandbox
 set -u
 fail() { code=$1; shift; printf 'bollwerk-pam-sandbox: %s\n' "$*" >&2; exit "$code"; }
-S=$1; PW=$2; SALT=$3; NEW=$4; TODAY=$5; shift 5
+S=$1; PW=$2; SALT=$3; NEW=$4; TODAY=$5; N=$6; shift 6
+mkdir -p -- "$S" || fail 2 "cannot create the work directory"
+while [ "$N" -gt 0 ]; do
+  t=$1; c=$2; shift 2; N=$((N - 1))
+  case "/$t/" in */../*|*/./*) fail 2 "refusing to stage $t" ;; esac
+  case $t in etc/*|usr/share/pam-configs/*) ;; *) fail 2 "refusing to stage $t" ;; esac
+  mkdir -p -- "$(dirname -- "/$t")" && cp -- "$c" "/$t" || fail 2 "cannot stage $t"
+done
 DEBIAN_FRONTEND=noninteractive /usr/sbin/pam-auth-update "$@" >"$S/pau.out" 2>&1 \
   || { cat "$S/pau.out" >&2; fail 10 "pam-auth-update failed"; }
 if grep -q 'Local modifications' "$S/pau.out"; then
@@ -508,6 +518,7 @@ impl PamStackCheck {
                 &random_hex(8),
                 &strong_password(),
                 &today,
+                "0",
             ],
         )
         .timeout(timeout)
@@ -520,6 +531,55 @@ impl PamStackCheck {
         if has("var/cache/debconf") {
             test = test.bind(&format!("{sandbox}/debconf"), "/var/cache/debconf");
         }
+        (copy, self.pam_auth_update_args(test))
+    }
+
+    /// The sandbox as one command (the fast way, no copy): copy-on-write layers over `/etc`,
+    /// `/usr/share/pam-configs`, `/var/lib/pam` and `/var/cache/debconf` (`has` says which of
+    /// the last two exist), in which the script stages the `candidates` and then runs
+    /// [`TEST_SCRIPT`]. Every write stays in the command's namespace. Where the kernel refuses
+    /// the overlay, [`PamStackCheck::commands`] does the same with copies.
+    pub fn overlay_command(
+        &self,
+        candidates: &[(String, String)],
+        password: &str,
+        has: impl Fn(&str) -> bool,
+    ) -> Cmd {
+        let today = crate::facts::days_since_epoch().to_string();
+        let n = candidates.len().to_string();
+        let mut test = Cmd::in_root(
+            "/bin/sh",
+            &[
+                "-c",
+                TEST_SCRIPT,
+                "bollwerk-pam-sandbox",
+                "/run/bollwerk-pam-sandbox",
+                password,
+                &random_hex(8),
+                &strong_password(),
+                &today,
+                &n,
+            ],
+        )
+        .timeout(std::time::Duration::from_secs(180))
+        .overlay("/etc")
+        .overlay("/usr/share/pam-configs");
+        for (rel, dir) in [
+            ("var/lib/pam", "/var/lib/pam"),
+            ("var/cache/debconf", "/var/cache/debconf"),
+        ] {
+            if has(rel) {
+                test = test.overlay(dir);
+            }
+        }
+        for (target, cand) in candidates {
+            test = test.arg(target.as_str()).arg(cand.as_str());
+        }
+        self.pam_auth_update_args(test)
+    }
+
+    /// Appends `--enable …` and `--disable …`.
+    fn pam_auth_update_args(&self, mut test: Cmd) -> Cmd {
         if !self.enable.is_empty() {
             test = test.arg("--enable");
             for p in &self.enable {
@@ -532,7 +592,38 @@ impl PamStackCheck {
                 test = test.arg(p.as_str());
             }
         }
-        (copy, test)
+        test
+    }
+
+    /// Runs the sandbox: the overlay command, or copies where the kernel refuses overlays.
+    fn run_sandbox(
+        &self,
+        cx: &Context,
+        staged: &Staged,
+        candidates: &[(String, String)],
+        password: &str,
+    ) -> Result<crate::exec::Output> {
+        let has = |p: &str| RelPath::new(p).is_ok_and(|r| cx.root.exists(&r));
+        match cx
+            .runner
+            .run(&cx.root, &self.overlay_command(candidates, password, has))
+        {
+            Err(ExecError::Spawn { source, .. }) => {
+                tracing::info!(error = %source, "no overlay for the PAM sandbox; copying the configuration instead");
+            }
+            other => return Ok(other?),
+        }
+        let sandbox_host = staged.dir_host.join("pam-sandbox");
+        std::fs::create_dir_all(&sandbox_host)
+            .map_err(|e| Error::io("creating", &sandbox_host, e))?;
+        let sandbox = format!("{}/pam-sandbox", staged.dir_in_root);
+        let (copy, test) = self.commands(&sandbox, candidates, password, has);
+        let copied = cx.runner.run(&cx.root, &copy)?;
+        if copied.success() {
+            Ok(cx.runner.run(&cx.root, &test)?)
+        } else {
+            Ok(copied)
+        }
     }
 }
 
@@ -583,19 +674,8 @@ impl Validator for PamStackCheck {
             })
             .map(|(t, c)| (t.as_str().to_string(), c.clone()))
             .collect();
-        let sandbox_host = staged.dir_host.join("pam-sandbox");
-        std::fs::create_dir_all(&sandbox_host)
-            .map_err(|e| Error::io("creating", &sandbox_host, e))?;
-        let sandbox = format!("{}/pam-sandbox", staged.dir_in_root);
         let password = format!("Bw-{}-Aa1!", random_hex(12));
-        let has = |p: &str| RelPath::new(p).is_ok_and(|r| cx.root.exists(&r));
-        let (copy, test) = self.commands(&sandbox, &candidates, &password, has);
-        let copied = cx.runner.run(&cx.root, &copy)?;
-        let out = if copied.success() {
-            cx.runner.run(&cx.root, &test)?
-        } else {
-            copied
-        };
+        let out = self.run_sandbox(cx, staged, &candidates, &password)?;
         let fail = |msg: String| Error::Validation {
             path: path.clone(),
             validator: self.describe(),
@@ -1185,6 +1265,10 @@ mod tests {
         );
         assert_eq!(test.args[3], "/var/sb $(id)");
         assert_eq!(test.args[4], "pw'$(id)");
+        assert_eq!(
+            test.args[8], "0",
+            "the copies are staged by the copy script"
+        );
         assert!(test.args.ends_with(&[
             "--enable".to_string(),
             "bollwerk-faillock$(id)".to_string(),
@@ -1206,6 +1290,42 @@ mod tests {
         }
         // pamtester's wrong-password test runs without pam_unix's or pam_faillock's 2 s delay.
         assert!(TEST_SCRIPT.contains(r"pam_\(unix\|faillock\)\.so/s/$/ nodelay/"));
+    }
+
+    #[test]
+    fn overlay_sandbox_is_one_command_with_private_layers_and_arguments_as_data() {
+        let check = PamStackCheck {
+            enable: vec!["bollwerk-faillock$(id)".into()],
+            disable: Vec::new(),
+            expect: Expectations::default(),
+            require_pamtester: true,
+            wait_for: Vec::new(),
+        };
+        let hostile = "etc/motd$(touch /tmp/x);`id`";
+        let cands = vec![(hostile.to_string(), "/var/x/cand 1".to_string())];
+        let cmd = check.overlay_command(&cands, "pw'$(id)", |p| p == "var/lib/pam");
+        assert_eq!(cmd.args[..2], ["-c".to_string(), TEST_SCRIPT.to_string()]);
+        assert_eq!(cmd.args[3], "/run/bollwerk-pam-sandbox");
+        assert_eq!(cmd.args[4], "pw'$(id)");
+        // N = 1 candidate pair, then pam-auth-update's arguments.
+        assert_eq!(
+            cmd.args[8..],
+            [
+                "1",
+                hostile,
+                "/var/x/cand 1",
+                "--enable",
+                "bollwerk-faillock$(id)"
+            ]
+        );
+        assert_eq!(
+            cmd.overlays,
+            ["/etc", "/usr/share/pam-configs", "/var/lib/pam"]
+        );
+        assert!(cmd.binds.is_empty());
+        assert_eq!(cmd.tmpfs, vec!["/run".to_string()]);
+        // The script stages only below the overlaid directories.
+        assert!(TEST_SCRIPT.contains("etc/*|usr/share/pam-configs/*) ;;"));
     }
 
     #[test]
