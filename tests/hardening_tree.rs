@@ -244,6 +244,14 @@ fn coredumps_disabled_by_drop_ins() {
         format!("{HEADER}\n[Coredump]\nStorage=none\nProcessSizeMax=0\n")
     );
     assert_eq!(t.meta("etc/systemd/coredump.conf.d"), (0o755, 0, 0));
+    // Login shells too, in the form Lynis (KRNL-5820) reads: `ulimit -c 0` in profile.d.
+    let shell = t.read("etc/profile.d/bollwerk-coredump.sh");
+    assert!(shell.starts_with(HEADER), "{shell}");
+    assert!(
+        shell.lines().any(|l| l.starts_with("ulimit -c 0")),
+        "{shell}"
+    );
+    assert_eq!(t.meta("etc/profile.d/bollwerk-coredump.sh"), (0o644, 0, 0));
 }
 
 const TMP: &str = "[tmp]\ntmpfs = true\noptions = [\"nodev\", \"nosuid\", \"noexec\"]\nsize = \"25%\"\ndev_shm_options = [\"nodev\", \"nosuid\", \"noexec\"]\n";

@@ -370,11 +370,16 @@ fn run_all(
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
+    // Slow validators first (see `Validator::slow`), each group in plan order.
+    let mut order: Vec<usize> = (0..validators.len()).collect();
+    order.sort_by_key(|&i| !validators[i].slow());
     let slots: Vec<Mutex<Option<Result<()>>>> =
         validators.iter().map(|_| Mutex::new(None)).collect();
     let work = || {
         loop {
-            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                break;
+            };
             let (Some(v), Some(st), Some(slot)) = (validators.get(i), staged.get(i), slots.get(i))
             else {
                 break;

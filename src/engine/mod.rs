@@ -45,6 +45,12 @@ pub trait Validator: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`Error::Validation`] when the tool rejects the candidate, or an execution error.
     fn validate(&self, cx: &Context, staged: &Staged) -> Result<()>;
+    /// True for validators that take hundreds of milliseconds (a sandbox, a tool that reads a
+    /// large configuration): they start first, so the side-by-side run ends sooner. Only the
+    /// start order changes; failures are still reported in plan order.
+    fn slow(&self) -> bool {
+        false
+    }
 }
 
 /// Candidate files written to a scratch directory inside the root for validation.

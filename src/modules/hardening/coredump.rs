@@ -1,7 +1,9 @@
-//! Core dumps (`[coredump]`): `etc/security/limits.d/bollwerk-coredump.conf` (`* hard core 0`)
-//! and `etc/systemd/coredump.conf.d/bollwerk.conf` (`Storage=none`, `ProcessSizeMax=0`), so no
-//! process leaves memory images with secrets on disk (CIS 1.5.3). `fs.suid_dumpable = 0` is
-//! the sysctl module's (`[sysctl]`).
+//! Core dumps (`[coredump]`): `etc/security/limits.d/bollwerk-coredump.conf` (`* hard core 0`),
+//! `etc/systemd/coredump.conf.d/bollwerk.conf` (`Storage=none`, `ProcessSizeMax=0`) and
+//! `etc/profile.d/bollwerk-coredump.sh` (`ulimit -c 0` for login shells, also where no PAM
+//! session set the limit; Lynis KRNL-5820 looks for it), so no process leaves memory images
+//! with secrets on disk (CIS 1.5.3). `fs.suid_dumpable = 0` is the sysctl module's
+//! (`[sysctl]`).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,8 @@ use crate::root::{Perms, RelPath};
 pub const LIMITS_DROPIN: &str = "etc/security/limits.d/bollwerk-coredump.conf";
 /// The systemd-coredump drop-in bollwerk owns.
 pub const COREDUMP_DROPIN: &str = "etc/systemd/coredump.conf.d/bollwerk.conf";
+/// The login shell snippet bollwerk owns.
+pub const PROFILE_SNIPPET: &str = "etc/profile.d/bollwerk-coredump.sh";
 
 /// `[coredump]`: core dump restrictions.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -42,9 +46,11 @@ impl Module for Coredump {
         let mut p = Planner::new(self.name(), plan);
         let limits = RelPath::lit(LIMITS_DROPIN);
         let systemd = RelPath::lit(COREDUMP_DROPIN);
+        let shell = RelPath::lit(PROFILE_SNIPPET);
         if !disable {
-            p.remove(&cx.root, &limits, format!("remove {limits}"))?;
-            p.remove(&cx.root, &systemd, format!("remove {systemd}"))?;
+            for path in [&limits, &systemd, &shell] {
+                p.remove(&cx.root, path, format!("remove {path}"))?;
+            }
             return Ok(());
         }
         p.file(
@@ -60,6 +66,13 @@ impl Module for Coredump {
             format!("{MANAGED_HEADER}\n[Coredump]\nStorage=none\nProcessSizeMax=0\n"),
             Perms::root(0o644),
             "systemd-coredump stores no core dumps",
+        )?;
+        p.file(
+            &cx.root,
+            &shell,
+            format!("{MANAGED_HEADER}\n# No core files from login shells (the hard limit of PAM sessions is 0 already).\nulimit -c 0 2>/dev/null || true\n"),
+            Perms::root(0o644),
+            "no core files from login shells",
         )?;
         Ok(())
     }

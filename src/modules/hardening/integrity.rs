@@ -129,6 +129,10 @@ pub fn render_timer(delay_secs: u64) -> String {
 pub struct AideConfigCheck;
 
 impl Validator for AideConfigCheck {
+    fn slow(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         "aide --config-check".into()
     }

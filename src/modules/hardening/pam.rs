@@ -643,6 +643,10 @@ fn strong_password() -> String {
 }
 
 impl Validator for PamStackCheck {
+    fn slow(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         "pam-auth-update + pamtester in a sandbox".into()
     }
