@@ -376,10 +376,7 @@ fn run_all(
     let slots: Vec<Mutex<Option<Result<()>>>> =
         validators.iter().map(|_| Mutex::new(None)).collect();
     let work = || {
-        loop {
-            let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
-                break;
-            };
+        while let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
             let (Some(v), Some(st), Some(slot)) = (validators.get(i), staged.get(i), slots.get(i))
             else {
                 break;
