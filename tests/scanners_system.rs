@@ -29,13 +29,14 @@ use common::testbed::*;
 /// The issue's targets (issue 12), printed next to the figures: Lynis ≥ 85 after
 /// `cis-level1-server`, ≥ 90 after `cis-level2-server`, OpenSCAP CIS L1 ≥ 95 %.
 const TARGETS: (u32, u32, f64) = (85, 90, 95.0);
-/// What the test holds today: Lynis in a VM booted from the root's own kernel (what a VPS
-/// gets, the figure the targets are about) and Lynis inside the nspawn container (where it
-/// judges the CI host's kernel, see tests/testbed/README.md): the hardened roots must not fall
-/// below these.
-const LYNIS_L1_MIN: (u32, u32) = (76, 76);
-const LYNIS_L2_MIN: (u32, u32) = (76, 76);
-const OSCAP_L1_MIN: f64 = 93.0;
+/// What the test holds: Lynis in a VM booted from the root's own kernel (what a VPS gets, the
+/// figure the targets are about: the targets themselves, held whenever the VM scan runs) and
+/// Lynis inside the nspawn container (where it judges the CI host's kernel, see
+/// tests/testbed/README.md; some points lower than in the VM): the hardened roots must not
+/// fall below these.
+const LYNIS_L1_MIN: (u32, u32) = (TARGETS.0, 80);
+const LYNIS_L2_MIN: (u32, u32) = (TARGETS.1, 80);
+const OSCAP_L1_MIN: f64 = TARGETS.2;
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
