@@ -545,6 +545,13 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
+        // The container's processes first: SIGKILL to nspawn does not reach the container's
+        // PID 1 (its own PID namespace), which then lives on, reparented to the machine's init,
+        // with its services (a spinning rsyslogd, PostgreSQL) eating the CPU of every later
+        // step. `cgroup.kill` ends every process of the container's cgroup.
+        for cg in &self.cgroups {
+            kill_cgroup(cg);
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -552,6 +559,24 @@ impl Drop for Machine {
         for cg in &self.cgroups {
             remove_cgroup(cg);
         }
+    }
+}
+
+/// SIGKILLs every process in the cgroup v2 tree `dir` (`cgroup.kill`, Linux 5.14) and waits
+/// up to 10 s until it is empty.
+fn kill_cgroup(dir: &std::path::Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let populated = std::fs::read_to_string(dir.join("cgroup.events"))
+            .map(|e| e.lines().any(|l| l == "populated 1"))
+            .unwrap_or(false);
+        if !populated {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

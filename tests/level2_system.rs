@@ -1,7 +1,8 @@
 //! System test of the level-2 hardening (issue 12) on the real Debian 12 testbed rootfs:
 //! `[auditd]`, `[accounting]` and `[integrity]` with the real `aide` (`--config-check` as the
-//! validator, `aideinit` building the database during apply), then the built-in
-//! `cis-level2-server`, re-applied and audited at level 2.
+//! validator, `aideinit` building the database during apply) and, in a second test on its own
+//! copy (the two run side by side), the built-in `cis-level2-server`, re-applied and audited at
+//! level 2.
 //!
 //! The testbed has no network for apt, so auditd, audispd-plugins, acct and sysstat are not
 //! installed by apt here: the test writes what their packages ship and bollwerk edits (Debian's
@@ -51,18 +52,23 @@ fn seed_packages(inst: &Instance) {
         let p = root.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, content).unwrap();
+        // auditd ships its configuration 0640 (CIS 6.2.4.5 checks it).
+        if path.starts_with("etc/audit/") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        }
     }
 }
 
 const SECTIONS: &str = "[auditd]\nenabled = true\n[accounting]\nprocess = true\nsysstat = true\n[integrity]\naide = true\nbuild_database_on_apply = true\n[sudo]\nlogfile = \"/var/log/sudo.log\"\n";
 
-#[test]
-fn level2_auditd_accounting_aide_on_the_testbed_rootfs() {
-    let Some(tb) = testbed_or_skip("level2_auditd_accounting_aide_on_the_testbed_rootfs") else {
-        return;
-    };
+/// A fresh testbed copy with the level-2 packages seeded, a key pair and the admin's profile
+/// lines. Each test below builds its own AIDE database (`aideinit` reads every file of the
+/// root, single-threaded): as two tests they run side by side.
+fn level2_root(name: &str) -> Option<(Instance, TempDir, String, String)> {
+    let tb = testbed_or_skip(name)?;
     let inst = tb.instance();
-    let tmp = TempDir::new("level2");
+    let tmp = TempDir::new(name);
     let (_key, pubkey) = keypair(tmp.path(), "admin");
     let root = inst.root.to_string_lossy().into_owned();
     assert!(
@@ -73,8 +79,17 @@ fn level2_auditd_accounting_aide_on_the_testbed_rootfs() {
     let admin = format!(
         "[[users]]\nname = \"admin\"\ngroups = [\"sudo\"]\nsudo = \"nopasswd\"\nssh_keys = [\"{pubkey}\"]\n"
     );
+    Some((inst, tmp, root, admin))
+}
 
-    // 1. The level-2 sections alone: apply, re-apply, rollback byte-identical.
+/// The level-2 sections alone: apply (aideinit included), re-apply, rollback byte-identical.
+#[test]
+fn level2_sections_auditd_accounting_aide_on_the_testbed_rootfs() {
+    let Some((inst, tmp, root, admin)) =
+        level2_root("level2_sections_auditd_accounting_aide_on_the_testbed_rootfs")
+    else {
+        return;
+    };
     let site = tmp.path().join("sections.toml");
     std::fs::write(&site, format!("{admin}{SECTIONS}")).unwrap();
     let site = site.to_string_lossy().into_owned();
@@ -126,8 +141,16 @@ fn level2_auditd_accounting_aide_on_the_testbed_rootfs() {
         .chain(pristine.lines().filter(|p| !after.lines().any(|l| l == *p)))
         .collect();
     assert!(diff.is_empty(), "rollback left differences: {diff:#?}");
+}
 
-    // 2. The built-in profile: apply, re-apply, the level-2 audit of what it adds.
+/// The built-in `cis-level2-server`: apply, re-apply, the level-2 audit of what it adds.
+#[test]
+fn level2_builtin_profile_on_the_testbed_rootfs() {
+    let Some((_inst, tmp, root, admin)) =
+        level2_root("level2_builtin_profile_on_the_testbed_rootfs")
+    else {
+        return;
+    };
     let site = tmp.path().join("site.toml");
     std::fs::write(&site, format!("extends = \"cis-level2-server\"\n{admin}")).unwrap();
     let site = site.to_string_lossy().into_owned();

@@ -548,8 +548,10 @@ fn extract(cache: &Path, tarball: &Path, lower: &Path) -> Result<(), String> {
 }
 
 /// Remove what test processes that died without running their destructors left behind:
-/// `$CACHE/run/<pid>-<n>` (unmounting its overlay) and `bw-<pid>-<n>` network namespaces, for
-/// PIDs that no longer exist. Called under the lock, before this process creates anything.
+/// `$CACHE/run/<pid>-<n>` (unmounting its overlay), `bw-<pid>-<n>` network namespaces and
+/// `bw-<pid>-…` cgroups of booted containers (every process in them killed first: a container's
+/// PID 1 outlives a killed systemd-nspawn), for PIDs that no longer exist. Called under the
+/// lock, before this process creates anything.
 fn cleanup_stale(cache: &Path) {
     let me = std::process::id();
     let stale_pid = |name: &str| -> bool {
@@ -582,6 +584,23 @@ fn cleanup_stale(cache: &Path) {
             }
         }
     }
+    for base in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        let Ok(entries) = fs::read_dir(base) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix(NETNS_PREFIX)
+                && stale_pid(rest)
+                && e.path().join("cgroup.kill").exists()
+            {
+                loud!("testbed: killing and removing stale container cgroup {name}");
+                let _ = fs::write(e.path().join("cgroup.kill"), "1");
+                std::thread::sleep(Duration::from_millis(500));
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
     if let Ok(entries) = fs::read_dir("/run/netns") {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -597,6 +616,18 @@ fn cleanup_stale(cache: &Path) {
             }
         }
     }
+}
+
+/// Removes a cgroup directory tree (deepest first; a populated one stays).
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Remove what crashed or killed system-test processes left behind: overlay mounts and instance
-# dirs under $CACHE/run/, and bw-<pid>-<n> network namespaces, whose test process is gone.
+# dirs under $CACHE/run/, bw-<pid>-<n> network namespaces and bw-<pid>-… container cgroups
+# (every process in them killed), whose test process is gone.
 # (The harness does the same on the first Testbed::acquire() of every test process; this script is
 # for doing it by hand.) With --all, also entries of processes that still run: only use that when
 # no system test is running.
@@ -27,6 +28,17 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     ip netns del "$ns" && echo "deleted netns $ns"
   fi
+done
+
+# Containers a killed test booted (docker_real_system): their PID 1 outlives systemd-nspawn.
+for cg in /sys/fs/cgroup/unified/bw-* /sys/fs/cgroup/bw-*; do
+  [[ -e $cg/cgroup.kill ]] || continue
+  name=$(basename "$cg")
+  stale "${name#bw-}" || continue
+  echo 1 > "$cg/cgroup.kill" || true
+  sleep 0.5
+  find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  echo "killed and removed cgroup $name"
 done
 
 if [[ -d $cache/run ]]; then

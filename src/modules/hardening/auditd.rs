@@ -639,10 +639,9 @@ impl Module for Auditd {
             .map(|(k, v)| (*k, Want::Value(v.clone())))
             .collect();
         let new = set_settings(&text, Syntax::SpacedEq, &wants);
-        let perms = match cx.root.entry(&conf)? {
-            crate::root::Entry::File { perms, .. } => perms,
-            _ => Perms::root(0o640),
-        };
+        // 0640 root:root, as the package ships it (CIS 6.2.4.5-6.2.4.7), also where someone
+        // opened it up.
+        let perms = Perms::root(0o640);
         changed |= p.file_with(
             &cx.root,
             &conf,
