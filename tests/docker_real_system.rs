@@ -710,6 +710,20 @@ fn real_dockerd_published_ports_follow_the_profile_on_both_backends() {
     let ufw = std::thread::spawn(move || scenario(&tb2, 2, Backend::Ufw));
     let nft = scenario(&tb, 1, Backend::Nftables);
     let ufw = ufw.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+    // Both machines are dropped: nothing of the containers may still run (their cgroups are
+    // removable only once empty).
+    let left: Vec<String> = std::fs::read_dir(CGROUP2)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{NETNS_PREFIX}{}-dock", std::process::id())))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "containers still running after the test: {left:?}"
+    );
     // Past libtest's capture (as the harness's notes are): CI's log shows the seconds.
     let _ = writeln!(
         std::io::stderr().lock(),

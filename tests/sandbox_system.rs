@@ -253,12 +253,20 @@ fn pam_sandbox_treats_paths_and_names_as_data(inst: &Instance) {
 fn pam_sandbox_overlay_keeps_every_write_private(inst: &Instance) {
     let root = Root::new(&inst.root).unwrap();
     let runner = SystemRunner::default();
-    let before = tree_state(&inst.root.join("etc"));
     let hostile = [
         "etc/motd$(touch /tmp/pwned11)",
         "etc/x\" ; touch /tmp/pwned12 ; \"",
         "etc/pam.d/bollwerk-staged",
+        "etc/pam.d/bollwerk-link",
     ];
+    // A target that is a symlink out of the layer is replaced, not written through.
+    inst.write("/usr/share/bollwerk-victim", "victim\n");
+    std::os::unix::fs::symlink(
+        "/usr/share/bollwerk-victim",
+        inst.root.join("etc/pam.d/bollwerk-link"),
+    )
+    .unwrap();
+    let before = tree_state(&inst.root.join("etc"));
     let mut candidates = Vec::new();
     for (i, h) in hostile.iter().enumerate() {
         let cand = format!("/tmp/bw-ovl-cand-{i}");
@@ -292,12 +300,14 @@ fn pam_sandbox_overlay_keeps_every_write_private(inst: &Instance) {
         );
     }
     assert!(!inst.root.join("etc/pam.d/bollwerk-staged").exists());
+    assert_eq!(inst.read("/usr/share/bollwerk-victim"), "victim\n");
     assert_eq!(
         before,
         tree_state(&inst.root.join("etc")),
         "the sandbox changed the root's etc"
     );
     assert!(!is_mounted(&inst.root.join("etc")));
+    std::fs::remove_file(inst.root.join("etc/pam.d/bollwerk-link")).unwrap();
 }
 
 #[test]

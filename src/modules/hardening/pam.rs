@@ -420,7 +420,7 @@ while [ "$#" -ge 2 ]; do
     usr/share/pam-configs/*) d="$S/configs/${t#usr/share/pam-configs/}" ;;
     *) d="$S/$t" ;;
   esac
-  mkdir -p -- "$(dirname -- "$d")" && cp -- "$c" "$d" || fail 2 "cannot stage $t"
+  mkdir -p -- "$(dirname -- "$d")" && cp --remove-destination -- "$c" "$d" || fail 2 "cannot stage $t"
 done
 "#;
 
@@ -444,7 +444,8 @@ while [ "$N" -gt 0 ]; do
   t=$1; c=$2; shift 2; N=$((N - 1))
   case "/$t/" in */../*|*/./*) fail 2 "refusing to stage $t" ;; esac
   case $t in etc/*|usr/share/pam-configs/*) ;; *) fail 2 "refusing to stage $t" ;; esac
-  mkdir -p -- "$(dirname -- "/$t")" && cp -- "$c" "/$t" || fail 2 "cannot stage $t"
+  # --remove-destination: a symlink at the target is replaced, never written through.
+  mkdir -p -- "$(dirname -- "/$t")" && cp --remove-destination -- "$c" "/$t" || fail 2 "cannot stage $t"
 done
 DEBIAN_FRONTEND=noninteractive /usr/sbin/pam-auth-update "$@" >"$S/pau.out" 2>&1 \
   || { cat "$S/pau.out" >&2; fail 10 "pam-auth-update failed"; }
