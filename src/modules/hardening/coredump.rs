@@ -25,8 +25,8 @@ pub const PROFILE_SNIPPET: &str = "etc/profile.d/bollwerk-coredump.sh";
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CoredumpSection {
-    /// true: no core dumps (`* hard core 0` for PAM sessions, systemd-coredump stores
-    /// nothing); false: remove bollwerk's drop-ins.
+    /// true: no core dumps (`* hard core 0` for PAM sessions, `ulimit -c 0` for login shells,
+    /// systemd-coredump stores nothing); false: remove bollwerk's drop-ins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable: Option<bool>,
 }
