@@ -15,7 +15,7 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v sshpass >/dev/null || need+=(sshpass)
 command -v zstd >/dev/null || need+=(zstd)
 command -v gpg >/dev/null || need+=(gpg)   # signs the test apt repository (scenarios 5, 6)
-# Vagrant + vagrant-libvirt (vagrant/vagrant-up.sh) only when asked: not yet part of CI.
+# Vagrant + vagrant-libvirt (vagrant/vagrant-up.sh) only when asked (tests/run-all.sh asks).
 if [ "${BOLLWERK_WITH_VAGRANT:-0}" = 1 ]; then
     command -v vagrant >/dev/null || need+=(vagrant)
     [ -d /usr/share/rubygems-integration/all/gems ] && ls -d /usr/share/rubygems-integration/all/gems/vagrant-libvirt-* >/dev/null 2>&1 \
