@@ -545,10 +545,9 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        // The container's processes first: SIGKILL to nspawn does not reach the container's
-        // PID 1 (its own PID namespace), which then lives on, reparented to the machine's init,
-        // with its services (a spinning rsyslogd, PostgreSQL) eating the CPU of every later
-        // step. `cgroup.kill` ends every process of the container's cgroup.
+        // The container's processes first (see `kill_cgroup`): otherwise its systemd lives on,
+        // reparented to the machine's init, with its services (a spinning rsyslogd,
+        // PostgreSQL) eating the CPU of every later step.
         for cg in &self.cgroups {
             kill_cgroup(cg);
         }
@@ -557,39 +556,9 @@ impl Drop for Machine {
             let _ = c.wait();
         }
         for cg in &self.cgroups {
-            remove_cgroup(cg);
+            remove_cgroup_tree(cg);
         }
     }
-}
-
-/// SIGKILLs every process in the cgroup v2 tree `dir` (`cgroup.kill`, Linux 5.14) and waits
-/// up to 10 s until it is empty.
-fn kill_cgroup(dir: &std::path::Path) {
-    if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let populated = std::fs::read_to_string(dir.join("cgroup.events"))
-            .map(|e| e.lines().any(|l| l == "populated 1"))
-            .unwrap_or(false);
-        if !populated {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Removes a cgroup v2 directory tree the container's systemd left (deepest first).
-fn remove_cgroup(dir: &std::path::Path) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// The whole scenario for one backend; returns what it saw, for the summary line.

@@ -595,8 +595,7 @@ fn cleanup_stale(cache: &Path) {
                 && e.path().join("cgroup.kill").exists()
             {
                 loud!("testbed: killing and removing stale container cgroup {name}");
-                let _ = fs::write(e.path().join("cgroup.kill"), "1");
-                std::thread::sleep(Duration::from_millis(500));
+                kill_cgroup(&e.path());
                 remove_cgroup_tree(&e.path());
             }
         }
@@ -618,8 +617,27 @@ fn cleanup_stale(cache: &Path) {
     }
 }
 
+/// SIGKILLs every process in the cgroup v2 tree `dir` (`cgroup.kill`, Linux 5.14) and waits
+/// up to 10 s until it is empty. A booted container's PID 1 lives in its own PID namespace:
+/// killing systemd-nspawn does not end it, this does.
+pub fn kill_cgroup(dir: &Path) {
+    if fs::write(dir.join("cgroup.kill"), "1").is_err() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let populated = fs::read_to_string(dir.join("cgroup.events"))
+            .map(|e| e.lines().any(|l| l == "populated 1"))
+            .unwrap_or(false);
+        if !populated {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Removes a cgroup directory tree (deepest first; a populated one stays).
-fn remove_cgroup_tree(dir: &Path) {
+pub fn remove_cgroup_tree(dir: &Path) {
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
