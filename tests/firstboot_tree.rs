@@ -224,6 +224,71 @@ fn proxmox_cloud_config_provisions_once() {
     assert_eq!(t.snapshot_with_mtime(true), before);
 }
 
+/// A live boot's local stage leaves the slow host key types (RSA) and the verification for
+/// after sshd: the audit stage generates the keys (`ssh-keygen -A` adds only what is missing),
+/// reloads sshd, verifies the host with the stored profile, records both in the report, and
+/// does it once. A host that does not verify is reported and fails the stage. (The local
+/// stage's split itself runs only on a live root: the QEMU harness proves it,
+/// vagrant/qemu-firstboot.sh scenario 1.)
+#[test]
+fn the_audit_stage_completes_host_keys_and_verification_left_for_after_sshd() {
+    let t = image();
+    t.write("lib/systemd/system/ssh.service", "[Service]\n");
+    let seed = Seed::new("iid-keys", &toml_user_data(), None);
+    let (st, out, _) = firstboot(&t, &seed_path(&seed), &[]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    // As the local stage of a live boot writes it.
+    let path = "var/lib/bollwerk/firstboot/report.json";
+    let mut report: serde_json::Value = serde_json::from_str(&t.read(path)).unwrap();
+    report["instance"]["host_keys_deferred"] = serde_json::json!(["rsa"]);
+    report["verify"] = serde_json::json!("queued");
+    t.write(path, &report.to_string());
+    // The stored profile re-applies with nothing to change (the headers keep first boot's
+    // profile name).
+    let (st, out) = t.run(&fake_runner(), &["plan"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
+    let runner = fake_runner();
+    let (st, out) = t.run(&runner, &["firstboot", "--stage", "audit"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}\n{}", t.read(path));
+    let log = runner.log();
+    let keygen = log.iter().position(|l| l == "/usr/bin/ssh-keygen -A");
+    let reload = log
+        .iter()
+        .position(|l| l == "/usr/bin/systemctl try-reload-or-restart ssh.service");
+    assert!(keygen.is_some() && reload > keygen, "{log:?}");
+    let report: serde_json::Value = serde_json::from_str(&t.read(path)).unwrap();
+    assert_eq!(
+        report["instance"]["host_keys_completed"]["ok"], true,
+        "{report}"
+    );
+    assert!(report["audit"]["score"].is_number(), "{report}");
+    assert_eq!(report["verify"], "done", "{report}");
+    assert_eq!(report["status"], "provisioned", "{report}");
+    assert_eq!(report["findings"], serde_json::json!([]), "{report}");
+    assert!(report["phases_ms"]["verify"].is_number(), "{report}");
+    // Done once: a second audit stage leaves the keys alone.
+    let runner = fake_runner();
+    let (st, out) = t.run(&runner, &["firstboot", "--stage", "audit"]);
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(
+        !runner.log().iter().any(|l| l.contains("ssh-keygen")),
+        "{:?}",
+        runner.log()
+    );
+    // Verification that finds drift: reported, and the stage fails.
+    let mut report: serde_json::Value = serde_json::from_str(&t.read(path)).unwrap();
+    report["verify"] = serde_json::json!("queued");
+    t.write(path, &report.to_string());
+    t.write("etc/sudoers.d/bollwerk", "admin ALL=(ALL) ALL\n");
+    let (st, out) = t.run(&fake_runner(), &["firstboot", "--stage", "audit"]);
+    assert_ne!(st, ExitStatus::Ok, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&t.read(path)).unwrap();
+    assert_eq!(report["status"], "provisioned-with-findings", "{report}");
+    let findings = report["findings"].to_string();
+    assert!(findings.contains("not converged: users"), "{findings}");
+}
+
 #[test]
 fn cloud_config_and_toml_user_data_give_the_same_host() {
     let files = [
@@ -902,18 +967,16 @@ fn the_effective_profile_is_kept_for_apply_and_audit() {
     let text = t.read("var/lib/bollwerk/profile.toml");
     assert!(!text.contains(HASH), "no password hashes: {text}");
     assert!(!text.contains("extends"), "{text}");
-    // plan / apply without --profile use it. The host is converged: the only difference is
-    // the profile's name in the sshd drop-in's header (now the stored file).
+    // plan / apply without --profile use it. The host is converged: nothing to change, not
+    // even the managed files' `# Profile:` headers (the stored profile keeps first boot's name).
     let runner = fake_runner();
     let (st, out) = t.run(&runner, &["plan"]);
-    assert_eq!(st, ExitStatus::Pending, "{out}");
-    assert!(out.contains("1 change pending"), "{out}");
+    assert_eq!(st, ExitStatus::Ok, "{out}");
+    assert!(out.contains("0 changes"), "{out}");
     assert!(
-        out.contains("+# Profile: ") && out.contains("var/lib/bollwerk/profile.toml\n"),
+        out.contains("profile user-data (from #cloud-config)"),
         "{out}"
     );
-    let (st, out) = t.run(&runner, &["apply"]);
-    assert_eq!(st, ExitStatus::Ok, "{out}");
     let (st, out) = t.run(&runner, &["apply"]);
     assert_eq!(st, ExitStatus::Ok, "{out}");
     assert!(out.contains("0 changes"), "{out}");

@@ -39,6 +39,11 @@ pub const REPORT: &str = "var/lib/bollwerk/firstboot/report.json";
 /// The unit started by the local stage when only a metadata service can provide instance data.
 pub const NETWORK_UNIT: &str = "bollwerk-firstboot-network.service";
 
+/// Host key types a live first boot generates before sshd starts: each takes well under a
+/// second even under emulation. `ssh-keygen -A` adds the rest (RSA, seconds of prime search:
+/// 4 to 9 s under QEMU's TCG) after sshd is up, in the audit stage ([`complete_host_keys`]).
+const FAST_HOST_KEYS: &[&str] = &["ed25519", "ecdsa"];
+
 /// SSH host key files `ssh-keygen -A` creates.
 const HOST_KEYS: &[&str] = &[
     "etc/ssh/ssh_host_rsa_key",
@@ -450,17 +455,22 @@ fn read_trim(root: &Root, p: &'static str) -> Result<Option<String>> {
 #[derive(Debug, Default, serde::Serialize)]
 struct InstanceActions {
     host_keys_regenerated: bool,
+    /// Host key types left for after sshd starts (`ssh-keygen -A` in the audit stage).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    host_keys_deferred: Vec<&'static str>,
     machine_id_regenerated: bool,
     network: Option<String>,
 }
 
-/// Plans per-instance actions that come before the profile's changes.
+/// Plans per-instance actions that come before the profile's changes. `before_sshd`: a live
+/// boot's local stage, where only the fast host key types are generated (the rest after sshd).
 fn plan_instance_pre(
     cx: &Context,
     plan: &mut Plan,
     prep: &Prepared,
     previous: Option<&serde_json::Value>,
     actions: &mut InstanceActions,
+    before_sshd: bool,
 ) -> Result<()> {
     let regen = cx
         .profile
@@ -484,11 +494,29 @@ fn plan_instance_pre(
                 watch.push(rel);
             }
         }
-        p.run(
-            Cmd::in_root("/usr/bin/ssh-keygen", &["-A"]),
-            watch,
-            "generate new SSH host keys for this instance",
-        );
+        if before_sshd {
+            for t in FAST_HOST_KEYS {
+                let key = format!("/etc/ssh/ssh_host_{t}_key");
+                let rel = RelPath::new(&key[1..]).map_err(Error::Runtime)?;
+                let public = RelPath::new(&format!("{rel}.pub")).map_err(Error::Runtime)?;
+                let files = vec![rel, public];
+                p.run(
+                    Cmd::in_root(
+                        "/usr/bin/ssh-keygen",
+                        &["-q", "-t", t, "-N", "", "-f", &key],
+                    ),
+                    files,
+                    format!("generate a new {t} SSH host key for this instance"),
+                );
+            }
+            actions.host_keys_deferred = vec!["rsa"];
+        } else {
+            p.run(
+                Cmd::in_root("/usr/bin/ssh-keygen", &["-A"]),
+                watch,
+                "generate new SSH host keys for this instance",
+            );
+        }
         actions.host_keys_regenerated = true;
     }
     // A clone: the previous instance's machine-id is still here.
@@ -605,7 +633,19 @@ fn plan_instance_post(
 
 /// `systemctl` handlers must not wait for jobs at boot: the first-boot unit is ordered before
 /// sshd and the network, so a blocking reload of a unit queued after it would deadlock.
-fn no_block_handlers(plan: &mut Plan) {
+///
+/// Before sshd starts (`before_sshd`, and no `/run/sshd.pid`), reloading it is dropped: it
+/// reads the new configuration when it starts, and each command costs time before the first
+/// login.
+fn no_block_handlers(plan: &mut Plan, root: &Root, before_sshd: bool) {
+    if before_sshd && !root.exists(&RelPath::lit("run/sshd.pid")) {
+        let unit = format!("{}.service", crate::modules::sshd::service_unit(root));
+        plan.handlers.retain(|h| {
+            !(h.cmd.program.ends_with("/systemctl")
+                && h.cmd.args.first().map(String::as_str) == Some("reload")
+                && h.cmd.args.get(1) == Some(&unit))
+        });
+    }
     for h in &mut plan.handlers {
         if h.cmd.program.ends_with("/systemctl")
             && h.cmd.args.first().map(String::as_str) != Some("--no-block")
@@ -749,7 +789,15 @@ pub fn run(
     let previous = previous_report(&root);
     let mut actions = InstanceActions::default();
     let mut pre = Plan::default();
-    plan_instance_pre(&cx, &mut pre, &prep, previous.as_ref(), &mut actions)?;
+    let before_sshd = live_root && args.stage == Stage::Local;
+    plan_instance_pre(
+        &cx,
+        &mut pre,
+        &prep,
+        previous.as_ref(),
+        &mut actions,
+        before_sshd,
+    )?;
     crate::modules::firstboot::plan_instance_pre(&cx, &mut pre, args.allow_runcmd)?;
     let modules_plan = crate::modules::plan_all(&cx)?;
     let mut plan = pre;
@@ -774,7 +822,7 @@ pub fn run(
     if crate::modules::packages::deferred(&plan) {
         deferred.insert(0, "packages");
     }
-    no_block_handlers(&mut plan);
+    no_block_handlers(&mut plan, &root, before_sshd);
     if let Some(r) = plan.refusals.first() {
         return Err(Error::Unsafe {
             reason: format!(
@@ -821,27 +869,30 @@ pub fn run(
         }
     };
     // Like `apply`: configure what the package step installed (a follow-up run), then verify
-    // that the host converged and the modules' live checks pass.
-    let (cx2, follow_up) = crate::modules::follow_up_run(&cx, &plan, &report, false)?;
-    let t_applied = started.elapsed();
-    let verify_plan = crate::modules::plan_all(&cx2)?;
-    let mut findings: Vec<String> = verify_plan
-        .changes
-        .iter()
-        .map(|c| format!("not converged: {}: {}", c.module, c.summary))
-        .collect();
-    findings.extend(
-        crate::modules::verify_all(&cx2)?
-            .into_iter()
-            .map(|f| format!("{}: {}", f.module, f.message)),
-    );
+    // that the host converged and the modules' live checks pass. Before sshd starts only what
+    // a safe first login needs: on a live boot the verification runs after sshd, in the audit
+    // stage (`findings` is `None` until then).
+    let needs_follow_up =
+        crate::modules::packages::changes_software(&plan) || report.stopped.is_some();
+    let (findings, follow_up, t_applied) = if before_sshd && !needs_follow_up {
+        (None, None, started.elapsed())
+    } else {
+        let (cx2, follow_up) = crate::modules::follow_up_run(&cx, &plan, &report, false)?;
+        let t_applied = started.elapsed();
+        let findings = if before_sshd {
+            None
+        } else {
+            Some(verify_host(&cx2)?)
+        };
+        (findings, follow_up, t_applied)
+    };
     // The audit of the provisioned host: saved next to the first-boot report and in the
     // report history (`--compare last` starts from it); its summary goes into the report. An
     // audit problem is recorded, never a reason to fail first boot.
     let t_verified = started.elapsed();
     // Before sshd starts only what a safe first login needs: on a live system the audit runs
     // later, in its own unit (it is read-only, the host is hardened already).
-    let defer_audit = live_root && args.stage == Stage::Local;
+    let defer_audit = before_sshd;
     let audit = if defer_audit {
         json!({ "queued": AUDIT_UNIT })
     } else {
@@ -851,7 +902,7 @@ pub fn run(
     let mid = read_trim(&root, "etc/machine-id")?.unwrap_or_default();
     let mut doc = json!({
         "schema": "bollwerk.firstboot/v1",
-        "status": if findings.is_empty() { "provisioned" } else { "provisioned-with-findings" },
+        "status": status_for(findings.as_deref()),
         "instance_id": instance_id,
         "datasource": data.source,
         "user_data": prep.user_data_kind,
@@ -864,7 +915,8 @@ pub fn run(
         "warnings": prep.warnings,
         "deferred_to_final": deferred,
         "notes": plan.notes,
-        "findings": findings,
+        "findings": findings.as_deref().unwrap_or_default(),
+        "verify": if findings.is_some() { "done" } else { "queued" },
         "handlers": report.handlers.iter().map(|(c, r)| json!({"command": c, "ok": r.is_ok(), "error": r.as_ref().err()})).collect::<Vec<_>>(),
         "audit": audit,
         "started": started_at,
@@ -886,6 +938,9 @@ pub fn run(
         crate::modules::firstboot::hand_over_final(&root, runner, &instance_id, &deferred)?;
     // Queued after the final stage (ordered after it) and with the profile stored.
     if defer_audit && !queue_audit(&root, runner) {
+        if !actions.host_keys_deferred.is_empty() {
+            doc["instance"]["host_keys_completed"] = complete_host_keys(&root, runner);
+        }
         doc["audit"] = firstboot_audit(&root, runner, &prep.loaded);
     }
     root.write_atomic(
@@ -911,7 +966,7 @@ pub fn run(
                     s.push_str(&format!("failed: {c}: {e}\n"));
                 }
             }
-            for f in &findings {
+            for f in findings.iter().flatten() {
                 s.push_str(&format!("finding: {f}\n"));
             }
             s.push_str(&format!(
@@ -929,15 +984,41 @@ pub fn run(
             w(out, &s)?;
         }
     }
-    if findings.is_empty() {
-        Ok(ExitStatus::Ok)
-    } else {
-        Err(Error::Runtime(format!(
+    match findings {
+        Some(f) if !f.is_empty() => Err(Error::Runtime(format!(
             "instance {instance_id} provisioned (run {}), but verification found:\n  {}",
             report.run_id.unwrap_or_default(),
-            findings.join("\n  ")
-        )))
+            f.join("\n  ")
+        ))),
+        _ => Ok(ExitStatus::Ok),
     }
+}
+
+/// The report's status for verification findings (`None`: not verified yet).
+fn status_for(findings: Option<&[String]>) -> &'static str {
+    match findings {
+        Some(f) if !f.is_empty() => "provisioned-with-findings",
+        _ => "provisioned",
+    }
+}
+
+/// Verifies a provisioned host: the plan is empty (converged) and the modules' live checks
+/// pass; each problem as one line.
+///
+/// # Errors
+/// When planning or a check cannot run.
+fn verify_host(cx: &Context) -> Result<Vec<String>> {
+    let mut findings: Vec<String> = crate::modules::plan_all(cx)?
+        .changes
+        .iter()
+        .map(|c| format!("not converged: {}: {}", c.module, c.summary))
+        .collect();
+    findings.extend(
+        crate::modules::verify_all(cx)?
+            .into_iter()
+            .map(|f| format!("{}: {}", f.module, f.message)),
+    );
+    Ok(findings)
 }
 
 /// The transient unit the local stage queues for the audit.
@@ -999,12 +1080,44 @@ fn run_audit(
         ))
     })?;
     let loaded = profile::load(&path)?;
-    let started = Instant::now();
+    let previous = previous_report(&root);
+    let instance = previous.as_ref().map(|d| &d["instance"]);
+    // The host keys the local stage left for after sshd come first: the audit checks them.
+    let keys = instance
+        .filter(|i| {
+            i["host_keys_deferred"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+                && i["host_keys_completed"].is_null()
+        })
+        .map(|_| complete_host_keys(&root, runner));
+    // Then the verification the local stage left for after sshd.
+    let verify_started = Instant::now();
+    let findings = previous
+        .as_ref()
+        .filter(|d| d["verify"] == "queued")
+        .map(|_| {
+            verify_stored(&root, runner, &loaded)
+                .unwrap_or_else(|e| vec![format!("verification could not run: {e}")])
+        });
+    let verify_ms = verify_started.elapsed().as_millis() as u64;
+    let audit_started = Instant::now();
     let summary = firstboot_audit(&root, runner, &loaded);
-    let ms = started.elapsed().as_millis() as u64;
-    if let Some(mut doc) = previous_report(&root) {
+    let ms = audit_started.elapsed().as_millis() as u64;
+    if let Some(mut doc) = previous {
+        if let Some(k) = &keys {
+            doc["instance"]["host_keys_completed"] = k.clone();
+        }
+        if let Some(f) = &findings {
+            doc["findings"] = json!(f);
+            doc["status"] = json!(status_for(Some(f)));
+            doc["verify"] = json!("done");
+        }
         doc["audit"] = summary.clone();
         if let Some(p) = doc["phases_ms"].as_object_mut() {
+            if findings.is_some() {
+                p.insert("verify".into(), json!(verify_ms));
+            }
             p.insert("audit".into(), json!(ms));
         }
         root.write_atomic(
@@ -1031,7 +1144,52 @@ fn run_audit(
             AUDIT_REPORT
         ),
     )?;
-    Ok(ExitStatus::Ok)
+    match findings {
+        Some(f) if !f.is_empty() => Err(Error::Runtime(format!(
+            "the provisioned host did not verify:\n  {}",
+            f.join("\n  ")
+        ))),
+        _ => Ok(ExitStatus::Ok),
+    }
+}
+
+/// The verification a live boot's local stage left for after sshd, with the stored profile.
+/// Package steps still waiting for the final stage are not findings: final.json has them and
+/// the next boot retries them.
+///
+/// # Errors
+/// When facts cannot be read or a check cannot run.
+fn verify_stored(root: &Root, runner: &dyn Runner, loaded: &Loaded) -> Result<Vec<String>> {
+    let options = Options {
+        offline: root.exists(&RelPath::lit(crate::modules::firstboot::PENDING_FINAL)),
+        converging: true,
+        ..Options::default()
+    };
+    let cx = Context::new(root.clone(), runner, loaded, options)?;
+    verify_host(&cx)
+}
+
+/// Generates the host key types the local stage left for after sshd (`ssh-keygen -A` creates
+/// only the missing ones) and reloads sshd so it offers them too (nothing when sshd is not
+/// running: it loads them when it starts). The outcome, for the first-boot report.
+fn complete_host_keys(root: &Root, runner: &dyn Runner) -> serde_json::Value {
+    let started = Instant::now();
+    let unit = format!("{}.service", crate::modules::sshd::service_unit(root));
+    let res = runner
+        .run_ok(root, &Cmd::in_root("/usr/bin/ssh-keygen", &["-A"]))
+        .and_then(|_| {
+            runner.run_ok(
+                root,
+                &Cmd::in_root("/usr/bin/systemctl", &["try-reload-or-restart", &unit]),
+            )
+        });
+    match res {
+        Ok(_) => json!({ "ok": true, "ms": started.elapsed().as_millis() as u64 }),
+        Err(e) => {
+            tracing::warn!("completing the SSH host keys: {e}");
+            json!({ "ok": false, "error": e.to_string() })
+        }
+    }
 }
 
 /// Where first boot saves its audit report.

@@ -911,7 +911,8 @@ pub fn render_effective_profile(loaded: &crate::profile::Loaded) -> Result<Strin
     let text = toml::to_string(&p)
         .map_err(|e| Error::Runtime(format!("rendering the effective profile: {e}")))?;
     Ok(format!(
-        "# The effective profile of this host, stored by `bollwerk firstboot` (profile {}, digest {}).\n# Password hashes, write_files, runcmd and bootcmd are not stored. `bollwerk apply`,\n# `plan`, `validate` and `audit` use this file when no --profile is given.\n{text}",
+        "{}{}, digest {}).\n# Password hashes, write_files, runcmd and bootcmd are not stored. `bollwerk apply`,\n# `plan`, `validate` and `audit` use this file when no --profile is given.\n{text}",
+        crate::profile::STORED_PROFILE_HEADER,
         loaded.name(),
         loaded.digest
     ))

@@ -446,6 +446,19 @@ pub fn parse_version(v: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// sshd's systemd unit in `root`: `ssh` (Debian, Ubuntu) or `sshd`.
+pub fn service_unit(root: &crate::root::Root) -> &'static str {
+    let debian = [
+        "lib/systemd/system/ssh.service",
+        "usr/lib/systemd/system/ssh.service",
+    ];
+    if debian.iter().any(|p| root.exists(&RelPath::lit(p))) {
+        "ssh"
+    } else {
+        "sshd"
+    }
+}
+
 /// Reads what the installed OpenSSH supports.
 pub fn sshd_facts(cx: &Context) -> SshdFacts {
     let installed = cx.root.exists(&RelPath::lit("usr/sbin/sshd"));
@@ -454,17 +467,7 @@ pub fn sshd_facts(cx: &Context) -> SshdFacts {
         .package("openssh-server")
         .or(cx.facts.package("openssh-client"))
         .and_then(parse_version);
-    let unit = if cx
-        .root
-        .exists(&RelPath::lit("lib/systemd/system/ssh.service"))
-        || cx
-            .root
-            .exists(&RelPath::lit("usr/lib/systemd/system/ssh.service"))
-    {
-        "ssh".to_string()
-    } else {
-        "sshd".to_string()
-    };
+    let unit = service_unit(&cx.root).to_string();
     let mut algorithms = BTreeMap::new();
     for (key, query) in [
         ("kex", "kex"),

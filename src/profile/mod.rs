@@ -379,13 +379,25 @@ pub struct Loaded {
     pub digest: String,
 }
 
+/// How the effective profile first boot stores begins; the name it was applied under follows,
+/// up to `, digest `.
+pub const STORED_PROFILE_HEADER: &str =
+    "# The effective profile of this host, stored by `bollwerk firstboot` (profile ";
+
 impl Loaded {
-    /// A short name for reports: the last layer's source.
+    /// A short name for reports and managed files' headers: the last layer's source. The
+    /// effective profile first boot stored keeps the name it was first applied under, so
+    /// re-applying it does not rewrite every managed file's `# Profile:` line.
     pub fn name(&self) -> String {
-        self.layers
-            .last()
-            .map(|l| l.source.to_string())
-            .unwrap_or_default()
+        let Some(l) = self.layers.last() else {
+            return String::new();
+        };
+        l.text
+            .strip_prefix(STORED_PROFILE_HEADER)
+            .and_then(|rest| rest.split_once(", digest "))
+            .map(|(name, _)| name)
+            .filter(|name| !name.is_empty() && !name.contains('\n'))
+            .map_or_else(|| l.source.to_string(), str::to_string)
     }
 }
 
