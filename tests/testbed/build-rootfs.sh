@@ -26,10 +26,13 @@ packages=(
 # own apt offline, as on a VPS whose lists and cache are warm. The fresh root stays fresh.
 # docker.io and busybox-static: tests/docker_real_system.rs installs them offline in its copy
 # (a real dockerd, and a container image made from busybox without any registry).
+# cloud-init and cloud-guest-utils: vagrant/qemu-firstboot.sh installs them offline in its
+# time-to-SSH image, to boot the same image and seed with cloud-init beside bollwerk (issue 13).
 predownload=(
   needrestart debsums apt-show-versions apt-listchanges chkrootkit libpam-tmpdir
   systemd-journal-remote auditd audispd-plugins acct sysstat
   docker.io busybox-static
+  cloud-init cloud-guest-utils
 )
 # Entries ending in "-" are documentation of what we deliberately leave out; strip them.
 include=()
