@@ -92,8 +92,18 @@ work=${BOLLWERK_VM_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/bollwerk-vm.XXXX")}
 mkdir -p "$work"
 mnt=$work/merged
 qemu_pids=()
+# vm_kill PID: stops a VM started by boot(). PID is `timeout`'s, which passes SIGTERM on to
+# QEMU (a SIGKILL would leave QEMU running, orphaned); QEMU is killed outright if it lingers.
+vm_kill() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    local i
+    for i in $(seq 1 20); do kill -0 "$1" 2>/dev/null || break; sleep 0.5; done
+    pkill -9 -P "$1" 2>/dev/null; kill -9 "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    return 0
+}
 cleanup() {
-    for p in "${qemu_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for p in "${qemu_pids[@]}"; do vm_kill "$p"; done
     mountpoint -q "$mnt" && umount "$mnt"
     if [ "$keep" = 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
 }
@@ -245,7 +255,7 @@ boot() {
     local fwd="hostfwd=tcp:127.0.0.1:$P_SSH-:$4,hostfwd=tcp:127.0.0.1:$P_22-:22"
     fwd="$fwd,hostfwd=tcp:127.0.0.1:$P_443-:443,hostfwd=tcp:127.0.0.1:$P_8080-:8080"
     BOOT_START=$(now)
-    timeout 900 qemu-system-x86_64 "${qemu_accel[@]}" -m 1024 -smp 2 -machine q35 -nodefaults \
+    timeout 900 setpriv --pdeathsig KILL -- qemu-system-x86_64 "${qemu_accel[@]}" -m 1024 -smp 2 -machine q35 -nodefaults \
         -display none -no-reboot -serial "file:$work/$name.serial.log" \
         -kernel "$work/vmlinuz" -initrd "$work/initrd.img" \
         -append 'root=/dev/vda rw console=ttyS0 panic=-1 no_timer_check' \
@@ -274,7 +284,7 @@ shutdown_vm() { # port user
     vm_ssh "$1" "$2" sudo systemctl poweroff >/dev/null 2>&1
     local i
     for i in $(seq 1 90); do kill -0 "$QEMU_PID" 2>/dev/null || { wait "$QEMU_PID" 2>/dev/null; return 0; }; sleep 1; done
-    kill -9 "$QEMU_PID" 2>/dev/null; wait "$QEMU_PID" 2>/dev/null
+    vm_kill "$QEMU_PID"
 }
 
 host_fp() { ssh-keyscan -T 10 -t ed25519 -p "$1" 127.0.0.1 2>/dev/null | ssh-keygen -lf - 2>/dev/null | awk '{print $2}' | head -1; }
@@ -378,7 +388,7 @@ assert r['verify']=='done' and r['findings']==[] and r['status']=='provisioned',
 else
     fail "1: key login as admin on port 2222 (see $work/toml.serial.log)"
     tail -40 "$work/toml.serial.log"
-    kill -9 "$QEMU_PID" 2>/dev/null
+    vm_kill "$QEMU_PID"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +406,7 @@ if wait_ssh "$P_SSH" admin; then
     shutdown_vm "$P_SSH" admin
 else
     fail "2: second boot reachable"
-    kill -9 "$QEMU_PID" 2>/dev/null
+    vm_kill "$QEMU_PID"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -414,7 +424,7 @@ if wait_ssh "$P_SSH" admin; then
     shutdown_vm "$P_SSH" admin
 else
     fail "3: clone reachable"
-    kill -9 "$QEMU_PID" 2>/dev/null
+    vm_kill "$QEMU_PID"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -449,7 +459,7 @@ if wait_ssh "$P_SSH" admin; then
 else
     fail "4: Proxmox cloud-config + static network: key login (see $work/pve.serial.log)"
     tail -40 "$work/pve.serial.log"
-    kill -9 "$QEMU_PID" 2>/dev/null
+    vm_kill "$QEMU_PID"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -698,7 +708,7 @@ import sys; fs, disk = map(int, sys.argv[1].split()); assert disk == 6 << 30 and
     else
         fail "5: key login as admin (see $work/apt.serial.log)"
         tail -40 "$work/apt.serial.log"
-        kill -9 "$QEMU_PID" 2>/dev/null
+        vm_kill "$QEMU_PID"
     fi
     repo_stop
     echo "5: $(secs "$t5" "$(now)") s"
@@ -756,13 +766,13 @@ import json,sys; f=json.loads(sys.argv[1]); assert f['status']=='done' and f['st
         else
             fail "6: reboot with the repository back: key login (see $work/norepo-2.serial.log)"
             tail -40 "$work/norepo-2.serial.log"
-            kill -9 "$QEMU_PID" 2>/dev/null
+            vm_kill "$QEMU_PID"
         fi
         repo_stop
     else
         fail "6: repository down: key login as admin (see $work/norepo.serial.log)"
         tail -40 "$work/norepo.serial.log"
-        kill -9 "$QEMU_PID" 2>/dev/null
+        vm_kill "$QEMU_PID"
     fi
     echo "6: $(secs "$t6" "$(now)") s"
 fi
@@ -831,7 +841,7 @@ tts_boot() {
     if ! wait_ssh "$P_SSH" "$user"; then
         fail "0.$r: $v: key login as $user (see $work/tts-$v-$r.serial.log)"
         tail -40 "$work/tts-$v-$r.serial.log"
-        kill -9 "$QEMU_PID" 2>/dev/null; wait "$QEMU_PID" 2>/dev/null
+        vm_kill "$QEMU_PID"
         return
     fi
     local t=$BOOT_TO_SSH
@@ -868,7 +878,7 @@ tts_boot() {
         fi
         echo "0.1: $v: own units before the login: $own"
     fi
-    kill -9 "$QEMU_PID" 2>/dev/null; wait "$QEMU_PID" 2>/dev/null
+    vm_kill "$QEMU_PID"
 }
 
 t0u=$(now)
@@ -900,12 +910,12 @@ runs = {name: [float(x) for x in arg.split()] for name, arg in zip(("none", "clo
 med = {name: statistics.median(v) if v else None for name, v in runs.items()}
 for name, v in runs.items():
     m = med[name]
-    extra = f" (+{m - med['none']:.1f} s)" if m is not None and med["none"] is not None and name != "none" else ""
+    extra = f" ({m - med['none']:+.1f} s)" if m is not None and med["none"] is not None and name != "none" else ""
     print(f"time to SSH, {name}: median {m if m is None else f'{m:.1f}'} s{extra} over {len(v)} boot(s): {' '.join(f'{x:.1f}' for x in v)}")
 if None not in med.values():
     ci, bw = med["cloud-init"] - med["none"], med["bollwerk"] - med["none"]
     verdict = "held" if bw <= ci / 3 else "NOT held"
-    print(f"target (bollwerk adds at most 1/3 of what cloud-init adds): +{bw:.1f} s vs +{ci:.1f} s / 3 = {ci / 3:.1f} s: {verdict}")
+    print(f"target (bollwerk adds at most 1/3 of what cloud-init adds): {bw:+.1f} s vs {ci:+.1f} s / 3 = {ci / 3:.1f} s: {verdict}")
 PY
 echo "first boot by stage: 1: local ${fb1:-?} s${split5:+; 5: $split5}${split6:+; 6: $split6}"
 echo "total: $(secs "$t0" "$(now)") s"
