@@ -41,7 +41,8 @@ pub const NETWORK_UNIT: &str = "bollwerk-firstboot-network.service";
 
 /// Host key types a live first boot generates before sshd starts: each takes well under a
 /// second even under emulation. `ssh-keygen -A` adds the rest (RSA, seconds of prime search:
-/// 4 to 9 s under QEMU's TCG) after sshd is up, in the audit stage ([`complete_host_keys`]).
+/// 4 to 9 s under QEMU's TCG) after sshd is up, in the audit stage ([`complete_host_keys`]);
+/// sshd offers them from its next start.
 const FAST_HOST_KEYS: &[&str] = &["ed25519", "ecdsa"];
 
 /// SSH host key files `ssh-keygen -A` creates.
@@ -1170,20 +1171,13 @@ fn verify_stored(root: &Root, runner: &dyn Runner, loaded: &Loaded) -> Result<Ve
 }
 
 /// Generates the host key types the local stage left for after sshd (`ssh-keygen -A` creates
-/// only the missing ones) and reloads sshd so it offers them too (nothing when sshd is not
-/// running: it loads them when it starts). The outcome, for the first-boot report.
+/// only the missing ones); the outcome, for the first-boot report. sshd is not reloaded: a
+/// reload re-executes it, and connections being opened at that moment (automation logging in
+/// right after boot) are reset. It offers them from its next start; ed25519 and ECDSA, which
+/// every current client speaks, it offers from the first login.
 fn complete_host_keys(root: &Root, runner: &dyn Runner) -> serde_json::Value {
     let started = Instant::now();
-    let unit = format!("{}.service", crate::modules::sshd::service_unit(root));
-    let res = runner
-        .run_ok(root, &Cmd::in_root("/usr/bin/ssh-keygen", &["-A"]))
-        .and_then(|_| {
-            runner.run_ok(
-                root,
-                &Cmd::in_root("/usr/bin/systemctl", &["try-reload-or-restart", &unit]),
-            )
-        });
-    match res {
+    match runner.run_ok(root, &Cmd::in_root("/usr/bin/ssh-keygen", &["-A"])) {
         Ok(_) => json!({ "ok": true, "ms": started.elapsed().as_millis() as u64 }),
         Err(e) => {
             tracing::warn!("completing the SSH host keys: {e}");
