@@ -361,3 +361,65 @@ fn paths_resolve_symlinks_inside_the_root() {
         "changed\n"
     );
 }
+
+/// What a test process killed mid-run leaves behind, a `bw-<pid>-…` cgroup whose processes still
+/// run (a booted container's PID 1 outlives its killed systemd-nspawn), is killed and removed by
+/// the next test process's first testbed use.
+#[test]
+fn a_dead_test_processs_container_cgroup_is_killed_and_removed() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(tb) = testbed_or_skip("a_dead_test_processs_container_cgroup_is_killed_and_removed")
+    else {
+        return;
+    };
+    // A PID that no longer exists: a child that has exited.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let cg = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(|b| Path::new(b).join(format!("{NETNS_PREFIX}{dead}-selftest")))
+        .find(|cg| {
+            let made = std::fs::create_dir(cg).is_ok();
+            if made && !cg.join("cgroup.kill").exists() {
+                let _ = std::fs::remove_dir(cg); // not a cgroup v2 group
+            }
+            made && cg.join("cgroup.kill").exists()
+        })
+        .expect("no cgroup v2 hierarchy with cgroup.kill (Linux 5.14) to create a group in");
+    // The "container": a process moved into the group, as the container tests do with nspawn.
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "echo $$ > \"$1/cgroup.procs\" && exec sleep 600",
+            "sh",
+        ])
+        .arg(&cg)
+        .spawn()
+        .unwrap();
+    let populated = || {
+        std::fs::read_to_string(cg.join("cgroup.events"))
+            .is_ok_and(|e| e.lines().any(|l| l == "populated 1"))
+    };
+    let t = Instant::now();
+    while !populated() && t.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(populated(), "the process did not join {}", cg.display());
+
+    cleanup_stale_now(&tb).unwrap();
+
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed().as_secs() < 15,
+            "the process in the stale cgroup still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(!cg.exists(), "{} was not removed", cg.display());
+}

@@ -617,6 +617,22 @@ fn cleanup_stale(cache: &Path) {
     }
 }
 
+/// Runs the cleanup of what dead test processes left behind now, under the testbed lock, as a
+/// test process's first testbed use does (for the harness's self-test).
+pub fn cleanup_stale_now(tb: &Testbed) -> Result<(), String> {
+    let lock_path = tb.cache.join(".testbed.lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    cleanup_stale(&tb.cache);
+    Ok(())
+}
+
 /// SIGKILLs every process in the cgroup v2 tree `dir` (`cgroup.kill`, Linux 5.14) and waits
 /// up to 10 s until it is empty. A booted container's PID 1 lives in its own PID namespace:
 /// killing systemd-nspawn does not end it, this does.
