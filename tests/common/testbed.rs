@@ -298,15 +298,7 @@ fn acquire_uncached() -> Result<Testbed, String> {
         .map_err(|e| format!("resolve {}: {e}", cache.display()))?;
 
     // One process at a time builds, extracts and cleans up.
-    let lock_path = cache.join(".testbed.lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    let lock = lock_cache(&cache)?;
 
     let tarball = ensure_tarball(&cache)?;
     let key = tarball_key(&tarball)?;
@@ -314,7 +306,7 @@ fn acquire_uncached() -> Result<Testbed, String> {
     if !lower.is_dir() {
         extract(&cache, &tarball, &lower)?;
     }
-    cleanup_stale(&cache);
+    cleanup_stale(&cache, true);
     drop(lock);
     Ok(Testbed {
         cache,
@@ -552,14 +544,15 @@ fn extract(cache: &Path, tarball: &Path, lower: &Path) -> Result<(), String> {
 /// `bw-<pid>-…` cgroups of booted containers (every process in them killed first: a container's
 /// PID 1 outlives a killed systemd-nspawn), for PIDs that no longer exist. Called under the
 /// lock, before this process creates anything.
-fn cleanup_stale(cache: &Path) {
+fn cleanup_stale(cache: &Path, first_use: bool) {
     let me = std::process::id();
     let stale_pid = |name: &str| -> bool {
         let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             return false;
         };
-        // Our own PID can only be a leftover of an earlier process: we have created nothing yet.
-        pid == me || !Path::new(&format!("/proc/{pid}")).exists()
+        // At the first use our own PID can only be a leftover of an earlier process: we have
+        // created nothing yet. Later, it is ours and in use.
+        (first_use && pid == me) || !Path::new(&format!("/proc/{pid}")).exists()
     };
     if let Ok(entries) = fs::read_dir(cache.join("run")) {
         for e in entries.flatten() {
@@ -618,9 +611,17 @@ fn cleanup_stale(cache: &Path) {
 }
 
 /// Runs the cleanup of what dead test processes left behind now, under the testbed lock, as a
-/// test process's first testbed use does (for the harness's self-test).
+/// test process's first testbed use does (for the harness's self-test); what this process made
+/// is left alone.
 pub fn cleanup_stale_now(tb: &Testbed) -> Result<(), String> {
-    let lock_path = tb.cache.join(".testbed.lock");
+    let _lock = lock_cache(&tb.cache)?;
+    cleanup_stale(&tb.cache, false);
+    Ok(())
+}
+
+/// Takes the cache's exclusive lock (`$CACHE/.testbed.lock`), held until the file is dropped.
+fn lock_cache(cache: &Path) -> Result<File, String> {
+    let lock_path = cache.join(".testbed.lock");
     let lock = File::options()
         .create(true)
         .truncate(false)
@@ -629,8 +630,7 @@ pub fn cleanup_stale_now(tb: &Testbed) -> Result<(), String> {
         .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
     lock.lock()
         .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    cleanup_stale(&tb.cache);
-    Ok(())
+    Ok(lock)
 }
 
 /// SIGKILLs every process in the cgroup v2 tree `dir` (`cgroup.kill`, Linux 5.14) and waits
