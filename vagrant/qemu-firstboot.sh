@@ -38,23 +38,8 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 . "$here/vm-lib.sh"
-bin="" keep=0
-while [ $# -gt 0 ]; do
-    case $1 in
-        --bin) bin=$2; shift 2 ;;
-        --keep) keep=1; shift ;;
-        *) echo "usage: $0 [--bin PATH] [--keep]" >&2; exit 2 ;;
-    esac
-done
-
-skip() {
-    echo "SKIPPED: qemu-firstboot: $*" >&2
-    if [ "${BOLLWERK_REQUIRE_SYSTEM_TESTS:-0}" = 1 ]; then
-        echo "FAIL: BOLLWERK_REQUIRE_SYSTEM_TESTS=1 and a prerequisite is missing" >&2
-        exit 1
-    fi
-    exit 77
-}
+vm_args "$0" "$@"
+skip() { vm_skip qemu-firstboot "$*"; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (overlay mount, mkfs.ext4 -d with owners)"
 for t in qemu-system-x86_64 cloud-localds mkfs.ext4 ssh ssh-keygen ssh-keyscan sshpass python3 zstd tar; do
@@ -63,27 +48,8 @@ done
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
 grep -qw overlay /proc/filesystems || skip "no overlayfs"
 
-cache=${BOLLWERK_TESTBED_CACHE:-$repo/target/testbed}
-"$repo/tests/testbed/build-rootfs.sh" "$cache" >&2 || skip "the testbed rootfs could not be built"
-tarball=$(readlink -f "$cache/rootfs.tar.zst")
-key=$(basename "$tarball" .tar.zst); key=${key#rootfs-}
-lower=$cache/lower-$key
-if [ ! -d "$lower" ]; then
-    tmp=$(mktemp -d "$cache/lower-tmp.XXXX")
-    zstd -dc "$tarball" | tar -C "$tmp" --numeric-owner --xattrs --xattrs-include='*' -xf - || skip "cannot extract $tarball"
-    mv "$tmp" "$lower" 2>/dev/null || rm -rf "$tmp"
-fi
-vm_kernel "$lower" || skip "the rootfs has no kernel (linux-image-amd64)"
-kernel=$VM_KERNEL initrd=$VM_INITRD
-
-if [ -z "$bin" ]; then
-    bin=$repo/target/x86_64-unknown-linux-musl/release/bollwerk
-    if [ ! -x "$bin" ]; then
-        (cd "$repo" && CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --target x86_64-unknown-linux-musl >&2) \
-            || skip "cannot build the static binary"
-    fi
-fi
-[ -x "$bin" ] || skip "no bollwerk binary at $bin"
+vm_inputs qemu-firstboot "$repo"
+lower=$VM_LOWER kernel=$VM_KERNEL initrd=$VM_INITRD bin=$VM_BIN keep=$VM_KEEP
 
 vm_detect_accel
 accel=$VM_ACCEL qemu_accel=("${VM_QEMU_ACCEL[@]}")

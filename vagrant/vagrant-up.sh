@@ -29,23 +29,9 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-bin="" keep=0
-while [ $# -gt 0 ]; do
-    case $1 in
-        --bin) bin=$2; shift 2 ;;
-        --keep) keep=1; shift ;;
-        *) echo "usage: $0 [--bin PATH] [--keep]" >&2; exit 2 ;;
-    esac
-done
-
-skip() {
-    echo "SKIPPED: vagrant-up: $*" >&2
-    if [ "${BOLLWERK_REQUIRE_SYSTEM_TESTS:-0}" = 1 ]; then
-        echo "FAIL: BOLLWERK_REQUIRE_SYSTEM_TESTS=1 and a prerequisite is missing" >&2
-        exit 1
-    fi
-    exit 77
-}
+. "$here/vm-lib.sh"
+vm_args "$0" "$@"
+skip() { vm_skip vagrant-up "$*"; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (overlay mount, mkfs.ext4 -d with owners, running Vagrant as another user)"
 for t in vagrant virsh qemu-system-x86_64 qemu-img mkfs.ext4 setpriv ssh ssh-keygen sshpass python3 zstd tar; do
@@ -58,27 +44,8 @@ vuser=${BOLLWERK_VAGRANT_USER:-nobody}
 id "$vuser" >/dev/null 2>&1 || skip "no user $vuser to run Vagrant and the libvirt session daemon as"
 vgroup=$(id -gn "$vuser")
 
-cache=${BOLLWERK_TESTBED_CACHE:-$repo/target/testbed}
-"$repo/tests/testbed/build-rootfs.sh" "$cache" >&2 || skip "the testbed rootfs could not be built"
-tarball=$(readlink -f "$cache/rootfs.tar.zst")
-key=$(basename "$tarball" .tar.zst); key=${key#rootfs-}
-lower=$cache/lower-$key
-if [ ! -d "$lower" ]; then
-    tmp=$(mktemp -d "$cache/lower-tmp.XXXX")
-    zstd -dc "$tarball" | tar -C "$tmp" --numeric-owner --xattrs --xattrs-include='*' -xf - || skip "cannot extract $tarball"
-    mv "$tmp" "$lower" 2>/dev/null || rm -rf "$tmp"
-fi
-kernel=$(ls "$lower"/boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)
-initrd=$(ls "$lower"/boot/initrd.img-* 2>/dev/null | sort -V | tail -1)
-[ -n "$kernel" ] && [ -n "$initrd" ] || skip "the rootfs has no kernel (linux-image-amd64)"
-
-if [ -z "$bin" ]; then
-    bin=$repo/target/x86_64-unknown-linux-musl/release/bollwerk
-    if [ ! -x "$bin" ]; then
-        (cd "$repo" && cargo build --release --target x86_64-unknown-linux-musl >&2) || skip "cannot build the static binary"
-    fi
-fi
-[ -x "$bin" ] || skip "no bollwerk binary at $bin"
+vm_inputs vagrant-up "$repo"
+lower=$VM_LOWER kernel=$VM_KERNEL initrd=$VM_INITRD bin=$VM_BIN keep=$VM_KEEP
 
 # KVM only where it really runs guests (not kvm_pvm, which has no vmx/svm), and only when the
 # unprivileged user may open /dev/kvm.

@@ -1,13 +1,73 @@
 # Sourced, not run: turning a Debian 12 root tree (the testbed rootfs, or a hardened copy of
-# it, with linux-image-amd64) into a QEMU guest. Used by vagrant/qemu-firstboot.sh and
-# tests/testbed/scanners.sh (Lynis in a VM).
+# it, with linux-image-amd64) into a QEMU guest. Used by vagrant/qemu-firstboot.sh,
+# vagrant/vagrant-up.sh (the harnesses' shared start) and tests/testbed/scanners.sh (Lynis in a VM).
 #
+#   vm_args NAME ARGS...     parses --bin PATH and --keep into VM_BIN and VM_KEEP (exit 2 on
+#                            anything else)
+#   vm_skip NAME REASON      prints why NAME is skipped; exit 77, or 1 with
+#                            BOLLWERK_REQUIRE_SYSTEM_TESTS=1
+#   vm_lower REPO            builds or reuses the testbed rootfs (BOLLWERK_TESTBED_CACHE, default
+#                            REPO/target/testbed) and extracts it once; sets VM_LOWER, 1 on failure
+#   vm_bin REPO              VM_BIN, or the static musl release build (built when missing)
+#   vm_inputs NAME REPO      vm_lower, vm_kernel and vm_bin, skipping NAME (vm_skip) when one fails
 #   vm_detect_accel          sets VM_ACCEL (kvm|tcg; BOLLWERK_VM_ACCEL overrides) and the array
 #                            VM_QEMU_ACCEL (qemu's -accel/-cpu arguments)
 #   vm_prepare_root ROOT H   host name H, /etc/hosts, resolv.conf for QEMU's user network, an
 #                            empty machine-id, a root line in /etc/fstab, networkd DHCP on en*/eth*
 #   vm_kernel ROOT           sets VM_KERNEL and VM_INITRD (newest in ROOT/boot), 1 if none
 #   vm_make_image ROOT IMG   a 4 GiB raw ext4 image (label root) with ROOT's tree, owners, xattrs
+
+vm_args() {
+    local name=$1; shift
+    VM_BIN="" VM_KEEP=0
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --bin) VM_BIN=$2; shift 2 ;;
+            --keep) VM_KEEP=1; shift ;;
+            *) echo "usage: $name [--bin PATH] [--keep]" >&2; exit 2 ;;
+        esac
+    done
+}
+
+vm_skip() {
+    echo "SKIPPED: $1: $2" >&2
+    if [ "${BOLLWERK_REQUIRE_SYSTEM_TESTS:-0}" = 1 ]; then
+        echo "FAIL: BOLLWERK_REQUIRE_SYSTEM_TESTS=1 and a prerequisite is missing" >&2
+        exit 1
+    fi
+    exit 77
+}
+
+vm_lower() {
+    local cache=${BOLLWERK_TESTBED_CACHE:-$1/target/testbed} tarball key tmp
+    "$1/tests/testbed/build-rootfs.sh" "$cache" >&2 || return 1
+    tarball=$(readlink -f "$cache/rootfs.tar.zst")
+    key=$(basename "$tarball" .tar.zst); key=${key#rootfs-}
+    VM_LOWER=$cache/lower-$key
+    if [ ! -d "$VM_LOWER" ]; then
+        tmp=$(mktemp -d "$cache/lower-tmp.XXXX")
+        zstd -dc "$tarball" | tar -C "$tmp" --numeric-owner --xattrs --xattrs-include='*' -xf - \
+            || { rm -rf "$tmp"; return 1; }
+        mv "$tmp" "$VM_LOWER" 2>/dev/null || rm -rf "$tmp"
+    fi
+}
+
+vm_bin() {
+    if [ -z "$VM_BIN" ]; then
+        VM_BIN=$1/target/x86_64-unknown-linux-musl/release/bollwerk
+        if [ ! -x "$VM_BIN" ]; then
+            (cd "$1" && CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release \
+                --target x86_64-unknown-linux-musl >&2) || return 1
+        fi
+    fi
+    [ -x "$VM_BIN" ]
+}
+
+vm_inputs() {
+    vm_lower "$2" || vm_skip "$1" "the testbed rootfs could not be built or extracted"
+    vm_kernel "$VM_LOWER" || vm_skip "$1" "the rootfs has no kernel (linux-image-amd64)"
+    vm_bin "$2" || vm_skip "$1" "no bollwerk binary (${VM_BIN:-the static build failed})"
+}
 
 vm_detect_accel() {
     # KVM only where it really runs guests (not kvm_pvm, which has no vmx/svm).
