@@ -893,8 +893,7 @@ pub fn run(
     let t_verified = started.elapsed();
     // Before sshd starts only what a safe first login needs: on a live system the audit runs
     // later, in its own unit (it is read-only, the host is hardened already).
-    let defer_audit = before_sshd;
-    let audit = if defer_audit {
+    let audit = if before_sshd {
         json!({ "queued": AUDIT_UNIT })
     } else {
         firstboot_audit(&root, runner, &prep.loaded)
@@ -938,7 +937,7 @@ pub fn run(
     let final_note =
         crate::modules::firstboot::hand_over_final(&root, runner, &instance_id, &deferred)?;
     // Queued after the final stage (ordered after it) and with the profile stored.
-    if defer_audit && !queue_audit(&root, runner) {
+    if before_sshd && !queue_audit(&root, runner) {
         if !actions.host_keys_deferred.is_empty() {
             doc["instance"]["host_keys_completed"] = complete_host_keys(&root, runner);
         }
